@@ -1,0 +1,390 @@
+// Node-API bindings. Heavy calls run on libuv's pool as AsyncWorkers and return Promises; the typed
+// arrays they read or fill are referenced (not copied) until the work completes.
+#include <napi.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "common/errors.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
+#include "cpu/reference.h"
+#include "model.h"
+#include "tensor_io.h"
+#include "testing.h"
+
+namespace diffpo {
+namespace {
+
+class Job : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<void()>;
+  using Done = std::function<Napi::Value(Napi::Env)>;
+  Job(Napi::Env env, Work work, Done done, std::function<void()> finally)
+      : Napi::AsyncWorker(env), work_(std::move(work)), done_(std::move(done)), finally_(std::move(finally)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  void keep(Napi::Value v) { refs_.push_back(Napi::Persistent(v)); }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const Error& e) {
+      code_ = e.code;
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "ERR_OUT_OF_MEMORY";
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      code_ = "ERR_NATIVE";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    if (finally_) finally_();
+    deferred_.Resolve(done_ ? done_(Env()) : Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    if (finally_) finally_();
+    Napi::Error err = Napi::Error::New(Env(), e.Message());
+    err.Set("code", Napi::String::New(Env(), code_));
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Work work_;
+  Done done_;
+  std::function<void()> finally_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::Reference<Napi::Value>> refs_;
+  std::string code_ = "ERR_NATIVE";
+};
+
+[[noreturn]] void throw_js(Napi::Env env, const std::string& code, const std::string& msg) {
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+template <typename F>
+auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw_js(env, e.code, e.what());
+  } catch (const std::bad_alloc&) {
+    throw_js(env, "ERR_OUT_OF_MEMORY", "out of memory");
+  }
+}
+
+// Typed-array accessors with length checks (the JS layer validates first; these stop a bad call from
+// reading past a buffer).
+template <typename T, napi_typedarray_type kind>
+T* typed(const Napi::Value& v, size_t min_len, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
+    throw_js(v.Env(), "ERR_INVALID_ARGUMENT", std::string(what) + " has the wrong array type");
+  auto arr = v.As<Napi::TypedArrayOf<T>>();
+  if (arr.ElementLength() < min_len)
+    throw_js(v.Env(), "ERR_INVALID_ARGUMENT", std::string(what) + " is shorter than expected");
+  return arr.Data();
+}
+
+int get_int(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int32Value(); }
+double get_num(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
+bool get_bool(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
+
+ModelConfig parse_config(const Napi::Object& o) {
+  ModelConfig c;
+  c.d_model = get_int(o, "d_model");
+  c.n_heads = get_int(o, "n_heads");
+  c.n_kv_heads = get_int(o, "n_kv_heads");
+  c.n_layers = get_int(o, "n_layers");
+  c.mlp_hidden_size = get_int(o, "mlp_hidden_size");
+  c.vocab_size = get_int(o, "vocab_size");
+  c.embedding_size = get_int(o, "embedding_size");
+  c.mask_token_id = get_int(o, "mask_token_id");
+  c.rope_theta = get_num(o, "rope_theta");
+  c.rms_norm_eps = get_num(o, "rms_norm_eps");
+  c.weight_tying = get_bool(o, "weight_tying");
+  c.scale_logits = get_bool(o, "scale_logits");
+  c.input_emb_norm = get_bool(o, "input_emb_norm");
+  c.max_sequence_length = get_int(o, "max_sequence_length");
+  return c;
+}
+
+Napi::Object check_to_js(Napi::Env env, const CheckResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("forward", r.forward_error);
+  Napi::Object b = Napi::Object::New(env), rb = Napi::Object::New(env);
+  for (auto& kv : r.backward_error) b.Set(kv.first, kv.second);
+  for (auto& kv : r.reference_backward_error) rb.Set(kv.first, kv.second);
+  o.Set("backward", b);
+  o.Set("referenceBackward", rb);
+  return o;
+}
+
+// Views over a Block that keep it alive (the model may be disposed while JS still holds them).
+Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block) {
+  auto* keep = new BlockPtr(block);
+  return Napi::ArrayBuffer::New(env, block->data, block->size * sizeof(float),
+                                [](Napi::Env, void*, BlockPtr* hint) { delete hint; }, keep);
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("tensors", &NativeModel::Tensors),
+                        InstanceMethod("paramBuffer", &NativeModel::ParamBuffer),
+                        InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
+                        InstanceMethod("initRandom", &NativeModel::InitRandom),
+                        InstanceMethod("zeroGrad", &NativeModel::ZeroGrad),
+                        InstanceMethod("logits", &NativeModel::Logits),
+                        InstanceMethod("logprobLoss", &NativeModel::LogprobLoss),
+                        InstanceMethod("adamwStep", &NativeModel::AdamwStep),
+                        InstanceMethod("loadTensors", &NativeModel::LoadTensors),
+                        InstanceMethod("saveSafetensors", &NativeModel::SaveSafetensors),
+                        InstanceMethod("cancel", &NativeModel::Cancel),
+                        InstanceMethod("dispose", &NativeModel::Dispose)});
+  }
+
+  NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    Napi::Env env = info.Env();
+    const ModelConfig cfg = parse_config(info[0].As<Napi::Object>());
+    const int threads = info[1].As<Napi::Number>().Int32Value();
+    const std::string backend = info[2].As<Napi::String>().Utf8Value();
+    guarded(env, [&] {
+      std::unique_ptr<Backend> be;
+      if (backend == "reference")
+        be.reset(new ReferenceBackend());
+      else
+        be.reset(new CpuBackend(threads));
+      model_.reset(new Model(cfg, std::move(be)));
+      return 0;
+    });
+  }
+
+ private:
+  Model& live(Napi::Env env) {
+    if (!model_) throw_js(env, "ERR_DISPOSED", "the model was disposed");
+    if (busy_) throw_js(env, "ERR_BUSY", "the model is running another operation");
+    return *model_;
+  }
+  // Starts a job holding the model; the model is freed after it if dispose() came in meanwhile.
+  Napi::Value start(Napi::Env env, Job::Work work, Job::Done done, std::vector<Napi::Value> keep) {
+    busy_ = true;
+    model_->cancel = false;
+    auto* job = new Job(env, std::move(work), std::move(done), [this] {
+      busy_ = false;
+      if (dispose_pending_) model_.reset();
+      Unref();
+    });
+    for (auto& v : keep) job->keep(v);
+    job->keep(Value());
+    Ref();
+    job->Queue();
+    return job->promise();
+  }
+
+  Napi::Value Tensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_) throw_js(env, "ERR_DISPOSED", "the model was disposed");
+    const auto& ts = model_->tensors();
+    Napi::Array arr = Napi::Array::New(env, ts.size());
+    for (size_t i = 0; i < ts.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", ts[i].name);
+      Napi::Array shape = Napi::Array::New(env, ts[i].shape.size());
+      for (size_t j = 0; j < ts[i].shape.size(); j++) shape.Set((uint32_t)j, (double)ts[i].shape[j]);
+      o.Set("shape", shape);
+      o.Set("offset", (double)ts[i].offset);
+      o.Set("numel", (double)ts[i].numel);
+      arr.Set((uint32_t)i, o);
+    }
+    return arr;
+  }
+  Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
+    if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
+    return block_buffer(info.Env(), model_->params());
+  }
+  Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
+    if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
+    return guarded(info.Env(), [&] { return block_buffer(info.Env(), model_->grads()); });
+  }
+  Napi::Value InitRandom(const Napi::CallbackInfo& info) {
+    Model& m = live(info.Env());
+    m.init_random((uint64_t)info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().FloatValue());
+    return info.Env().Undefined();
+  }
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    live(info.Env()).zero_grad();
+    return info.Env().Undefined();
+  }
+  // logits(ids, keymask|null, B, T, out)
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    const int B = info[2].As<Napi::Number>().Int32Value(), T = info[3].As<Napi::Number>().Int32Value();
+    const size_t N = (size_t)B * T;
+    int32_t* ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
+    uint8_t* mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
+    float* out = typed<float, napi_float32_array>(info[4], N * m.config().embedding_size, "logits output");
+    return start(env, [&m, ids, mask, B, T, out] { m.logits(ids, mask, B, T, out); }, nullptr,
+                 {info[0], info[1], info[4]});
+  }
+  // logprobLoss(ids, keymask|null, B, T, rows, targets, weights, logpOut|null, backward) -> loss
+  Napi::Value LogprobLoss(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    const int B = info[2].As<Napi::Number>().Int32Value(), T = info[3].As<Napi::Number>().Int32Value();
+    const size_t N = (size_t)B * T;
+    int32_t* ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
+    uint8_t* mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
+    const int S = (int)info[4].As<Napi::Int32Array>().ElementLength();
+    int32_t* rows = typed<int32_t, napi_int32_array>(info[4], S, "rows");
+    int32_t* targets = typed<int32_t, napi_int32_array>(info[5], S, "targets");
+    float* weights = typed<float, napi_float32_array>(info[6], S, "weights");
+    float* logp = info[7].IsNull() ? nullptr : typed<float, napi_float32_array>(info[7], S, "logp output");
+    const bool backward = info[8].ToBoolean().Value();
+    auto loss = std::make_shared<double>(0.0);
+    return start(
+        env,
+        [&m, ids, mask, B, T, rows, targets, weights, S, logp, backward, loss] {
+          *loss = m.logprob_loss(ids, mask, B, T, rows, targets, weights, S, logp, backward);
+        },
+        [loss](Napi::Env e) { return Napi::Number::New(e, *loss); },
+        {info[0], info[1], info[4], info[5], info[6], info[7]});
+  }
+  // adamwStep({lr, beta1, beta2, eps, weightDecay, gradScale, t, maxGradNorm}) -> grad norm
+  Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Napi::Object o = info[0].As<Napi::Object>();
+    AdamWStep s{(float)get_num(o, "lr"),     (float)get_num(o, "beta1"),       (float)get_num(o, "beta2"),
+                (float)get_num(o, "eps"),    (float)get_num(o, "weightDecay"), (float)get_num(o, "gradScale"),
+                get_int(o, "t")};
+    const float max_norm = (float)get_num(o, "maxGradNorm");
+    auto norm = std::make_shared<double>(0.0);
+    return start(env, [&m, s, max_norm, norm] { *norm = m.adamw_step(s, max_norm); },
+                 [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {});
+  }
+  // loadTensors([{file, byteOffset, count, dtype: 0|1|2, dstOffset}])
+  Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<TensorRead> reads;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object o = arr.Get(i).As<Napi::Object>();
+      TensorRead r{o.Get("file").As<Napi::String>().Utf8Value(), (uint64_t)get_num(o, "byteOffset"),
+                   (uint64_t)get_num(o, "count"), (DType)get_int(o, "dtype"), (size_t)get_num(o, "dstOffset")};
+      bool known = false;
+      for (const auto& t : m.tensors()) known |= t.offset == r.dst_offset && t.numel == r.count;
+      if (!known) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor read does not match a parameter tensor");
+      reads.push_back(std::move(r));
+    }
+    float* dst = m.params()->data;
+    return start(env, [reads, dst] { read_tensors(reads, dst); }, nullptr, {});
+  }
+  // saveSafetensors(path, header, [{srcOffset, count}], dtype)
+  Napi::Value SaveSafetensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    const std::string header = info[1].As<Napi::String>().Utf8Value();
+    Napi::Array arr = info[2].As<Napi::Array>();
+    std::vector<TensorWrite> writes;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object o = arr.Get(i).As<Napi::Object>();
+      TensorWrite w{(size_t)get_num(o, "srcOffset"), (size_t)get_num(o, "count")};
+      if (w.src_offset + w.count > m.params()->size) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor write out of range");
+      writes.push_back(w);
+    }
+    const DType dtype = (DType)info[3].As<Napi::Number>().Int32Value();
+    const float* src = m.params()->data;
+    return start(env, [path, header, writes, src, dtype] { write_safetensors(path, header, writes, src, dtype); },
+                 nullptr, {});
+  }
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    if (model_) model_->cancel = true;
+    return info.Env().Undefined();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (busy_) {
+      dispose_pending_ = true;
+      model_->cancel = true;
+    } else {
+      model_.reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<Model> model_;
+  bool busy_ = false, dispose_pending_ = false;
+};
+
+Napi::Value OpCheckNames(const Napi::CallbackInfo& info) {
+  auto names = op_check_names();
+  Napi::Array arr = Napi::Array::New(info.Env(), names.size());
+  for (size_t i = 0; i < names.size(); i++) arr.Set((uint32_t)i, names[i]);
+  return arr;
+}
+
+Napi::Value OpCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&] {
+    return check_to_js(env, op_check(info[0].As<Napi::String>().Utf8Value(), (uint64_t)info[1].As<Napi::Number>().Int64Value()));
+  });
+}
+
+Napi::Value ModelCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&] {
+    return check_to_js(env, model_check(parse_config(info[0].As<Napi::Object>()), (uint64_t)info[1].As<Napi::Number>().Int64Value()));
+  });
+}
+
+// gemmBench(M, N, K, threads, reps, kernel: 'auto'|'portable') -> best GFLOP/s for C = A B^T (linear layout)
+Napi::Value GemmBench(const Napi::CallbackInfo& info) {
+  const int M = info[0].As<Napi::Number>().Int32Value(), N = info[1].As<Napi::Number>().Int32Value(),
+            K = info[2].As<Napi::Number>().Int32Value(), threads = info[3].As<Napi::Number>().Int32Value(),
+            reps = info[4].As<Napi::Number>().Int32Value();
+  const bool portable = info[5].As<Napi::String>().Utf8Value() == "portable";
+  std::vector<float> A((size_t)M * K, 0.5f), B((size_t)N * K, 0.25f), C((size_t)M * N);
+  ThreadPool pool(threads);
+  double best = 0;
+  for (int r = 0; r < reps; r++) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (portable)
+      sgemm_portable(M, N, K, {A.data(), K, 1}, {B.data(), 1, K}, C.data(), N, false);
+    else
+      sgemm(M, N, K, {A.data(), K, 1}, {B.data(), 1, K}, C.data(), N, false, &pool);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * M * N * K / s / 1e9);
+  }
+  return Napi::Number::New(info.Env(), best);
+}
+
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), measure_fma_peak_gflops(info[0].As<Napi::Number>().Int32Value(),
+                                                               info[1].As<Napi::Number>().DoubleValue()));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeModel", NativeModel::Init(env));
+  exports.Set("opCheckNames", Napi::Function::New(env, OpCheckNames));
+  exports.Set("opCheck", Napi::Function::New(env, OpCheck));
+  exports.Set("modelCheck", Napi::Function::New(env, ModelCheck));
+  exports.Set("gemmBench", Napi::Function::New(env, GemmBench));
+  exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
+  exports.Set("gemmKernel", Napi::String::New(env, gemm_kernel_name()));
+  return exports;
+}
+
+}  // namespace
+}  // namespace diffpo
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return diffpo::Init(env, exports); }
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

@@ -1,0 +1,64 @@
+#include "threadpool.h"
+
+namespace diffpo {
+
+ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
+  for (int i = 1; i < threads_; i++) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::drain(int thread) {
+  for (;;) {
+    int task = next_.fetch_add(1, std::memory_order_relaxed);
+    if (task >= ntasks_) break;
+    tramp_(ctx_, task, thread);
+    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::dispatch(int ntasks, Trampoline tramp, void* ctx) {
+  std::lock_guard<std::mutex> job(job_mutex_);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    tramp_ = tramp;
+    ctx_ = ctx;
+    ntasks_ = ntasks;
+    next_.store(0);
+    remaining_.store(ntasks);
+    active_workers_ = (int)workers_.size();
+    generation_++;
+  }
+  wake_.notify_all();
+  drain(0);
+  // Wait for the tasks in flight and for every worker to leave the job (so ctx_ may go out of scope).
+  std::unique_lock<std::mutex> lk(mu_);
+  done_.wait(lk, [this] { return active_workers_ == 0 && remaining_.load() == 0; });
+}
+
+void ThreadPool::worker(int id) {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    drain(id);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      active_workers_--;
+    }
+    done_.notify_one();
+  }
+}
+
+}  // namespace diffpo

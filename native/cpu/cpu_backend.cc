@@ -1,0 +1,335 @@
+#include "cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gemm.h"
+#include "vecmath.h"
+
+namespace diffpo {
+
+namespace {
+
+// ---- row kernels (vectorised per CPU through target_clones) ----
+
+DIFFPO_VECTORIZE float rmsnorm_row(float* out, const float* x, const float* w, int D, float eps) {
+  float ss = 0.f;
+  for (int d = 0; d < D; d++) ss += x[d] * x[d];
+  const float r = 1.f / std::sqrt(ss / D + eps);
+  for (int d = 0; d < D; d++) out[d] = w[d] * (x[d] * r);
+  return r;
+}
+
+DIFFPO_VECTORIZE void rmsnorm_row_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                                           float r, int D) {
+  float dot = 0.f;
+  for (int d = 0; d < D; d++) dot += dy[d] * w[d] * x[d];
+  dot *= r / D;
+  for (int d = 0; d < D; d++) {
+    dw[d] += dy[d] * x[d] * r;
+    dx[d] += r * (dy[d] * w[d] - x[d] * r * dot);
+  }
+}
+
+// p (n) <- softmax(p * scale) over entries with mask 1 (others exactly 0); returns log-sum-exp.
+DIFFPO_VECTORIZE float softmax_row(float* p, int n, float scale, const uint8_t* mask) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++) {
+    p[j] *= scale;
+    if ((!mask || mask[j]) && p[j] > mx) mx = p[j];
+  }
+  float sum = 0.f;
+  for (int j = 0; j < n; j++) {
+    const float e = (!mask || mask[j]) ? fast_expf(p[j] - mx) : 0.f;
+    p[j] = e;
+    sum += e;
+  }
+  const float inv = 1.f / sum;
+  for (int j = 0; j < n; j++) p[j] *= inv;
+  return mx + std::log(sum);
+}
+
+DIFFPO_VECTORIZE float logsumexp_row(const float* x, int n) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++) mx = std::max(mx, x[j]);
+  float sum = 0.f;
+  for (int j = 0; j < n; j++) sum += fast_expf(x[j] - mx);
+  return mx + std::log(sum);
+}
+
+// ds = p * (dp - sum(p*dp)) * scale, in place over dp
+DIFFPO_VECTORIZE void softmax_row_backward(float* dp, const float* p, int n, float scale) {
+  float dot = 0.f;
+  for (int j = 0; j < n; j++) dot += p[j] * dp[j];
+  for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot) * scale;
+}
+
+DIFFPO_VECTORIZE void swiglu_span(float* out, const float* a, const float* b, long n) {
+  for (long i = 0; i < n; i++) out[i] = a[i] / (1.f + fast_expf(-a[i])) * b[i];
+}
+
+DIFFPO_VECTORIZE void swiglu_span_backward(float* da, float* db, const float* dout, const float* a, const float* b,
+                                           long n) {
+  for (long i = 0; i < n; i++) {
+    const float s = 1.f / (1.f + fast_expf(-a[i]));
+    db[i] = dout[i] * a[i] * s;
+    da[i] = dout[i] * b[i] * s * (1.f + a[i] * (1.f - s));
+  }
+}
+
+DIFFPO_VECTORIZE void rope_row(float* u, const float* c, const float* s, int half, float sign) {
+  for (int j = 0; j < half; j++) {
+    const float x1 = u[j], x2 = u[j + half], sn = sign * s[j];
+    u[j] = x1 * c[j] - x2 * sn;
+    u[j + half] = x2 * c[j] + x1 * sn;
+  }
+}
+
+DIFFPO_VECTORIZE void adamw_span(float* p, const float* g, float* m, float* v, long n, float lr, float b1, float b2,
+                                 float eps, float wd, float gs, float bc1, float bc2) {
+  for (long i = 0; i < n; i++) {
+    const float gi = g[i] * gs;
+    m[i] = b1 * m[i] + (1.f - b1) * gi;
+    v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
+    const float mhat = m[i] / bc1, vhat = v[i] / bc2;
+    p[i] -= lr * (wd * p[i] + mhat / (std::sqrt(vhat) + eps));
+  }
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+
+template <typename F>
+void CpuBackend::parallel_range(long n, long min_chunk, F&& fn) {
+  const long max_chunks = (long)pool_.size() * 4;
+  long chunks = std::min(max_chunks, std::max(1L, n / std::max(1L, min_chunk)));
+  pool_.run((int)chunks, [&](int c, int) {
+    const long lo = n * c / chunks, hi = n * (c + 1) / chunks;
+    if (lo < hi) fn(lo, hi);
+  });
+}
+
+float* CpuBackend::scratch(size_t floats) {
+  if (scratch_.size() < floats) scratch_.resize(floats);
+  return scratch_.data();
+}
+
+void CpuBackend::embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) {
+  parallel_range(N, 16, [&](long lo, long hi) {
+    for (long n = lo; n < hi; n++) {
+      const float* src = wte + (long)ids[n] * D;
+      float* dst = out + n * D;
+      for (int d = 0; d < D; d++) dst[d] = src[d] * scale;
+    }
+  });
+}
+
+void CpuBackend::embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int D, float scale) {
+  // Several tokens may share an id: split over columns so no two threads touch the same element.
+  parallel_range(D, 16, [&](long lo, long hi) {
+    for (int n = 0; n < N; n++) {
+      float* dst = dwte + (long)ids[n] * D;
+      const float* src = dout + (long)n * D;
+      for (long d = lo; d < hi; d++) dst[d] += src[d] * scale;
+    }
+  });
+}
+
+void CpuBackend::rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int D,
+                                 float eps) {
+  parallel_range(N, 8, [&](long lo, long hi) {
+    for (long n = lo; n < hi; n++) rstd[n] = rmsnorm_row(out + n * D, inp + n * D, w, D, eps);
+  });
+}
+
+void CpuBackend::rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                                  const float* rstd, int N, int D) {
+  // dw is a reduction over rows: each chunk sums into its own slice of scratch, then one pass adds them.
+  const int chunks = std::min(N, pool_.size() * 4);
+  float* partial = scratch((size_t)chunks * D);
+  std::fill(partial, partial + (size_t)chunks * D, 0.f);
+  pool_.run(chunks, [&](int c, int) {
+    const long lo = (long)N * c / chunks, hi = (long)N * (c + 1) / chunks;
+    for (long n = lo; n < hi; n++)
+      rmsnorm_row_backward(dinp + n * D, partial + (long)c * D, dout + n * D, inp + n * D, w, rstd[n], D);
+  });
+  for (int c = 0; c < chunks; c++)
+    for (int d = 0; d < D; d++) dw[d] += partial[(long)c * D + d];
+}
+
+void CpuBackend::linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) {
+  sgemm(N, O, I, {inp, I, 1}, {w, 1, I}, out, O, accumulate, &pool_);
+}
+
+void CpuBackend::linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
+                                 const float* w, int N, int I, int O) {
+  if (dinp) sgemm(N, I, O, {dout, O, 1}, {w, I, 1}, dinp, I, accumulate_dinp, &pool_);
+  sgemm(O, I, N, {dout, 1, O}, {inp, I, 1}, dw, I, true, &pool_);
+}
+
+void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd) {
+  const int half = hd / 2;
+  parallel_range((long)B * T, 8, [&](long lo, long hi) {
+    for (long bt = lo; bt < hi; bt++) {
+      const long t = bt % T;
+      for (int h = 0; h < nh; h++) rope_row(x + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, 1.f);
+    }
+  });
+}
+
+void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd) {
+  const int half = hd / 2;
+  parallel_range((long)B * T, 8, [&](long lo, long hi) {
+    for (long bt = lo; bt < hi; bt++) {
+      const long t = bt % T;
+      for (int h = 0; h < nh; h++) rope_row(dx + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, -1.f);
+    }
+  });
+}
+
+void CpuBackend::attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                                   const uint8_t* keymask, const AttnShape& s) {
+  const int T = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
+  const long qs = (long)H * hd, ks = (long)KV * hd;  // row strides
+  const float scale = 1.f / std::sqrt((float)hd);
+  pool_.run(s.B * H, [&](int task, int) {
+    const int b = task / H, h = task % H, g = h / group;
+    const float* qb = q + (long)b * T * qs + (long)h * hd;
+    const float* kb = k + (long)b * T * ks + (long)g * hd;
+    const float* vb = v + (long)b * T * ks + (long)g * hd;
+    float* p = att + (long)task * T * T;
+    // scores (T,T) = q_bh k_bg^T
+    sgemm(T, T, hd, {qb, qs, 1}, {kb, 1, ks}, p, T, false, nullptr);
+    const uint8_t* mask = keymask ? keymask + (long)b * T : nullptr;
+    for (int i = 0; i < T; i++) softmax_row(p + (long)i * T, T, scale, mask);
+    // out_bh (T,hd) = P v_bg
+    sgemm(T, hd, T, {p, T, 1}, {vb, ks, 1}, out + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
+  });
+}
+
+void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                                    const float* q, const float* k, const float* v, const AttnShape& s) {
+  const int T = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
+  const long qs = (long)H * hd, ks = (long)KV * hd;
+  const float scale = 1.f / std::sqrt((float)hd);
+  float* dp_all = scratch((size_t)pool_.size() * T * T);
+  // One task per (batch, kv head): the heads of a GQA group accumulate into the same dk, dv.
+  pool_.run(s.B * KV, [&](int task, int thread) {
+    const int b = task / KV, g = task % KV;
+    float* dp = dp_all + (long)thread * T * T;
+    const float* kb = k + (long)b * T * ks + (long)g * hd;
+    const float* vb = v + (long)b * T * ks + (long)g * hd;
+    float* dkb = dk + (long)b * T * ks + (long)g * hd;
+    float* dvb = dv + (long)b * T * ks + (long)g * hd;
+    for (int hi = 0; hi < group; hi++) {
+      const int h = g * group + hi;
+      const bool acc = hi > 0;
+      const float* p = att + ((long)b * H + h) * T * T;
+      const float* dob = dout + (long)b * T * qs + (long)h * hd;
+      const float* qb = q + (long)b * T * qs + (long)h * hd;
+      // dv_bg += P^T dout_bh
+      sgemm(T, hd, T, {p, 1, T}, {dob, qs, 1}, dvb, ks, acc, nullptr);
+      // dP = dout_bh v_bg^T, then dS through the softmax
+      sgemm(T, T, hd, {dob, qs, 1}, {vb, 1, ks}, dp, T, false, nullptr);
+      for (int i = 0; i < T; i++) softmax_row_backward(dp + (long)i * T, p + (long)i * T, T, scale);
+      // dq_bh = dS k_bg ; dk_bg += dS^T q_bh
+      sgemm(T, hd, T, {dp, T, 1}, {kb, ks, 1}, dq + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
+      sgemm(T, hd, T, {dp, 1, T}, {qb, qs, 1}, dkb, ks, acc, nullptr);
+    }
+  });
+}
+
+void CpuBackend::swiglu_forward(float* out, const float* a, const float* b, long n) {
+  parallel_range(n, 4096, [&](long lo, long hi) { swiglu_span(out + lo, a + lo, b + lo, hi - lo); });
+}
+
+void CpuBackend::swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) {
+  parallel_range(n, 4096,
+                 [&](long lo, long hi) { swiglu_span_backward(da + lo, db + lo, dout + lo, a + lo, b + lo, hi - lo); });
+}
+
+namespace {
+// Rows of the LM head per chunk: bounds the logits buffer to about 4M floats whatever E is.
+int lmhead_chunk_rows(int S, int E) { return std::max(1, std::min(S, (4 << 20) / std::max(1, E))); }
+}  // namespace
+
+void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
+                                        const int32_t* targets, int S, int D, int E, float scale) {
+  const int cs = lmhead_chunk_rows(S, E);
+  float* hb = scratch((size_t)cs * D + (size_t)cs * E);
+  float* logits = hb + (size_t)cs * D;
+  for (int s0 = 0; s0 < S; s0 += cs) {
+    const int n = std::min(cs, S - s0);
+    for (int i = 0; i < n; i++) std::copy(h + (long)rows[s0 + i] * D, h + (long)(rows[s0 + i] + 1) * D, hb + (long)i * D);
+    sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+    parallel_range(n, 4, [&](long lo, long hi) {
+      for (long i = lo; i < hi; i++) {
+        float* row = logits + i * E;
+        for (int e = 0; e < E; e++) row[e] *= scale;
+        lse[s0 + i] = logsumexp_row(row, E);
+        logp[s0 + i] = row[targets[s0 + i]] - lse[s0 + i];
+      }
+    });
+  }
+}
+
+void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
+                                         const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
+                                         int E, float scale) {
+  const int cs = lmhead_chunk_rows(S, E);
+  float* hb = scratch((size_t)cs * D * 2 + (size_t)cs * E);
+  float* dhb = hb + (size_t)cs * D;
+  float* logits = dhb + (size_t)cs * D;
+  for (int s0 = 0; s0 < S; s0 += cs) {
+    const int n = std::min(cs, S - s0);
+    for (int i = 0; i < n; i++) std::copy(h + (long)rows[s0 + i] * D, h + (long)(rows[s0 + i] + 1) * D, hb + (long)i * D);
+    sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+    // dlogit = dlogp * (onehot - softmax) * scale (the last factor from the logit scaling)
+    parallel_range(n, 4, [&](long lo, long hi) {
+      for (long i = lo; i < hi; i++) {
+        float* row = logits + i * E;
+        const float g = dlogp[s0 + i], l = lse[s0 + i];
+        for (int e = 0; e < E; e++) row[e] = -g * fast_expf(row[e] * scale - l) * scale;
+        row[targets[s0 + i]] += g * scale;
+      }
+    });
+    sgemm(n, D, E, {logits, E, 1}, {w, D, 1}, dhb, D, false, &pool_);
+    sgemm(E, D, n, {logits, 1, E}, {hb, D, 1}, dw, D, true, &pool_);
+    for (int i = 0; i < n; i++) {  // rows may repeat: scatter serially
+      float* dst = dh + (long)rows[s0 + i] * D;
+      for (int d = 0; d < D; d++) dst[d] += dhb[(long)i * D + d];
+    }
+  }
+}
+
+void CpuBackend::scale(float* x, long n, float s) {
+  parallel_range(n, 1 << 14, [&](long lo, long hi) {
+    for (long i = lo; i < hi; i++) x[i] *= s;
+  });
+}
+
+double CpuBackend::sum_squares(const float* x, long n) {
+  const int chunks = (int)std::min<long>(pool_.size() * 4L, std::max(1L, n / 4096));
+  double partial[256] = {};
+  const int c_used = std::min(chunks, 256);
+  pool_.run(c_used, [&](int c, int) {
+    const long lo = n * c / c_used, hi = n * (c + 1) / c_used;
+    double s = 0;
+    for (long i = lo; i < hi; i++) s += (double)x[i] * x[i];
+    partial[c] = s;
+  });
+  double total = 0;
+  for (int c = 0; c < c_used; c++) total += partial[c];
+  return total;
+}
+
+void CpuBackend::adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) {
+  const float bc1 = (float)(1.0 - std::pow((double)s.beta1, s.t)), bc2 = (float)(1.0 - std::pow((double)s.beta2, s.t));
+  parallel_range(n, 1 << 14, [&](long lo, long hi) {
+    adamw_span(p + lo, g + lo, m + lo, v + lo, hi - lo, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.grad_scale,
+               bc1, bc2);
+  });
+}
+
+}  // namespace diffpo

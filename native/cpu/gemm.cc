@@ -1,0 +1,188 @@
+#include "gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <vector>
+
+#include "../common/threadpool.h"
+#include "gemm_kernels.h"
+
+namespace diffpo {
+
+namespace {
+
+constexpr int kKC = 256, kMC = 144, kNC = 3072;  // L1 holds a B micro-panel, L2 an A block
+
+struct PackBuffers {
+  float* a = nullptr;
+  float* b = nullptr;
+  PackBuffers() {
+    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kMC * kKC));
+    b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKC * kNC));
+  }
+  ~PackBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+};
+
+// One pair of packing buffers per thread, allocated on first use only.
+PackBuffers& pack_buffers() {
+  static thread_local PackBuffers buffers;
+  return buffers;
+}
+
+// A[i0:i0+mc, k0:k0+kc] -> MR-row panels, each kc x MR (k-major), zero-padded.
+void pack_a(float* dst, MatView A, int i0, int mc, int k0, int kc) {
+  for (int ip = 0; ip < mc; ip += kMR) {
+    const int mr = std::min(kMR, mc - ip);
+    for (int k = 0; k < kc; k++) {
+      const float* src = A.p + (long)(i0 + ip) * A.rs + (long)(k0 + k) * A.cs;
+      int r = 0;
+      for (; r < mr; r++) dst[r] = src[r * A.rs];
+      for (; r < kMR; r++) dst[r] = 0.f;
+      dst += kMR;
+    }
+  }
+}
+
+// B[k0:k0+kc, j0:j0+nc] -> NR-column panels, each kc x NR (k-major), zero-padded.
+void pack_b(float* dst, MatView B, int k0, int kc, int j0, int nc) {
+  for (int jp = 0; jp < nc; jp += kNR) {
+    const int nr = std::min(kNR, nc - jp);
+    for (int k = 0; k < kc; k++) {
+      const float* src = B.p + (long)(k0 + k) * B.rs + (long)(j0 + jp) * B.cs;
+      int j = 0;
+      if (B.cs == 1)
+        for (; j < nr; j++) dst[j] = src[j];
+      else
+        for (; j < nr; j++) dst[j] = src[j * B.cs];
+      for (; j < kNR; j++) dst[j] = 0.f;
+      dst += kNR;
+    }
+  }
+}
+
+void sgemm_serial(MicroKernel kernel, int M, int N, int K, MatView A, MatView B, float* C, long ldc,
+                  bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int i = 0; i < M; i++) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  PackBuffers& buf = pack_buffers();
+  for (int jc = 0; jc < N; jc += kNC) {
+    const int nc = std::min(kNC, N - jc);
+    for (int pc = 0; pc < K; pc += kKC) {
+      const int kc = std::min(kKC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      pack_b(buf.b, B, pc, kc, jc, nc);
+      for (int ic = 0; ic < M; ic += kMC) {
+        const int mc = std::min(kMC, M - ic);
+        pack_a(buf.a, A, ic, mc, pc, kc);
+        for (int jr = 0; jr < nc; jr += kNR) {
+          const int nr = std::min(kNR, nc - jr);
+          for (int ir = 0; ir < mc; ir += kMR) {
+            const int mr = std::min(kMR, mc - ir);
+            kernel(kc, buf.a + (long)ir * kc, buf.b + (long)jr * kc, C + (long)(ic + ir) * ldc + jc + jr, ldc,
+                   mr, nr, acc);
+          }
+        }
+      }
+    }
+  }
+}
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+MicroKernel best_kernel() { return cpu_has_avx2_fma() ? microkernel_avx2 : microkernel_portable; }
+
+}  // namespace
+
+void microkernel_portable(int kc, const float* Ap, const float* Bp, float* C, long ldc, int mr, int nr,
+                          bool accumulate) {
+  float acc[kMR][kNR] = {};
+  for (int k = 0; k < kc; k++) {
+    for (int r = 0; r < kMR; r++) {
+      const float a = Ap[r];
+      for (int j = 0; j < kNR; j++) acc[r][j] += a * Bp[j];
+    }
+    Ap += kMR;
+    Bp += kNR;
+  }
+  for (int r = 0; r < mr; r++)
+    for (int j = 0; j < nr; j++) C[r * ldc + j] = (accumulate ? C[r * ldc + j] : 0.f) + acc[r][j];
+}
+
+const char* gemm_kernel_name() { return cpu_has_avx2_fma() ? "avx2-fma-6x16" : "portable-6x16"; }
+
+void sgemm_portable(int M, int N, int K, MatView A, MatView B, float* C, long ldc, bool accumulate) {
+  sgemm_serial(microkernel_portable, M, N, K, A, B, C, ldc, accumulate);
+}
+
+void sgemm(int M, int N, int K, MatView A, MatView B, float* C, long ldc, bool accumulate, ThreadPool* pool) {
+  const MicroKernel kernel = best_kernel();
+  const int threads = pool ? pool->size() : 1;
+  const double flops = 2.0 * M * N * K;
+  if (threads == 1 || flops < 2e6) {
+    sgemm_serial(kernel, M, N, K, A, B, C, ldc, accumulate);
+    return;
+  }
+  // Split the larger of M and N into one contiguous slab per thread, aligned to the micro-tile.
+  const bool split_m = (long)M * kNR >= (long)N * kMR;
+  const int extent = split_m ? M : N, align = split_m ? kMR : kNR;
+  const int units = (extent + align - 1) / align;
+  const int parts = std::min(threads, units);
+  pool->run(parts, [&](int part, int) {
+    const int u0 = (int)((long)units * part / parts), u1 = (int)((long)units * (part + 1) / parts);
+    const int lo = u0 * align, hi = std::min(extent, u1 * align);
+    if (lo >= hi) return;
+    if (split_m) {
+      MatView a = {A.p + (long)lo * A.rs, A.rs, A.cs};
+      sgemm_serial(kernel, hi - lo, N, K, a, B, C + (long)lo * ldc, ldc, accumulate);
+    } else {
+      MatView b = {B.p + (long)lo * B.cs, B.rs, B.cs};
+      sgemm_serial(kernel, M, hi - lo, K, A, b, C + lo, ldc, accumulate);
+    }
+  });
+}
+
+double measure_fma_peak_gflops(int threads, double seconds) {
+  if (!cpu_has_avx2_fma()) return 0.0;
+  const long iters = 20'000'000;  // 10 x 8 lanes x 2 flops per iteration
+  std::atomic<double> sink{0.0};
+  auto one = [&] {
+    // best of several timed runs: the machine is shared
+    double best = 0;
+    auto start = std::chrono::steady_clock::now();
+    do {
+      auto t0 = std::chrono::steady_clock::now();
+      double v = fma_loop_avx2(iters);
+      auto t1 = std::chrono::steady_clock::now();
+      double s = std::chrono::duration<double>(t1 - t0).count();
+      best = std::max(best, 160.0 * iters / s / 1e9);
+      sink.store(sink.load() + v);
+    } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds);
+    return best;
+  };
+  if (threads <= 1) return one();
+  std::vector<double> per(threads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; t++) ts.emplace_back([&, t] { per[t] = one(); });
+  for (auto& t : ts) t.join();
+  double total = 0;
+  for (double g : per) total += g;
+  return total;
+}
+
+}  // namespace diffpo

@@ -1,0 +1,309 @@
+#include "model.h"
+
+#include <cmath>
+#include <random>
+
+#include "common/errors.h"
+
+namespace diffpo {
+
+namespace {
+constexpr int kLayerTensors = 9;
+const char* kLayerNames[kLayerTensors] = {"attn_norm", "q_proj", "k_proj", "v_proj", "attn_out",
+                                          "ff_norm",   "ff_proj", "up_proj", "ff_out"};
+}  // namespace
+
+void ModelConfig::validate() const {
+  auto positive = [](int v, const char* key) {
+    require(v > 0, "ERR_CONFIG", std::string("config.") + key + " must be a positive integer, got " + std::to_string(v));
+  };
+  positive(d_model, "d_model");
+  positive(n_heads, "n_heads");
+  positive(n_kv_heads, "n_kv_heads");
+  positive(n_layers, "n_layers");
+  positive(mlp_hidden_size, "mlp_hidden_size");
+  positive(vocab_size, "vocab_size");
+  positive(embedding_size, "embedding_size");
+  require(d_model % n_heads == 0, "ERR_CONFIG", "config.n_heads must divide d_model");
+  require(n_heads % n_kv_heads == 0, "ERR_CONFIG", "config.n_kv_heads must divide n_heads");
+  require(head_dim() % 2 == 0, "ERR_CONFIG", "config.d_model / n_heads must be even for RoPE");
+  require(embedding_size >= vocab_size, "ERR_CONFIG", "config.embedding_size must be >= vocab_size");
+  require(mask_token_id >= 0 && mask_token_id < vocab_size, "ERR_CONFIG", "config.mask_token_id out of range");
+  require(rope_theta > 0 && std::isfinite(rope_theta), "ERR_CONFIG", "config.rope_theta must be positive");
+  require(rms_norm_eps > 0 && std::isfinite(rms_norm_eps), "ERR_CONFIG", "config.rms_norm_eps must be positive");
+}
+
+struct Model::Acts {
+  int B = 0, T = 0, S = 0;
+  bool train = false;
+  // per layer (train) or one shared set (inference)
+  std::vector<float*> res, xmid, rstd1, h1, q, k, v, att, y, rstd2, h2, a, b, g;
+  float *rstdf, *hf, *lse, *dres, *dh, *dq, *dk, *dv, *dy, *da, *db, *dg, *dhf, *dlogp;
+};
+
+LayerWeights layer_view(const std::vector<TensorSpec>& t, float* base, int layer) {
+  const size_t i = 1 + (size_t)layer * kLayerTensors;
+  return {base + t[i].offset,     base + t[i + 1].offset, base + t[i + 2].offset,
+          base + t[i + 3].offset, base + t[i + 4].offset, base + t[i + 5].offset,
+          base + t[i + 6].offset, base + t[i + 7].offset, base + t[i + 8].offset};
+}
+
+Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
+    : cfg_(cfg), backend_(std::move(backend)), acts_(new Acts) {
+  cfg_.validate();
+  const int64_t D = cfg_.d_model, F = cfg_.mlp_hidden_size, E = cfg_.embedding_size;
+  const int64_t KVd = (int64_t)cfg_.n_kv_heads * cfg_.head_dim();
+  size_t offset = 0;
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    size_t n = 1;
+    for (auto s : shape) n *= (size_t)s;
+    tensors_.push_back({std::move(name), std::move(shape), offset, n});
+    offset += (n + 15) / 16 * 16;  // keep every tensor 64-byte aligned
+  };
+  add("model.transformer.wte.weight", {E, D});
+  for (int l = 0; l < cfg_.n_layers; l++) {
+    const std::string p = "model.transformer.blocks." + std::to_string(l) + ".";
+    const std::vector<int64_t> shapes[kLayerTensors] = {{D}, {D, D}, {KVd, D}, {KVd, D}, {D, D},
+                                                        {D}, {F, D}, {F, D},   {D, F}};
+    for (int j = 0; j < kLayerTensors; j++) add(p + kLayerNames[j] + ".weight", shapes[j]);
+  }
+  add("model.transformer.ln_f.weight", {D});
+  if (!cfg_.weight_tying) add("model.transformer.ff_out.weight", {E, D});
+  params_ = std::make_shared<Block>(offset);
+  wte_ = params_->data + tensors_[0].offset;
+  for (int l = 0; l < cfg_.n_layers; l++) layers_.push_back(layer_view(tensors_, params_->data, l));
+  ln_f_ = params_->data + tensors_[1 + (size_t)cfg_.n_layers * kLayerTensors].offset;
+  head_ = cfg_.weight_tying ? wte_ : params_->data + tensors_.back().offset;
+  for (const auto& t : tensors_)  // norms start at 1
+    if (t.shape.size() == 1) std::fill(params_->data + t.offset, params_->data + t.offset + t.numel, 1.f);
+}
+
+Model::~Model() = default;
+
+BlockPtr Model::grads() {
+  if (!grads_) grads_ = std::make_shared<Block>(params_->size);
+  return grads_;
+}
+
+void Model::zero_grad() {
+  if (grads_) std::memset(grads_->data, 0, grads_->size * sizeof(float));
+}
+
+const float* Model::head_weight() const { return head_; }
+float* Model::head_grad() { return grads()->data + (head_ - params_->data); }
+
+void Model::init_random(uint64_t seed, float std) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, std);
+  for (const auto& t : tensors_) {
+    float* p = params_->data + t.offset;
+    if (t.shape.size() == 1)
+      std::fill(p, p + t.numel, 1.f);
+    else
+      for (size_t i = 0; i < t.numel; i++) p[i] = (float)normal(rng);
+  }
+}
+
+void Model::check_cancel() {
+  if (cancel.load(std::memory_order_relaxed)) throw Error("ABORT_ERR", "the operation was aborted");
+}
+
+void Model::validate_inputs(const int32_t* ids, const uint8_t* keymask, int B, int T) const {
+  require(B > 0 && T > 0, "ERR_INVALID_ARGUMENT", "batch and seqLen must be positive");
+  const long N = (long)B * T;
+  for (long i = 0; i < N; i++)
+    require(ids[i] >= 0 && ids[i] < cfg_.vocab_size, "ERR_INVALID_ARGUMENT",
+            "token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, vocab_size=" +
+                std::to_string(cfg_.vocab_size) + ")");
+  if (keymask)
+    for (int b = 0; b < B; b++) {
+      bool any = false;
+      for (int t = 0; t < T && !any; t++) any = keymask[(long)b * T + t] != 0;
+      require(any, "ERR_INVALID_ARGUMENT", "attention mask of sequence " + std::to_string(b) + " hides every token");
+    }
+}
+
+void Model::rope_tables(int T) {
+  if (rope_T_ >= T) return;
+  const int half = cfg_.head_dim() / 2;
+  rope_cos_.resize((size_t)T * half);
+  rope_sin_.resize((size_t)T * half);
+  for (int j = 0; j < half; j++) {
+    // as LLaDA: inv_freq and the angle are float32, cos/sin of that angle
+    const float inv_freq = (float)(1.0 / std::pow(cfg_.rope_theta, (double)(2 * j) / cfg_.head_dim()));
+    for (int t = 0; t < T; t++) {
+      const float angle = (float)t * inv_freq;
+      rope_cos_[(size_t)t * half + j] = (float)std::cos((double)angle);
+      rope_sin_[(size_t)t * half + j] = (float)std::sin((double)angle);
+    }
+  }
+  rope_T_ = T;
+}
+
+void Model::plan(int B, int T, int S, bool train) {
+  Acts& A = *acts_;
+  A.B = B, A.T = T, A.S = S, A.train = train;
+  const size_t N = (size_t)B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads;
+  const size_t KVd = (size_t)cfg_.n_kv_heads * cfg_.head_dim();
+  const int L = cfg_.n_layers, sets = train ? L : 1;
+  arena_.begin();
+  struct Slot {
+    std::vector<float*>* v;
+    size_t n;
+  };
+  const Slot per_layer[] = {{&A.xmid, N * D}, {&A.rstd1, N},     {&A.h1, N * D},        {&A.q, N * D},
+                            {&A.k, N * KVd},  {&A.v, N * KVd},   {&A.att, B * H * T * T}, {&A.y, N * D},
+                            {&A.rstd2, N},    {&A.h2, N * D},    {&A.a, N * F},         {&A.b, N * F},
+                            {&A.g, N * F}};
+  std::vector<size_t> res_off;
+  for (int l = 0; l <= (train ? L : 0); l++) res_off.push_back(arena_.reserve(N * D));
+  std::vector<std::vector<size_t>> layer_off(sizeof(per_layer) / sizeof(Slot));
+  for (size_t s = 0; s < layer_off.size(); s++)
+    for (int l = 0; l < sets; l++) layer_off[s].push_back(arena_.reserve(per_layer[s].n));
+  const size_t o_rstdf = arena_.reserve(N), o_hf = arena_.reserve(N * D), o_lse = arena_.reserve(S);
+  size_t o_grad[10] = {};
+  const size_t grad_sizes[10] = {N * D, N * D, N * D, N * KVd, N * KVd, N * D, N * F, N * F, N * F, N * D};
+  if (train)
+    for (int i = 0; i < 10; i++) o_grad[i] = arena_.reserve(grad_sizes[i]);
+  const size_t o_dlogp = arena_.reserve(S);
+  arena_.commit();
+
+  A.res.assign(L + 1, nullptr);
+  for (int l = 0; l <= L; l++) A.res[l] = arena_.at(res_off[train ? l : 0]);
+  for (size_t s = 0; s < layer_off.size(); s++) {
+    per_layer[s].v->assign(L, nullptr);
+    for (int l = 0; l < L; l++) (*per_layer[s].v)[l] = arena_.at(layer_off[s][train ? l : 0]);
+  }
+  if (!train) A.xmid.assign(L, A.res[0]);  // inference updates the residual stream in place
+  A.rstdf = arena_.at(o_rstdf), A.hf = arena_.at(o_hf), A.lse = arena_.at(o_lse), A.dlogp = arena_.at(o_dlogp);
+  float** grads[10] = {&A.dres, &A.dh, &A.dq, &A.dk, &A.dv, &A.dy, &A.da, &A.db, &A.dg, &A.dhf};
+  for (int i = 0; i < 10; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
+}
+
+void Model::forward(const int32_t* ids, const uint8_t* keymask, int B, int T) {
+  Acts& A = *acts_;
+  Backend& be = *backend_;
+  const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
+  const int hd = cfg_.head_dim(), KVd = KV * hd;
+  rope_tables(T);
+  const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
+  be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
+  const AttnShape shape{B, T, H, KV, hd};
+  for (int l = 0; l < cfg_.n_layers; l++) {
+    check_cancel();
+    const LayerWeights& w = layers_[l];
+    // attention sub-block: xmid = res[l] + attn(RMSNorm(res[l])) Wo^T
+    be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
+    be.linear_forward(A.q[l], A.h1[l], w.q, N, D, D, false);
+    be.linear_forward(A.k[l], A.h1[l], w.k, N, D, KVd, false);
+    be.linear_forward(A.v[l], A.h1[l], w.v, N, D, KVd, false);
+    be.rope_forward(A.q[l], rope_cos_.data(), rope_sin_.data(), B, T, H, hd);
+    be.rope_forward(A.k[l], rope_cos_.data(), rope_sin_.data(), B, T, KV, hd);
+    be.attention_forward(A.y[l], A.att[l], A.q[l], A.k[l], A.v[l], keymask, shape);
+    if (A.xmid[l] != A.res[l]) std::memcpy(A.xmid[l], A.res[l], sizeof(float) * (size_t)N * D);
+    be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
+    // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
+    be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
+    be.linear_forward(A.a[l], A.h2[l], w.ff_proj, N, D, F, false);
+    be.linear_forward(A.b[l], A.h2[l], w.up_proj, N, D, F, false);
+    be.swiglu_forward(A.g[l], A.a[l], A.b[l], (long)N * F);
+    if (A.res[l + 1] != A.xmid[l]) std::memcpy(A.res[l + 1], A.xmid[l], sizeof(float) * (size_t)N * D);
+    be.linear_forward(A.res[l + 1], A.g[l], w.ff_out, N, F, D, true);
+  }
+  be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
+}
+
+void Model::backward(const int32_t* ids, int B, int T) {
+  Acts& A = *acts_;
+  Backend& be = *backend_;
+  const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
+  const int hd = cfg_.head_dim(), KVd = KV * hd;
+  float* g = grads()->data;
+  const AttnShape shape{B, T, H, KV, hd};
+  std::memset(A.dres, 0, sizeof(float) * (size_t)N * D);
+  be.rmsnorm_backward(A.dres, g + (ln_f_ - params_->data), A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
+  for (int l = cfg_.n_layers - 1; l >= 0; l--) {
+    check_cancel();
+    const LayerWeights& w = layers_[l];
+    const LayerWeights gw = layer_view(tensors_, g, l);
+    // feed-forward sub-block; dres flows through the residual unchanged and gains the branch's grad
+    be.linear_backward(A.dg, false, gw.ff_out, A.dres, A.g[l], w.ff_out, N, F, D);
+    be.swiglu_backward(A.da, A.db, A.dg, A.a[l], A.b[l], (long)N * F);
+    be.linear_backward(A.dh, false, gw.ff_proj, A.da, A.h2[l], w.ff_proj, N, D, F);
+    be.linear_backward(A.dh, true, gw.up_proj, A.db, A.h2[l], w.up_proj, N, D, F);
+    be.rmsnorm_backward(A.dres, gw.ff_norm, A.dh, A.xmid[l], w.ff_norm, A.rstd2[l], N, D);
+    // attention sub-block
+    be.linear_backward(A.dy, false, gw.attn_out, A.dres, A.y[l], w.attn_out, N, D, D);
+    be.attention_backward(A.dq, A.dk, A.dv, A.dy, A.att[l], A.q[l], A.k[l], A.v[l], shape);
+    be.rope_backward(A.dq, rope_cos_.data(), rope_sin_.data(), B, T, H, hd);
+    be.rope_backward(A.dk, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd);
+    be.linear_backward(A.dh, false, gw.q, A.dq, A.h1[l], w.q, N, D, D);
+    be.linear_backward(A.dh, true, gw.k, A.dk, A.h1[l], w.k, N, D, KVd);
+    be.linear_backward(A.dh, true, gw.v, A.dv, A.h1[l], w.v, N, D, KVd);
+    be.rmsnorm_backward(A.dres, gw.attn_norm, A.dh, A.res[l], w.attn_norm, A.rstd1[l], N, D);
+  }
+  const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
+  be.embedding_backward(g + tensors_[0].offset, A.dres, ids, N, D, emb_scale);
+}
+
+double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, int T, const int32_t* rows,
+                           const int32_t* targets, const float* weights, int S, float* logp_out, bool backward) {
+  validate_inputs(ids, keymask, B, T);
+  const long N = (long)B * T;
+  for (int s = 0; s < S; s++) {
+    require(rows[s] >= 0 && rows[s] < N, "ERR_INVALID_ARGUMENT", "selected position " + std::to_string(rows[s]) + " out of range");
+    require(targets[s] >= 0 && targets[s] < cfg_.vocab_size, "ERR_INVALID_ARGUMENT",
+            "target token id " + std::to_string(targets[s]) + " is outside [0, vocab_size)");
+  }
+  if (backward) grads();
+  plan(B, T, S, backward);
+  Acts& A = *acts_;
+  forward(ids, keymask, B, T);
+  const float scale = cfg_.scale_logits ? 1.f / std::sqrt((float)cfg_.d_model) : 1.f;
+  float* logp = logp_out ? logp_out : A.dlogp;
+  backend_->lmhead_logprob_forward(logp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model,
+                                   cfg_.embedding_size, scale);
+  double loss = 0;
+  for (int s = 0; s < S; s++) loss -= (double)weights[s] * logp[s];
+  require(std::isfinite(loss), "ERR_NON_FINITE", "loss is not finite (" + std::to_string(loss) + "); no gradient was accumulated");
+  if (backward) {
+    check_cancel();
+    for (int s = 0; s < S; s++) A.dlogp[s] = -weights[s];
+    std::memset(A.dhf, 0, sizeof(float) * (size_t)N * cfg_.d_model);
+    backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S,
+                                      cfg_.d_model, cfg_.embedding_size, scale);
+    this->backward(ids, B, T);
+  }
+  return loss;
+}
+
+void Model::logits(const int32_t* ids, const uint8_t* keymask, int B, int T, float* out) {
+  validate_inputs(ids, keymask, B, T);
+  plan(B, T, 0, false);
+  forward(ids, keymask, B, T);
+  const int N = B * T;
+  backend_->linear_forward(out, acts_->hf, head_weight(), N, cfg_.d_model, cfg_.embedding_size, false);
+  if (cfg_.scale_logits) backend_->scale(out, (long)N * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));
+}
+
+double Model::adamw_step(AdamWStep step, float max_grad_norm) {
+  float* g = grads()->data;
+  if (!adam_m_) {
+    adam_m_ = std::make_shared<Block>(params_->size);
+    adam_v_ = std::make_shared<Block>(params_->size);
+  }
+  double ss = 0;
+  for (const auto& t : tensors_) ss += backend_->sum_squares(g + t.offset, (long)t.numel);
+  const double norm = std::sqrt(ss) * step.grad_scale;
+  require(std::isfinite(norm), "ERR_NON_FINITE", "gradient norm is not finite; the update was skipped");
+  if (max_grad_norm > 0 && norm > max_grad_norm) step.grad_scale *= (float)(max_grad_norm / (norm + 1e-6));
+  for (const auto& t : tensors_) {
+    AdamWStep s = step;
+    if (t.shape.size() < 2) s.weight_decay = 0.f;  // no decay on norm weights
+    backend_->adamw_update(params_->data + t.offset, g + t.offset, adam_m_->data + t.offset, adam_v_->data + t.offset,
+                           (long)t.numel, s);
+  }
+  return norm;
+}
+
+}  // namespace diffpo

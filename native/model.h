@@ -1,0 +1,93 @@
+// The LLaDA model (ALGORITHMS.md §1) written once against the Backend op list: parameters and
+// gradients in shared Blocks laid out tensor by tensor in HF checkpoint order, activations in an
+// Arena planned per call.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/block.h"
+#include "ops.h"
+
+namespace diffpo {
+
+struct ModelConfig {
+  int d_model = 0, n_heads = 0, n_kv_heads = 0, n_layers = 0, mlp_hidden_size = 0;
+  int vocab_size = 0, embedding_size = 0, mask_token_id = 0;
+  double rope_theta = 10000.0, rms_norm_eps = 1e-5;
+  bool weight_tying = false, scale_logits = false, input_emb_norm = false;
+  int max_sequence_length = 0;
+  void validate() const;  // throws Error("ERR_CONFIG", ...) naming the key
+  int head_dim() const { return d_model / n_heads; }
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset, numel;  // in floats within the parameter (and gradient) Block
+};
+
+struct LayerWeights {
+  float *attn_norm, *q, *k, *v, *attn_out, *ff_norm, *ff_proj, *up_proj, *ff_out;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend);
+  ~Model();
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  Backend& backend() { return *backend_; }
+  BlockPtr params() const { return params_; }
+  BlockPtr grads();  // allocated on first use
+  void zero_grad();
+  void init_random(uint64_t seed, float std);
+
+  // Scores: logp[s] = log p(targets[s] | ids) at position rows[s] (flat index b*T+t), all in one
+  // forward. With backward, gradients of loss = -sum_s weights[s]*logp[s] accumulate into grads().
+  // Returns the loss; with a non-finite loss nothing is accumulated and Error ERR_NON_FINITE is thrown.
+  double logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, int T, const int32_t* rows,
+                      const int32_t* targets, const float* weights, int S, float* logp_out, bool backward);
+  // Full logits (B*T, E) into out.
+  void logits(const int32_t* ids, const uint8_t* keymask, int B, int T, float* out);
+
+  // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
+  // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
+  double adamw_step(AdamWStep step, float max_grad_norm);
+  BlockPtr adam_m() const { return adam_m_; }
+  BlockPtr adam_v() const { return adam_v_; }
+
+  // Checked between layers; a set flag aborts the current call with Error("ABORT_ERR").
+  std::atomic<bool> cancel{false};
+
+ private:
+  struct Acts;
+  void validate_inputs(const int32_t* ids, const uint8_t* keymask, int B, int T) const;
+  void plan(int B, int T, int S, bool train);
+  void forward(const int32_t* ids, const uint8_t* keymask, int B, int T);  // after plan()
+  void backward(const int32_t* ids, int B, int T);
+  void rope_tables(int T);
+  const float* head_weight() const;
+  float* head_grad();
+  void check_cancel();
+
+  ModelConfig cfg_;
+  std::unique_ptr<Backend> backend_;
+  std::vector<TensorSpec> tensors_;
+  BlockPtr params_, grads_, adam_m_, adam_v_;
+  float* wte_ = nullptr;
+  float* ln_f_ = nullptr;
+  float* head_ = nullptr;
+  std::vector<LayerWeights> layers_;
+  std::vector<float> rope_cos_, rope_sin_;
+  int rope_T_ = 0;
+  Arena arena_;
+  std::unique_ptr<Acts> acts_;
+};
+
+LayerWeights layer_view(const std::vector<TensorSpec>& tensors, float* base, int layer);
+
+}  // namespace diffpo

@@ -1,0 +1,79 @@
+// The op list. Every backend (CPU now, CUDA later) implements exactly these, forward and backward side
+// by side; the model is written once against this interface. Shapes: N = B*T tokens, D model width,
+// H query heads, KV key/value heads, hd head dim, F FFN width, E embedding rows, S selected positions.
+// Backward ops accumulate (+=) into parameter gradients; activation gradients are noted per op.
+#pragma once
+#include <cstdint>
+
+namespace diffpo {
+
+struct AttnShape {
+  int B, T, H, KV, hd;
+};
+
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  float grad_scale;  // gradients are multiplied by this first (global-norm clipping, accumulation)
+  int t;             // 1-based step, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ids (N) -> out (N,D) = wte[ids] * scale
+  virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) = 0;
+  // dout (N,D) -> dwte (E,D) += scatter(dout) * scale
+  virtual void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int D,
+                                  float scale) = 0;
+
+  // inp (N,D), w (D) -> out (N,D) = w * inp * rstd, rstd (N) = 1/sqrt(mean(inp^2) + eps)
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int D,
+                               float eps) = 0;
+  // dout (N,D) -> dinp (N,D) +=, dw (D) +=
+  virtual void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                                const float* rstd, int N, int D) = 0;
+
+  // inp (N,I), w (O,I) -> out (N,O) = inp w^T (+= when accumulate)
+  virtual void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O,
+                              bool accumulate) = 0;
+  // dout (N,O) -> dinp (N,I) = (or += when accumulate_dinp) dout w, dw (O,I) += dout^T inp; dinp may be null
+  virtual void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
+                               const float* w, int N, int I, int O) = 0;
+
+  // x (B,T,nh,hd) rotated in place, rotate-half layout; cos, sin (T, hd/2)
+  virtual void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd) = 0;
+  // dx (B,T,nh,hd) in place: the transpose (inverse) rotation
+  virtual void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd) = 0;
+
+  // q (B,T,H,hd), k v (B,T,KV,hd), keymask (B,T) or null (1 = attend) -> out (B,T,H,hd), att (B,H,T,T)
+  virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                                 const uint8_t* keymask, const AttnShape& s) = 0;
+  // dout (B,T,H,hd) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+                                  const float* q, const float* k, const float* v, const AttnShape& s) = 0;
+
+  // a, b (n) -> out (n) = silu(a) * b
+  virtual void swiglu_forward(float* out, const float* a, const float* b, long n) = 0;
+  // dout (n) -> da (n) =, db (n) =
+  virtual void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) = 0;
+
+  // LM head fused with log-softmax and gather over selected rows:
+  // h (N,D), w (E,D), rows targets (S) -> logp (S) = log_softmax(scale * h[rows] w^T)[targets], lse (S)
+  virtual void lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
+                                      const int32_t* targets, int S, int D, int E, float scale) = 0;
+  // dlogp (S) -> dh (N,D) += (rows only), dw (E,D) +=
+  virtual void lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
+                                       const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
+                                       int E, float scale) = 0;
+
+  // x (n) *= s
+  virtual void scale(float* x, long n, float s) = 0;
+  // sum of squares of x (n), in double
+  virtual double sum_squares(const float* x, long n) = 0;
+  // p (n) updated in place from g (n) with moments m v (n); decoupled weight decay
+  virtual void adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) = 0;
+};
+
+}  // namespace diffpo

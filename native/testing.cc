@@ -1,0 +1,409 @@
+#include "testing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "common/errors.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/reference.h"
+
+namespace diffpo {
+
+namespace {
+
+using Vec = std::vector<double>;
+using FVec = std::vector<float>;
+
+double norm_error(const FVec& got, const Vec& want) {
+  double scale = 1e-6, err = 0;
+  for (double w : want) scale = std::max(scale, std::fabs(w));
+  for (size_t i = 0; i < got.size(); i++) err = std::max(err, std::fabs((double)got[i] - want[i]));
+  return err / scale;
+}
+double norm_error(const Vec& got, const Vec& want) {
+  double scale = 1e-6, err = 0;
+  for (double w : want) scale = std::max(scale, std::fabs(w));
+  for (size_t i = 0; i < got.size(); i++) err = std::max(err, std::fabs(got[i] - want[i]));
+  return err / scale;
+}
+FVec to_float(const Vec& v) { return FVec(v.begin(), v.end()); }
+
+// A differentiable op: inputs -> output, with forward/backward in float (fast backend) and double (reference).
+struct OpCase {
+  std::vector<std::string> names;
+  std::vector<Vec> inputs;
+  size_t out_size = 0;
+  std::function<void(std::vector<double*>&, double* out)> ref_forward;
+  std::function<void(std::vector<double*>&, const double* dout, std::vector<double*>& grads)> ref_backward;
+  std::function<void(std::vector<float*>&, float* out)> fast_forward;
+  std::function<void(std::vector<float*>&, const float* dout, std::vector<float*>& grads)> fast_backward;
+};
+
+CheckResult run_case(OpCase& c, std::mt19937_64& rng) {
+  CheckResult r;
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Vec dout(c.out_size);
+  for (auto& d : dout) d = normal(rng);
+  std::vector<double*> in_d;
+  for (auto& v : c.inputs) in_d.push_back(v.data());
+  std::vector<FVec> in_f;
+  for (auto& v : c.inputs) in_f.push_back(to_float(v));
+  std::vector<float*> in_fp;
+  for (auto& v : in_f) in_fp.push_back(v.data());
+
+  Vec out_ref(c.out_size);
+  c.ref_forward(in_d, out_ref.data());
+  FVec out_fast(c.out_size);
+  c.fast_forward(in_fp, out_fast.data());
+  r.forward_error = norm_error(out_fast, out_ref);
+
+  std::vector<Vec> g_ref;
+  std::vector<FVec> g_fast;
+  std::vector<double*> g_ref_p;
+  std::vector<float*> g_fast_p;
+  for (auto& v : c.inputs) {
+    g_ref.emplace_back(v.size(), 0.0);
+    g_fast.emplace_back(v.size(), 0.f);
+  }
+  for (auto& v : g_ref) g_ref_p.push_back(v.data());
+  for (auto& v : g_fast) g_fast_p.push_back(v.data());
+  c.ref_backward(in_d, dout.data(), g_ref_p);
+  FVec dout_f = to_float(dout);
+  c.fast_backward(in_fp, dout_f.data(), g_fast_p);
+
+  const double h = 1e-5;
+  Vec tmp(c.out_size);
+  auto objective = [&] {
+    c.ref_forward(in_d, tmp.data());
+    double s = 0;
+    for (size_t i = 0; i < c.out_size; i++) s += tmp[i] * dout[i];
+    return s;
+  };
+  for (size_t k = 0; k < c.inputs.size(); k++) {
+    Vec fd(c.inputs[k].size());
+    for (size_t i = 0; i < fd.size(); i++) {
+      const double x0 = c.inputs[k][i];
+      c.inputs[k][i] = x0 + h;
+      const double lp = objective();
+      c.inputs[k][i] = x0 - h;
+      const double lm = objective();
+      c.inputs[k][i] = x0;
+      fd[i] = (lp - lm) / (2 * h);
+    }
+    r.backward_error[c.names[k]] = norm_error(g_fast[k], fd);
+    r.reference_backward_error[c.names[k]] = norm_error(g_ref[k], fd);
+  }
+  return r;
+}
+
+Vec random_vec(size_t n, std::mt19937_64& rng, double scale = 1.0) {
+  std::normal_distribution<double> normal(0.0, scale);
+  Vec v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+CpuBackend& fast_backend() {
+  static CpuBackend be(2);
+  return be;
+}
+
+void rope_tables(int T, int hd, double theta, Vec& cos_d, Vec& sin_d) {
+  const int half = hd / 2;
+  cos_d.resize((size_t)T * half);
+  sin_d.resize((size_t)T * half);
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < half; j++) {
+      const double a = t * std::pow(theta, -2.0 * j / hd);
+      cos_d[(size_t)t * half + j] = std::cos(a);
+      sin_d[(size_t)t * half + j] = std::sin(a);
+    }
+}
+
+OpCase make_case(const std::string& op, std::mt19937_64& rng) {
+  CpuBackend& be = fast_backend();
+  OpCase c;
+  if (op == "embedding") {
+    const int N = 9, D = 13, E = 5;
+    auto ids = std::make_shared<std::vector<int32_t>>(std::vector<int32_t>{0, 3, 3, 1, 4, 0, 2, 3, 1});
+    c.names = {"wte"};
+    c.inputs = {random_vec((size_t)E * D, rng)};
+    c.out_size = (size_t)N * D;
+    const double sc = 1.7;
+    c.ref_forward = [=](auto& in, double* out) { ref::embedding_forward(out, ids->data(), in[0], N, D, sc); };
+    c.ref_backward = [=](auto&, const double* dout, auto& g) { ref::embedding_backward(g[0], dout, ids->data(), N, D, sc); };
+    c.fast_forward = [=, &be](auto& in, float* out) { be.embedding_forward(out, ids->data(), in[0], N, D, (float)sc); };
+    c.fast_backward = [=, &be](auto&, const float* dout, auto& g) {
+      be.embedding_backward(g[0], dout, ids->data(), N, D, (float)sc);
+    };
+  } else if (op == "rmsnorm") {
+    const int N = 7, D = 37;
+    c.names = {"inp", "weight"};
+    c.inputs = {random_vec((size_t)N * D, rng), random_vec(D, rng)};
+    c.out_size = (size_t)N * D;
+    const double eps = 1e-5;
+    c.ref_forward = [=](auto& in, double* out) {
+      Vec rstd(N);
+      ref::rmsnorm_forward(out, rstd.data(), in[0], in[1], N, D, eps);
+    };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) {
+      Vec out((size_t)N * D), rstd(N);
+      ref::rmsnorm_forward(out.data(), rstd.data(), in[0], in[1], N, D, eps);
+      ref::rmsnorm_backward(g[0], g[1], dout, in[0], in[1], rstd.data(), N, D);
+    };
+    c.fast_forward = [=, &be](auto& in, float* out) {
+      FVec rstd(N);
+      be.rmsnorm_forward(out, rstd.data(), in[0], in[1], N, D, (float)eps);
+    };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
+      FVec out((size_t)N * D), rstd(N);
+      be.rmsnorm_forward(out.data(), rstd.data(), in[0], in[1], N, D, (float)eps);
+      be.rmsnorm_backward(g[0], g[1], dout, in[0], in[1], rstd.data(), N, D);
+    };
+  } else if (op == "linear") {
+    // odd sizes exercise the micro-kernel's edge tiles; K > 256 crosses a K block
+    const int N = 13, I = 300, O = 35;
+    c.names = {"inp", "weight"};
+    c.inputs = {random_vec((size_t)N * I, rng), random_vec((size_t)O * I, rng, 0.1)};
+    c.out_size = (size_t)N * O;
+    c.ref_forward = [=](auto& in, double* out) { ref::linear_forward(out, in[0], in[1], N, I, O, false); };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) {
+      ref::linear_backward(g[0], false, g[1], dout, in[0], in[1], N, I, O);
+    };
+    c.fast_forward = [=, &be](auto& in, float* out) { be.linear_forward(out, in[0], in[1], N, I, O, false); };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
+      be.linear_backward(g[0], false, g[1], dout, in[0], in[1], N, I, O);
+    };
+  } else if (op == "rope") {
+    const int B = 2, T = 5, nh = 3, hd = 8;
+    auto cd = std::make_shared<Vec>(), sd = std::make_shared<Vec>();
+    rope_tables(T, hd, 10000.0, *cd, *sd);
+    auto cf = std::make_shared<FVec>(to_float(*cd)), sf = std::make_shared<FVec>(to_float(*sd));
+    const size_t n = (size_t)B * T * nh * hd;
+    c.names = {"x"};
+    c.inputs = {random_vec(n, rng)};
+    c.out_size = n;
+    c.ref_forward = [=](auto& in, double* out) {
+      std::copy(in[0], in[0] + n, out);
+      ref::rope_forward(out, cd->data(), sd->data(), B, T, nh, hd);
+    };
+    c.ref_backward = [=](auto&, const double* dout, auto& g) {
+      std::copy(dout, dout + n, g[0]);
+      ref::rope_backward(g[0], cd->data(), sd->data(), B, T, nh, hd);
+    };
+    c.fast_forward = [=, &be](auto& in, float* out) {
+      std::copy(in[0], in[0] + n, out);
+      be.rope_forward(out, cf->data(), sf->data(), B, T, nh, hd);
+    };
+    c.fast_backward = [=, &be](auto&, const float* dout, auto& g) {
+      std::copy(dout, dout + n, g[0]);
+      be.rope_backward(g[0], cf->data(), sf->data(), B, T, nh, hd);
+    };
+  } else if (op == "attention") {
+    // GQA (4 query heads over 2 kv heads) with key padding in the second sequence
+    const AttnShape s{2, 6, 4, 2, 8};
+    const size_t nq = (size_t)s.B * s.T * s.H * s.hd, nk = (size_t)s.B * s.T * s.KV * s.hd;
+    const size_t natt = (size_t)s.B * s.H * s.T * s.T;
+    auto mask = std::make_shared<std::vector<uint8_t>>(std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+    c.names = {"q", "k", "v"};
+    c.inputs = {random_vec(nq, rng), random_vec(nk, rng), random_vec(nk, rng)};
+    c.out_size = nq;
+    c.ref_forward = [=](auto& in, double* out) {
+      Vec att(natt);
+      ref::attention_forward(out, att.data(), in[0], in[1], in[2], mask->data(), s);
+    };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) {
+      Vec out(nq), att(natt);
+      ref::attention_forward(out.data(), att.data(), in[0], in[1], in[2], mask->data(), s);
+      ref::attention_backward(g[0], g[1], g[2], dout, att.data(), in[0], in[1], in[2], s);
+    };
+    c.fast_forward = [=, &be](auto& in, float* out) {
+      FVec att(natt);
+      be.attention_forward(out, att.data(), in[0], in[1], in[2], mask->data(), s);
+    };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
+      FVec out(nq), att(natt);
+      be.attention_forward(out.data(), att.data(), in[0], in[1], in[2], mask->data(), s);
+      be.attention_backward(g[0], g[1], g[2], dout, att.data(), in[0], in[1], in[2], s);
+    };
+  } else if (op == "swiglu") {
+    const long n = 101;
+    c.names = {"a", "b"};
+    c.inputs = {random_vec(n, rng, 3.0), random_vec(n, rng)};
+    c.out_size = n;
+    c.ref_forward = [=](auto& in, double* out) { ref::swiglu_forward(out, in[0], in[1], n); };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) { ref::swiglu_backward(g[0], g[1], dout, in[0], in[1], n); };
+    c.fast_forward = [=, &be](auto& in, float* out) { be.swiglu_forward(out, in[0], in[1], n); };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
+      be.swiglu_backward(g[0], g[1], dout, in[0], in[1], n);
+    };
+  } else if (op == "lmhead") {
+    // rows repeat (position 2 scored twice) and the logits are scaled, as with scale_logits
+    const int N = 6, D = 12, E = 11, S = 5;
+    auto rows = std::make_shared<std::vector<int32_t>>(std::vector<int32_t>{2, 0, 5, 2, 3});
+    auto targets = std::make_shared<std::vector<int32_t>>(std::vector<int32_t>{1, 10, 0, 4, 7});
+    const double sc = 0.7;
+    c.names = {"h", "weight"};
+    c.inputs = {random_vec((size_t)N * D, rng), random_vec((size_t)E * D, rng)};
+    c.out_size = S;
+    c.ref_forward = [=](auto& in, double* out) {
+      Vec lse(S);
+      ref::lmhead_logprob_forward(out, lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E, sc);
+    };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) {
+      Vec out(S), lse(S);
+      ref::lmhead_logprob_forward(out.data(), lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E, sc);
+      ref::lmhead_logprob_backward(g[0], g[1], dout, lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E, sc);
+    };
+    c.fast_forward = [=, &be](auto& in, float* out) {
+      FVec lse(S);
+      be.lmhead_logprob_forward(out, lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E, (float)sc);
+    };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
+      FVec out(S), lse(S);
+      be.lmhead_logprob_forward(out.data(), lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E, (float)sc);
+      be.lmhead_logprob_backward(g[0], g[1], dout, lse.data(), in[0], in[1], rows->data(), targets->data(), S, D, E,
+                                 (float)sc);
+    };
+  } else {
+    throw Error("ERR_INVALID_ARGUMENT", "unknown op '" + op + "'");
+  }
+  return c;
+}
+
+// AdamW has no gradient to check: compare the fast update against the reference over a few steps.
+CheckResult adamw_check(std::mt19937_64& rng) {
+  const long n = 1000;
+  Vec p = random_vec(n, rng), m(n, 0.0), v(n, 0.0);
+  FVec pf = to_float(p), mf(n, 0.f), vf(n, 0.f);
+  for (int t = 1; t <= 5; t++) {
+    Vec g = random_vec(n, rng);
+    FVec gf = to_float(g);
+    const AdamWStep s{1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, 0.5f, t};
+    ref::adamw_update(p.data(), g.data(), m.data(), v.data(), n, s);
+    fast_backend().adamw_update(pf.data(), gf.data(), mf.data(), vf.data(), n, s);
+  }
+  CheckResult r;
+  r.forward_error = norm_error(pf, p);
+  return r;
+}
+
+// The whole model in plain loops, any precision: loss = -sum_s w_s logp_s (logits out if asked).
+template <typename T>
+T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const T* P, const int32_t* ids,
+                  const uint8_t* keymask, int B, int Tn, const std::vector<int32_t>& rows,
+                  const std::vector<int32_t>& targets, const std::vector<T>& weights, std::vector<T>* logits_out) {
+  const int N = B * Tn, D = c.d_model, F = c.mlp_hidden_size, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim();
+  const int E = c.embedding_size, KVd = KV * hd, S = (int)rows.size();
+  auto W = [&](size_t i) { return P + ts[i].offset; };
+  std::vector<T> x((size_t)N * D), h((size_t)N * D), rstd(N), q((size_t)N * D), k((size_t)N * KVd), v((size_t)N * KVd);
+  std::vector<T> att((size_t)B * H * Tn * Tn), y((size_t)N * D), a((size_t)N * F), bb((size_t)N * F), g((size_t)N * F);
+  std::vector<T> cs((size_t)Tn * hd / 2), sn((size_t)Tn * hd / 2);
+  for (int t = 0; t < Tn; t++)
+    for (int j = 0; j < hd / 2; j++) {
+      const float inv = (float)(1.0 / std::pow(c.rope_theta, (double)(2 * j) / hd));
+      const float ang = (float)t * inv;
+      cs[(size_t)t * hd / 2 + j] = (T)std::cos((double)ang);
+      sn[(size_t)t * hd / 2 + j] = (T)std::sin((double)ang);
+    }
+  ref::embedding_forward(x.data(), ids, W(0), N, D, c.input_emb_norm ? (T)std::sqrt((T)D) : T(1));
+  for (int l = 0; l < c.n_layers; l++) {
+    const size_t base = 1 + (size_t)l * 9;
+    ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(base), N, D, (T)c.rms_norm_eps);
+    ref::linear_forward(q.data(), h.data(), W(base + 1), N, D, D, false);
+    ref::linear_forward(k.data(), h.data(), W(base + 2), N, D, KVd, false);
+    ref::linear_forward(v.data(), h.data(), W(base + 3), N, D, KVd, false);
+    ref::rope_forward(q.data(), cs.data(), sn.data(), B, Tn, H, hd);
+    ref::rope_forward(k.data(), cs.data(), sn.data(), B, Tn, KV, hd);
+    ref::attention_forward(y.data(), att.data(), q.data(), k.data(), v.data(), keymask, AttnShape{B, Tn, H, KV, hd});
+    ref::linear_forward(x.data(), y.data(), W(base + 4), N, D, D, true);
+    ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(base + 5), N, D, (T)c.rms_norm_eps);
+    ref::linear_forward(a.data(), h.data(), W(base + 6), N, D, F, false);
+    ref::linear_forward(bb.data(), h.data(), W(base + 7), N, D, F, false);
+    ref::swiglu_forward(g.data(), a.data(), bb.data(), (long)N * F);
+    ref::linear_forward(x.data(), g.data(), W(base + 8), N, F, D, true);
+  }
+  ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(1 + (size_t)c.n_layers * 9), N, D, (T)c.rms_norm_eps);
+  const T* head = c.weight_tying ? W(0) : W(ts.size() - 1);
+  const T scale = c.scale_logits ? T(1) / std::sqrt((T)D) : T(1);
+  if (logits_out) {
+    logits_out->resize((size_t)N * E);
+    ref::linear_forward(logits_out->data(), h.data(), head, N, D, E, false);
+    for (auto& z : *logits_out) z *= scale;
+  }
+  std::vector<T> logp(S), lse(S);
+  ref::lmhead_logprob_forward(logp.data(), lse.data(), h.data(), head, rows.data(), targets.data(), S, D, E, scale);
+  T loss = 0;
+  for (int s = 0; s < S; s++) loss -= weights[s] * logp[s];
+  return loss;
+}
+
+}  // namespace
+
+std::vector<std::string> op_check_names() {
+  return {"embedding", "rmsnorm", "linear", "rope", "attention", "swiglu", "lmhead", "adamw"};
+}
+
+CheckResult op_check(const std::string& op, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  if (op == "adamw") return adamw_check(rng);
+  OpCase c = make_case(op, rng);
+  return run_case(c, rng);
+}
+
+CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
+  Model model(cfg, std::unique_ptr<Backend>(new CpuBackend(2)));
+  model.init_random(seed, 0.3f);
+  std::mt19937_64 rng(seed + 1);
+  const int B = 2, T = 6, N = B * T;
+  std::vector<int32_t> ids(N);
+  for (auto& id : ids) id = (int32_t)(rng() % cfg.vocab_size);
+  std::vector<uint8_t> keymask(N, 1);
+  keymask[N - 1] = 0;  // the second sequence has one padding position
+  std::vector<int32_t> rows, targets;
+  std::vector<float> wf;
+  std::vector<double> wd;
+  for (int i = 0; i < N; i += 2) {
+    rows.push_back(i);
+    targets.push_back((int32_t)(rng() % cfg.vocab_size));
+    wd.push_back(0.5 + (double)(rng() % 100) / 100.0);
+    wf.push_back((float)wd.back());
+  }
+  model.zero_grad();
+  const double loss_fast = model.logprob_loss(ids.data(), keymask.data(), B, T, rows.data(), targets.data(), wf.data(),
+                                              (int)rows.size(), nullptr, true);
+  const float* gf = model.grads()->data;
+  const float* pf = model.params()->data;
+  const auto& ts = model.tensors();
+  std::vector<double> P(model.params()->size);
+  for (size_t i = 0; i < P.size(); i++) P[i] = pf[i];
+
+  CheckResult r;
+  std::vector<double> logits_ref;
+  const double loss_ref = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets,
+                                                  wd, &logits_ref);
+  std::vector<float> logits_fast((size_t)N * cfg.embedding_size);
+  model.logits(ids.data(), keymask.data(), B, T, logits_fast.data());
+  r.forward_error = std::max(norm_error(logits_fast, logits_ref), std::fabs(loss_fast - loss_ref) / std::fabs(loss_ref));
+  const double h = 1e-6;
+  for (const auto& t : ts) {
+    std::vector<double> fd(t.numel);
+    std::vector<float> got(gf + t.offset, gf + t.offset + t.numel);
+    for (size_t i = 0; i < t.numel; i++) {
+      double& p = P[t.offset + i];
+      const double p0 = p;
+      p = p0 + h;
+      const double lp = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets, wd, nullptr);
+      p = p0 - h;
+      const double lm = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets, wd, nullptr);
+      p = p0;
+      fd[i] = (lp - lm) / (2 * h);
+    }
+    r.backward_error[t.name] = norm_error(got, fd);
+  }
+  return r;
+}
+
+}  // namespace diffpo

@@ -1,0 +1,25 @@
+// Self-checks run by the test suite (like llm.c's test_gpt2): each op's fast version against the
+// reference loop, and every backward against central finite differences in double precision.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace diffpo {
+
+struct CheckResult {
+  double forward_error = 0;                     // fast vs double reference, normalised max error
+  std::map<std::string, double> backward_error;  // fast backward vs finite differences, per input
+  std::map<std::string, double> reference_backward_error;  // the reference backward vs finite differences
+};
+
+std::vector<std::string> op_check_names();
+CheckResult op_check(const std::string& op, uint64_t seed);
+
+// A tiny model: fast-backend logits and gradients against a double-precision reference model built from
+// the reference loops, with finite differences over every parameter.
+CheckResult model_check(const ModelConfig& cfg, uint64_t seed);
+
+}  // namespace diffpo
