@@ -24,7 +24,9 @@ class Job : public Napi::AsyncWorker {
   Job(Napi::Env env, Work work, Done done, std::function<void()> finally)
       : Napi::AsyncWorker(env), work_(std::move(work)), done_(std::move(done)), finally_(std::move(finally)),
         deferred_(Napi::Promise::Deferred::New(env)) {}
-  void keep(Napi::Value v) { refs_.push_back(Napi::Persistent(v)); }
+  void keep(Napi::Value v) {
+    if (v.IsObject()) refs_.push_back(Napi::Persistent(v));
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:

@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
+
+import { resolveConfig, type LLaDAConfig } from './config.js';
+import { CheckpointError, ConfigError } from './errors.js';
+import { buildSafetensorsHeader, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
+
+/** Tensors with this prefix are library extras (e.g. a learned sampler head); LLaDA loaders ignore them. */
+export const EXTRA_TENSOR_PREFIX = 'diffpo.';
+
+const DTYPE_CODE = { F32: 0, F16: 1, BF16: 2 } as const;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads and validates `dir/config.json`. */
+export async function readConfig(dir: string): Promise<LLaDAConfig> {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CheckpointError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new CheckpointError(`${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return resolveConfig(json as Record<string, unknown>);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.key, `${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Every tensor of a checkpoint directory: `model.safetensors`, or the shards of `model.safetensors.index.json`. */
+export async function readCheckpointTensors(dir: string): Promise<Map<string, TensorEntry>> {
+  const single = join(dir, 'model.safetensors');
+  const index = join(dir, 'model.safetensors.index.json');
+  if (await exists(single)) return (await readSafetensorsHeader(single)).tensors;
+  if (!(await exists(index))) throw new CheckpointError(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
+  let weightMap: Record<string, string>;
+  try {
+    weightMap = JSON.parse(await readFile(index, 'utf8')).weight_map;
+  } catch (err) {
+    throw new CheckpointError(`${index} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!weightMap || typeof weightMap !== 'object') throw new CheckpointError(`${index} has no weight_map`);
+  const all = new Map<string, TensorEntry>();
+  for (const shard of new Set(Object.values(weightMap))) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\'))
+      throw new CheckpointError(`${index}: invalid shard file name ${JSON.stringify(shard)}`);
+    const { tensors } = await readSafetensorsHeader(join(dir, shard));
+    for (const [name, t] of tensors) {
+      if (weightMap[name] !== shard)
+        throw new CheckpointError(`${index}: tensor '${name}' found in ${shard} but the weight map places it in ${weightMap[name] ?? 'no shard'}`);
+      all.set(name, t);
+    }
+  }
+  for (const name of Object.keys(weightMap))
+    if (!all.has(name)) throw new CheckpointError(`${index}: tensor '${name}' is missing from shard ${weightMap[name]}`);
+  return all;
+}
+
+/** Matches checkpoint tensors to the model's and builds the native read list; throws on any mismatch. */
+export function planLoad(dir: string, entries: Map<string, TensorEntry>, specs: NativeTensorSpec[]): NativeTensorRead[] {
+  const reads: NativeTensorRead[] = [];
+  const wanted = new Set(specs.map((s) => s.name));
+  for (const name of entries.keys())
+    if (!wanted.has(name) && !name.startsWith(EXTRA_TENSOR_PREFIX))
+      throw new CheckpointError(`${dir}: unexpected tensor '${name}' (not part of this model's config)`);
+  for (const spec of specs) {
+    const t = entries.get(spec.name);
+    if (!t) throw new CheckpointError(`${dir}: missing tensor '${spec.name}'`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i]))
+      throw new CheckpointError(`${dir}: tensor '${spec.name}' has shape [${t.shape}] but the config needs [${spec.shape}]`);
+    reads.push({ file: t.file, byteOffset: t.begin, count: spec.numel, dtype: DTYPE_CODE[t.dtype], dstOffset: spec.offset });
+  }
+  return reads;
+}
+
+function tempName(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Writes a file through a temporary sibling and a rename, so a failure never leaves a partial file. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = tempName(path);
+  try {
+    await writeFile(tmp, data, { flush: true });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Saves config.json and model.safetensors into dir, each written to a temporary file then renamed. */
+export async function saveCheckpoint(
+  dir: string,
+  config: LLaDAConfig,
+  native: NativeModel,
+  specs: NativeTensorSpec[],
+  dtype: 'f32' | 'bf16',
+): Promise<void> {
+  const sd = dtype === 'bf16' ? 'BF16' : 'F32';
+  const header = buildSafetensorsHeader(specs, sd);
+  const target = join(dir, 'model.safetensors');
+  const tmp = tempName(target);
+  try {
+    await native.saveSafetensors(tmp, header, specs.map((s) => ({ srcOffset: s.offset, count: s.numel })), dtype === 'bf16' ? 2 : 0);
+    await writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ ...config, torch_dtype: dtype === 'bf16' ? 'bfloat16' : 'float32' }, null, 2) + '\n');
+    await rename(tmp, target);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  // A sharded index left from an earlier save would now describe stale weights.
+  await rm(join(dir, 'model.safetensors.index.json'), { force: true });
+}

@@ -1,0 +1,11 @@
+export { DiffusionLM } from './model.js';
+export type { BackwardOption, CreateOptions, ForwardOptions, LoadOptions, MaskedDiffusionResult, ModelOptions, SelectedLogProbsInput } from './model.js';
+export { AdamW } from './optim.js';
+export type { AdamWOptions, AdamWStepResult } from './optim.js';
+export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig } from './config.js';
+export type { ConfigInput, LLaDAConfig, PresetName } from './config.js';
+export type { MaskedDiffusionInput } from './losses.js';
+export { AbortError, CheckpointError, ConfigError, DiffpoError, DisposedError, InvalidArgumentError, NonFiniteError } from './errors.js';
+export { buildSafetensorsHeader, readSafetensorsHeader } from './safetensors.js';
+export type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safetensors.js';
+export { Rng } from './rng.js';

@@ -1,0 +1,88 @@
+import type { LLaDAConfig } from './config.js';
+import { InvalidArgumentError } from './errors.js';
+import type { Rng } from './rng.js';
+
+/** Inputs of LLaDA's masked-diffusion loss (ALGORITHMS.md §2). */
+export interface MaskedDiffusionInput {
+  /** Clean tokens (batch*seqLen). */
+  tokens: Int32Array;
+  batch: number;
+  seqLen: number;
+  /** 'pretrain': every position eligible, sum(CE/p)/(B*T). 'sft': prompts never masked, per-sequence mean over the response. */
+  normalization: 'pretrain' | 'sft';
+  /** Prompt length per sequence (required for 'sft'). */
+  promptLengths?: Int32Array | number[];
+  /** Explicit mask (batch*seqLen, 1 = masked), for exact tests; needs pMask. */
+  mask?: Uint8Array;
+  /** Mask ratio per sequence; drawn as p = (1-eps) t + eps, t ~ U(0,1), eps = 1e-3 when absent. */
+  pMask?: Float32Array;
+  /** (batch*seqLen) key-padding mask, as in logits(). */
+  attentionMask?: Uint8Array;
+  /** Seed for this call's mask sampling (default: the model's own RNG stream). */
+  seed?: number;
+}
+
+export interface MaskedDiffusionBatch {
+  noisy: Int32Array;
+  positions: Int32Array;
+  targets: Int32Array;
+  weights: Float32Array;
+  pMask: Float32Array;
+}
+
+const EPS = 1e-3;
+
+/** Draws (or checks) the masks and builds the scored positions and their weights. */
+export function buildMaskedDiffusionBatch(input: MaskedDiffusionInput, config: LLaDAConfig, rng: Rng): MaskedDiffusionBatch {
+  const { tokens, batch: B, seqLen: T, normalization } = input;
+  if (normalization !== 'pretrain' && normalization !== 'sft')
+    throw new InvalidArgumentError(`normalization must be 'pretrain' or 'sft', got ${String(normalization)}`);
+  const prompt = new Int32Array(B);
+  if (normalization === 'sft') {
+    if (!input.promptLengths || input.promptLengths.length !== B)
+      throw new InvalidArgumentError(`'sft' normalization needs promptLengths with one entry per sequence (${B})`);
+    for (let b = 0; b < B; b++) {
+      const p = input.promptLengths[b]!;
+      if (!Number.isInteger(p) || p < 0 || p >= T)
+        throw new InvalidArgumentError(`promptLengths[${b}] = ${p} must be an integer in [0, seqLen=${T})`);
+      prompt[b] = p;
+    }
+  }
+  for (let i = 0; i < tokens.length; i++)
+    if (tokens[i] === config.mask_token_id)
+      throw new InvalidArgumentError(`tokens[${i}] is the mask token (${config.mask_token_id}); clean sequences must not contain it`);
+  if (input.mask && !input.pMask) throw new InvalidArgumentError('an explicit mask needs pMask (the ratio each sequence was masked with)');
+  let pMask: Float32Array;
+  if (input.pMask) {
+    if (!(input.pMask instanceof Float32Array) || input.pMask.length !== B)
+      throw new InvalidArgumentError(`pMask must be a Float32Array of length batch (${B})`);
+    input.pMask.forEach((p, b) => {
+      if (!(p > 0 && p <= 1)) throw new InvalidArgumentError(`pMask[${b}] = ${p} must be in (0, 1]`);
+    });
+    pMask = input.pMask;
+  } else {
+    pMask = new Float32Array(B);
+    for (let b = 0; b < B; b++) pMask[b] = (1 - EPS) * rng.random() + EPS;
+  }
+  if (input.mask && (!(input.mask instanceof Uint8Array) || input.mask.length !== B * T))
+    throw new InvalidArgumentError(`mask must be a Uint8Array of length batch*seqLen (${B * T})`);
+  const noisy = Int32Array.from(tokens);
+  const positions: number[] = [];
+  const weights: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const norm = normalization === 'pretrain' ? B * T : B * (T - prompt[b]!);
+    const w = 1 / (pMask[b]! * norm);
+    for (let t = 0; t < T; t++) {
+      const i = b * T + t;
+      const masked = input.mask ? input.mask[i] !== 0 : t >= prompt[b]! && rng.random() < pMask[b]!;
+      if (!masked) continue;
+      if (t < prompt[b]!) throw new InvalidArgumentError(`mask[${i}] masks a prompt token of sequence ${b} ('sft' never masks prompts)`);
+      noisy[i] = config.mask_token_id;
+      positions.push(i);
+      weights.push(w);
+    }
+  }
+  const targets = new Int32Array(positions.length);
+  positions.forEach((p, s) => (targets[s] = tokens[p]!));
+  return { noisy, positions: Int32Array.from(positions), targets, weights: Float32Array.from(weights), pMask };
+}

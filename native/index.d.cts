@@ -1,0 +1,77 @@
+// Types of the native addon (see native/bindings.cc). The typed API in lib/ wraps these.
+export interface NativeTensorSpec {
+  name: string;
+  shape: number[];
+  offset: number;
+  numel: number;
+}
+export interface NativeConfig {
+  d_model: number;
+  n_heads: number;
+  n_kv_heads: number;
+  n_layers: number;
+  mlp_hidden_size: number;
+  vocab_size: number;
+  embedding_size: number;
+  mask_token_id: number;
+  rope_theta: number;
+  rms_norm_eps: number;
+  weight_tying: boolean;
+  scale_logits: boolean;
+  input_emb_norm: boolean;
+  max_sequence_length: number;
+}
+export interface NativeAdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  gradScale: number;
+  t: number;
+  maxGradNorm: number;
+}
+export interface NativeTensorRead {
+  file: string;
+  byteOffset: number;
+  count: number;
+  dtype: 0 | 1 | 2;
+  dstOffset: number;
+}
+export interface CheckResult {
+  forward: number;
+  backward: Record<string, number>;
+  referenceBackward: Record<string, number>;
+}
+export declare class NativeModel {
+  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference');
+  tensors(): NativeTensorSpec[];
+  paramBuffer(): ArrayBuffer;
+  gradBuffer(): ArrayBuffer;
+  initRandom(seed: number, std: number): void;
+  zeroGrad(): void;
+  logits(ids: Int32Array, keymask: Uint8Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
+  logprobLoss(
+    ids: Int32Array,
+    keymask: Uint8Array | null,
+    batch: number,
+    seqLen: number,
+    rows: Int32Array,
+    targets: Int32Array,
+    weights: Float32Array,
+    logpOut: Float32Array | null,
+    backward: boolean,
+  ): Promise<number>;
+  adamwStep(step: NativeAdamWStep): Promise<number>;
+  loadTensors(reads: NativeTensorRead[]): Promise<void>;
+  saveSafetensors(path: string, header: string, writes: { srcOffset: number; count: number }[], dtype: 0 | 2): Promise<void>;
+  cancel(): void;
+  dispose(): void;
+}
+export declare function opCheckNames(): string[];
+export declare function opCheck(op: string, seed: number): CheckResult;
+export declare function modelCheck(config: NativeConfig, seed: number): CheckResult;
+export declare function gemmBench(m: number, n: number, k: number, threads: number, reps: number, kernel: 'auto' | 'portable'): number;
+export declare function fmaPeak(threads: number, seconds: number): number;
+export declare const gemmKernel: string;
+export declare const path: string;
