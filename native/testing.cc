@@ -7,6 +7,7 @@
 
 #include "common/errors.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
 #include "cpu/reference.h"
 
 namespace diffpo {
@@ -290,6 +291,40 @@ CheckResult adamw_check(std::mt19937_64& rng) {
   return r;
 }
 
+// Both GEMM kernels (dispatched + threaded, and portable) on every transpose pattern, edge-tile sizes,
+// with and without accumulation, against a double loop.
+CheckResult gemm_check(std::mt19937_64& rng) {
+  double worst = 0;
+  const int shapes[][3] = {{1, 1, 1}, {7, 19, 5}, {13, 35, 300}, {150, 70, 260}, {301, 33, 17}};
+  for (auto& sh : shapes) {
+    const int M = sh[0], N = sh[1], K = sh[2];
+    Vec a = random_vec((size_t)M * K, rng), b = random_vec((size_t)K * N, rng), c0 = random_vec((size_t)M * N, rng);
+    FVec af = to_float(a), bf = to_float(b);
+    for (int pattern = 0; pattern < 4; pattern++) {
+      const bool ta = pattern & 1, tb = pattern & 2;  // operand stored transposed
+      const MatView A = ta ? MatView{af.data(), 1, M} : MatView{af.data(), K, 1};
+      const MatView B = tb ? MatView{bf.data(), 1, K} : MatView{bf.data(), N, 1};
+      for (int acc = 0; acc < 2; acc++) {
+        Vec want((size_t)M * N);
+        for (int i = 0; i < M; i++)
+          for (int j = 0; j < N; j++) {
+            double s = acc ? (double)(float)c0[(size_t)i * N + j] : 0.0;
+            for (int k = 0; k < K; k++)
+              s += (double)af[ta ? (size_t)k * M + i : (size_t)i * K + k] * bf[tb ? (size_t)j * K + k : (size_t)k * N + j];
+            want[(size_t)i * N + j] = s;
+          }
+        FVec fast = to_float(c0), portable = to_float(c0);
+        sgemm(M, N, K, A, B, fast.data(), N, acc, &fast_backend().pool());
+        sgemm_portable(M, N, K, A, B, portable.data(), N, acc);
+        worst = std::max({worst, norm_error(fast, want), norm_error(portable, want)});
+      }
+    }
+  }
+  CheckResult r;
+  r.forward_error = worst;
+  return r;
+}
+
 // The whole model in plain loops, any precision: loss = -sum_s w_s logp_s (logits out if asked).
 template <typename T>
 T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const T* P, const int32_t* ids,
@@ -343,12 +378,13 @@ T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const
 }  // namespace
 
 std::vector<std::string> op_check_names() {
-  return {"embedding", "rmsnorm", "linear", "rope", "attention", "swiglu", "lmhead", "adamw"};
+  return {"gemm", "embedding", "rmsnorm", "linear", "rope", "attention", "swiglu", "lmhead", "adamw"};
 }
 
 CheckResult op_check(const std::string& op, uint64_t seed) {
   std::mt19937_64 rng(seed);
   if (op == "adamw") return adamw_check(rng);
+  if (op == "gemm") return gemm_check(rng);
   OpCase c = make_case(op, rng);
   return run_case(c, rng);
 }
