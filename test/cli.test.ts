@@ -1,0 +1,40 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { DiffusionLM } from 'diffpo';
+
+const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/esm/cli.js', ...args], { encoding: 'utf8' });
+
+describe('CLI', () => {
+  it('init writes a checkpoint and logits prints the model logits as JSON', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'tiny');
+    const init = cli('init', '--out', dir, '--config', 'tiny', '--seed', '3');
+    expect(init.status, init.stderr).toBe(0);
+    const out = cli('logits', '--model', dir, '--tokens', '1,2,3;4,5,6');
+    expect(out.status, out.stderr).toBe(0);
+    const { logits } = JSON.parse(out.stdout) as { logits: number[][][] };
+    expect(logits.length).toBe(2);
+    expect(logits[0]!.length).toBe(3);
+    const model = await DiffusionLM.fromPretrained(dir);
+    const want = await model.logits(Int32Array.from([1, 2, 3, 4, 5, 6]), { batch: 2, seqLen: 3 });
+    expect(Float32Array.from(logits.flat(2))).toEqual(want);
+    model.dispose();
+  });
+
+  it('bad arguments exit 1 with a message naming the problem', () => {
+    const a = cli('logits', '--model', '/nonexistent', '--tokens', '1,2');
+    expect(a.status).toBe(1);
+    expect(a.stderr).toMatch(/config\.json.*ERR_CHECKPOINT/);
+    const b = cli('logits', '--model', '/tmp', '--tokens', '1,x');
+    expect(b.status).toBe(1);
+    expect(b.stderr).toMatch(/'x' is not an integer/);
+    const c = cli('frobnicate');
+    expect(c.status).toBe(1);
+    expect(c.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(cli('--help').stdout).toMatch(/usage: diffpo/);
+  });
+});

@@ -1,0 +1,283 @@
+import { describe, expect, it } from 'vitest';
+
+import { AbortError, AdamW, ConfigError, DiffpoError, DiffusionLM, DisposedError, InvalidArgumentError, NonFiniteError } from 'diffpo';
+
+const SMALL = { d_model: 16, n_heads: 4, n_kv_heads: 2, n_layers: 2, mlp_hidden_size: 32, vocab_size: 12, rope_theta: 10000 };
+
+function logSoftmaxAt(logits: Float32Array, row: number, E: number, target: number): number {
+  const r = logits.subarray(row * E, (row + 1) * E);
+  const m = Math.max(...r);
+  const lse = m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0));
+  return r[target]! - lse;
+}
+
+describe('forward', () => {
+  it('the reference backend and the fast CPU backend give the same logits and gradients', async () => {
+    const fast = DiffusionLM.create(SMALL, { seed: 3, initStd: 0.2, threads: 2 });
+    const ref = DiffusionLM.create(SMALL, { seed: 3, initStd: 0.2, backend: 'reference' });
+    const tokens = Int32Array.from({ length: 3 * 7 }, (_, i) => (i * 5) % 11);
+    const attentionMask = Uint8Array.from({ length: 21 }, (_, i) => (i % 7 < 6 || i < 14 ? 1 : 0));
+    const a = await fast.logits(tokens, { batch: 3, seqLen: 7, attentionMask });
+    const b = await ref.logits(tokens, { batch: 3, seqLen: 7, attentionMask });
+    a.forEach((v, i) => expect(v).toBeCloseTo(b[i]!, 4));
+    const input = { tokens, batch: 3, seqLen: 7, normalization: 'pretrain' as const, seed: 4 };
+    const la = await fast.maskedDiffusionLoss(input, { backward: true });
+    const lb = await ref.maskedDiffusionLoss(input, { backward: true });
+    expect(la.loss).toBeCloseTo(lb.loss, 4);
+    const ga = fast.gradients(),
+      gb = ref.gradients();
+    for (const [name, g] of ga) {
+      const want = gb.get(name)!;
+      const scale = Math.max(1e-6, ...want.map(Math.abs));
+      g.forEach((v, i) => expect(Math.abs(v - want[i]!) / scale, name).toBeLessThan(1e-4));
+    }
+    fast.dispose();
+    ref.dispose();
+  });
+
+  it('padding keys do not influence real positions', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 1, initStd: 0.3 });
+    const T = 6,
+      E = m.config.embedding_size;
+    const attentionMask = Uint8Array.from([1, 1, 1, 1, 0, 0]);
+    const x = Int32Array.from([1, 2, 3, 4, 5, 6]);
+    const y = Int32Array.from([1, 2, 3, 4, 9, 0]);
+    const lx = await m.logits(x, { batch: 1, seqLen: T, attentionMask });
+    const ly = await m.logits(y, { batch: 1, seqLen: T, attentionMask });
+    expect(lx.subarray(0, 4 * E)).toEqual(ly.subarray(0, 4 * E));
+    // and without the mask they do differ
+    const ux = await m.logits(x, { batch: 1, seqLen: T });
+    const uy = await m.logits(y, { batch: 1, seqLen: T });
+    expect(ux.subarray(0, 4 * E)).not.toEqual(uy.subarray(0, 4 * E));
+    m.dispose();
+  });
+
+  it('a batch gives each sequence the logits it gets alone', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 2, initStd: 0.3 });
+    const a = Int32Array.from([1, 2, 3, 4]),
+      b = Int32Array.from([7, 7, 0, 10]);
+    const both = await m.logits(Int32Array.from([...a, ...b]), { batch: 2, seqLen: 4 });
+    const la = await m.logits(a, { batch: 1, seqLen: 4 });
+    const lb = await m.logits(b, { batch: 1, seqLen: 4 });
+    const E = m.config.embedding_size;
+    both.subarray(0, 4 * E).forEach((v, i) => expect(v).toBeCloseTo(la[i]!, 5));
+    both.subarray(4 * E).forEach((v, i) => expect(v).toBeCloseTo(lb[i]!, 5));
+    m.dispose();
+  });
+
+  it('parameters() are zero-copy views: writing one changes the model', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 2 });
+    const tokens = Int32Array.from([1, 2, 3]);
+    const before = await m.logits(tokens, { batch: 1, seqLen: 3 });
+    m.parameters().get('model.transformer.ln_f.weight')!.fill(2);
+    const after = await m.logits(tokens, { batch: 1, seqLen: 3 });
+    after.forEach((v, i) => expect(v).toBeCloseTo(2 * before[i]!, 5));
+    m.dispose();
+  });
+
+  it('GQA and weight tying give the LLaDA tensor shapes', () => {
+    const m = DiffusionLM.create({ ...SMALL, n_kv_heads: 1, weight_tying: true });
+    const p = m.parameters();
+    expect(p.get('model.transformer.blocks.0.k_proj.weight')!.length).toBe(4 * 16);
+    expect(p.has('model.transformer.ff_out.weight')).toBe(false);
+    expect(m.numParameters).toBe([...p.values()].reduce((a, t) => a + t.length, 0));
+    m.dispose();
+  });
+});
+
+describe('masked diffusion loss', () => {
+  const tokens = Int32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 1]);
+  const mask = Uint8Array.from([0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0]);
+  const pMask = Float32Array.from([0.4, 0.7]);
+
+  async function expected(m: DiffusionLM, normalization: 'pretrain' | 'sft', promptLengths = [0, 0]) {
+    const noisy = tokens.map((t, i) => (mask[i] ? m.config.mask_token_id : t));
+    const logits = await m.logits(noisy, { batch: 2, seqLen: 6 });
+    let loss = 0;
+    for (let i = 0; i < 12; i++) {
+      if (!mask[i]) continue;
+      const b = Math.floor(i / 6);
+      const norm = normalization === 'pretrain' ? 2 * 6 : 2 * (6 - promptLengths[b]!);
+      loss += -logSoftmaxAt(logits, i, m.config.embedding_size, tokens[i]!) / pMask[b]! / norm;
+    }
+    return loss;
+  }
+
+  it('pretrain: sum over masked tokens of CE/p, divided by B*T (explicit masks)', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 5, initStd: 0.3 });
+    const r = await m.maskedDiffusionLoss({ tokens, batch: 2, seqLen: 6, mask, pMask, normalization: 'pretrain' });
+    expect(r.maskedTokens).toBe(6);
+    expect(r.loss).toBeCloseTo(await expected(m, 'pretrain'), 5);
+    m.dispose();
+  });
+
+  it('sft: per-sequence normalisation by the response length; masking a prompt token is an error', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 5, initStd: 0.3 });
+    const r = await m.maskedDiffusionLoss({ tokens, batch: 2, seqLen: 6, mask, pMask, normalization: 'sft', promptLengths: [1, 2] });
+    expect(r.loss).toBeCloseTo(await expected(m, 'sft', [1, 2]), 5);
+    await expect(m.maskedDiffusionLoss({ tokens, batch: 2, seqLen: 6, mask, pMask, normalization: 'sft', promptLengths: [2, 2] })).rejects.toThrow(/masks a prompt token/);
+    m.dispose();
+  });
+
+  it('sampled masks: reproducible per seed, never on the prompt for sft, p in [eps, 1]', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 5 });
+    const B = 16,
+      T = 12;
+    const toks = Int32Array.from({ length: B * T }, (_, i) => i % 11);
+    const input = { tokens: toks, batch: B, seqLen: T, normalization: 'sft' as const, promptLengths: new Array(B).fill(5), seed: 11 };
+    const a = await m.maskedDiffusionLoss(input);
+    const b = await m.maskedDiffusionLoss(input);
+    expect(a.loss).toBe(b.loss);
+    expect(a.pMask).toEqual(b.pMask);
+    const c = await m.maskedDiffusionLoss({ ...input, seed: 12 });
+    expect(c.loss).not.toBe(a.loss);
+    for (const p of a.pMask) expect(p >= 1e-3 && p <= 1).toBe(true);
+    // with every sequence at p = 1, exactly the responses are masked
+    const full = await m.maskedDiffusionLoss({ ...input, pMask: new Float32Array(B).fill(1) });
+    expect(full.maskedTokens).toBe(B * (T - 5));
+    m.dispose();
+  });
+
+  it('gradients accumulate across backward calls and zeroGrad clears them', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 6, initStd: 0.2 });
+    const input = { tokens, batch: 2, seqLen: 6, mask, pMask, normalization: 'pretrain' as const };
+    await m.maskedDiffusionLoss(input, { backward: true });
+    const once = new Map([...m.gradients()].map(([k, v]) => [k, v.slice()]));
+    await m.maskedDiffusionLoss(input, { backward: true });
+    for (const [k, g] of m.gradients()) g.forEach((v, i) => expect(v).toBeCloseTo(2 * once.get(k)![i]!, 5));
+    await m.zeroGrad();
+    for (const g of m.gradients().values()) expect(g.every((v) => v === 0)).toBe(true);
+    m.dispose();
+  });
+
+  it('a non-finite loss is an error and accumulates nothing', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 6 });
+    m.parameters().get('model.transformer.ln_f.weight')![0] = NaN;
+    const p = m.maskedDiffusionLoss({ tokens, batch: 2, seqLen: 6, mask, pMask, normalization: 'pretrain' }, { backward: true });
+    await expect(p).rejects.toBeInstanceOf(NonFiniteError);
+    for (const g of m.gradients().values()) expect(g.every((v) => v === 0)).toBe(true);
+    m.dispose();
+  });
+});
+
+describe('AdamW', () => {
+  it('matches a plain AdamW (decoupled decay, bias correction, clipping, accumulation) step for step', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 8, initStd: 0.2 });
+    const opts = { lr: 0.01, betas: [0.9, 0.95] as [number, number], eps: 1e-6, weightDecay: 0.1, maxGradNorm: 0.5, accumulationSteps: 2 };
+    const opt = new AdamW(m, opts);
+    const tokens = Int32Array.from({ length: 16 }, (_, i) => i % 11);
+    const state = new Map([...m.parameters()].map(([k, v]) => [k, { p: Float64Array.from(v), m: new Float64Array(v.length), v: new Float64Array(v.length) }]));
+    for (let t = 1; t <= 3; t++) {
+      await opt.zeroGrad();
+      for (let micro = 0; micro < 2; micro++)
+        await m.maskedDiffusionLoss({ tokens, batch: 2, seqLen: 8, normalization: 'pretrain', seed: t * 10 + micro }, { backward: true });
+      const grads = m.gradients();
+      let ss = 0;
+      for (const g of grads.values()) for (const v of g) ss += (v / 2) ** 2;
+      const norm = Math.sqrt(ss);
+      const clip = norm > opts.maxGradNorm ? opts.maxGradNorm / (norm + 1e-6) : 1;
+      const r = await opt.step();
+      expect(r.gradNorm).toBeCloseTo(norm, 4);
+      expect(r.step).toBe(t);
+      for (const [name, s] of state) {
+        const g = grads.get(name)!;
+        const decay = /norm|ln_f/.test(name) ? 0 : opts.weightDecay; // norms are not decayed
+        for (let i = 0; i < g.length; i++) {
+          const gi = (g[i]! / 2) * clip;
+          s.m[i] = 0.9 * s.m[i]! + 0.1 * gi;
+          s.v[i] = 0.95 * s.v[i]! + 0.05 * gi * gi;
+          const mh = s.m[i]! / (1 - 0.9 ** t),
+            vh = s.v[i]! / (1 - 0.95 ** t);
+          s.p[i] = s.p[i]! - opts.lr * (decay * s.p[i]! + mh / (Math.sqrt(vh) + opts.eps));
+        }
+        const got = m.parameters().get(name)!;
+        for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - s.p[i]!), name).toBeLessThan(2e-5);
+        s.p.set(got); // follow the float32 trajectory
+      }
+    }
+    m.dispose();
+  });
+
+  it('bad options are rejected by name', () => {
+    const m = DiffusionLM.create(SMALL);
+    expect(() => new AdamW(m, { lr: -1 })).toThrow(/lr = -1/);
+    expect(() => new AdamW(m, { betas: [1, 0.9] })).toThrow(/betas\[0\]/);
+    expect(() => new AdamW(m, { accumulationSteps: 0 })).toThrow(/accumulationSteps/);
+    m.dispose();
+  });
+});
+
+describe('bad input is a typed error, never a crash', () => {
+  const m = DiffusionLM.create(SMALL, { seed: 1 });
+  const cases: [string, () => Promise<unknown>, RegExp][] = [
+    ['negative token id', () => m.logits(Int32Array.from([1, -1]), { batch: 1, seqLen: 2 }), /token id -1 at index 1/],
+    ['token id >= vocab', () => m.logits(Int32Array.from([12, 1]), { batch: 1, seqLen: 2 }), /token id 12 at index 0 is outside \[0, vocab_size=12\)/],
+    ['tokens.length != batch*seqLen', () => m.logits(Int32Array.from([1, 2, 3]), { batch: 2, seqLen: 2 }), /tokens.length \(3\) != batch \* seqLen/],
+    ['tokens not an Int32Array', () => m.logits([1, 2] as unknown as Int32Array, { batch: 1, seqLen: 2 }), /Int32Array/],
+    ['zero batch', () => m.logits(new Int32Array(0), { batch: 0, seqLen: 2 }), /batch must be a positive integer/],
+    ['attention mask hiding a whole sequence', () => m.logits(Int32Array.from([1, 2]), { batch: 1, seqLen: 2, attentionMask: new Uint8Array(2) }), /hides every token of sequence 0/],
+    ['attention mask of the wrong length', () => m.logits(Int32Array.from([1, 2]), { batch: 1, seqLen: 2, attentionMask: new Uint8Array(3) }), /attentionMask/],
+    ['seqLen beyond max_sequence_length', () => m.logits(new Int32Array(5000), { batch: 1, seqLen: 5000 }), /max_sequence_length/],
+    ['a clean sequence containing the mask token', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([11, 1]), batch: 1, seqLen: 2, normalization: 'pretrain' }), /mask token/],
+    ['sft without prompt lengths', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'sft' }), /promptLengths/],
+    ['an explicit mask without pMask', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'pretrain', mask: new Uint8Array(2) }), /needs pMask/],
+    ['pMask out of range', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'pretrain', pMask: Float32Array.from([0]) }), /pMask\[0\] = 0/],
+    ['unknown normalization', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'mean' as 'sft' }), /normalization/],
+    ['mismatched positions/targets', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, positions: Int32Array.from([0]), targets: new Int32Array(2) }), /positions.length \(1\) != targets.length \(2\)/],
+    ['a position out of range', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, positions: Int32Array.from([2]), targets: Int32Array.from([0]) }), /positions\[0\] = 2/],
+  ];
+  for (const [what, call, message] of cases) {
+    it(what, async () => {
+      const p = call();
+      await expect(p).rejects.toBeInstanceOf(InvalidArgumentError);
+      await expect(p).rejects.toThrow(message);
+      await expect(p).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    });
+  }
+
+  it('invalid configs and options name the key', () => {
+    expect(() => DiffusionLM.create({ ...SMALL, n_heads: 3 })).toThrow(ConfigError);
+    expect(() => DiffusionLM.create({ ...SMALL, d_model: 0 })).toThrow(/config.d_model must be a positive integer/);
+    expect(() => DiffusionLM.create({ ...SMALL, rms_norm_eps: -1 })).toThrow(/rms_norm_eps/);
+    expect(() => DiffusionLM.create('huge' as 'tiny')).toThrow(/unknown preset 'huge'/);
+    expect(() => DiffusionLM.create(SMALL, { threads: 0 })).toThrow(/threads must be a positive integer/);
+    expect(() => DiffusionLM.create(SMALL, { backend: 'gpu' as 'cpu' })).toThrow(/backend must be/);
+  });
+
+  it('a disposed model rejects calls with DisposedError; views stay readable', async () => {
+    const d = DiffusionLM.create(SMALL, { seed: 1 });
+    const w = d.parameters().get('model.transformer.wte.weight')!;
+    const first = w[0];
+    d.dispose();
+    d.dispose();
+    await expect(d.logits(Int32Array.from([1]), { batch: 1, seqLen: 1 })).rejects.toBeInstanceOf(DisposedError);
+    expect(() => d.parameters()).toThrow(DisposedError);
+    expect(w[0]).toBe(first);
+  });
+
+  it('an aborted signal rejects with AbortError, and aborting mid-call stops it', async () => {
+    const big = DiffusionLM.create({ ...SMALL, d_model: 128, n_heads: 4, n_kv_heads: 4, mlp_hidden_size: 512, n_layers: 8 }, { threads: 1 });
+    const ac = new AbortController();
+    ac.abort();
+    await expect(big.logits(Int32Array.from([1]), { batch: 1, seqLen: 1, signal: ac.signal })).rejects.toBeInstanceOf(AbortError);
+    const tokens = new Int32Array(32 * 256).fill(3);
+    const ac2 = new AbortController();
+    const start = performance.now();
+    const full = performance.now();
+    await big.logits(tokens, { batch: 32, seqLen: 256 });
+    const fullMs = performance.now() - full;
+    const p = big.logits(tokens, { batch: 32, seqLen: 256, signal: ac2.signal });
+    setTimeout(() => ac2.abort(), fullMs / 4);
+    await expect(p).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    expect(performance.now() - start - fullMs).toBeLessThan(fullMs);
+    // the model stays usable
+    expect((await big.logits(Int32Array.from([1, 2]), { batch: 1, seqLen: 2 })).length).toBe(24);
+    big.dispose();
+  });
+
+  it('every error is a DiffpoError with a stable code', async () => {
+    const err = await m.logits(Int32Array.from([99]), { batch: 1, seqLen: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DiffpoError);
+    expect((err as DiffpoError).code).toBe('ERR_INVALID_ARGUMENT');
+  });
+});
