@@ -2,13 +2,13 @@
   "target_defaults": {
     "cflags!": ["-fno-exceptions", "-O2"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17", "-O2"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-Wall", "-Wno-unused-parameter"]
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wall", "-Wno-unused-parameter"]
   },
   "targets": [
     {
       "target_name": "diffpo_avx2",
       "type": "static_library",
-      "sources": ["native/cpu/gemm_avx2.cc"],
+      "sources": ["native/cpu/gemm_avx2.cc", "native/cpu/row_kernels_avx2.cc"],
       "cflags_cc": ["-mavx2", "-mfma", "-fPIC"]
     },
     {
@@ -21,7 +21,8 @@
         "native/testing.cc",
         "native/common/threadpool.cc",
         "native/cpu/cpu_backend.cc",
-        "native/cpu/gemm.cc"
+        "native/cpu/gemm.cc",
+        "native/cpu/row_kernels_portable.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

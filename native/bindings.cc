@@ -348,21 +348,25 @@ Napi::Value ModelCheck(const Napi::CallbackInfo& info) {
   });
 }
 
-// gemmBench(M, N, K, threads, reps, kernel: 'auto'|'portable') -> best GFLOP/s for C = A B^T (linear layout)
+// gemmBench(M, N, K, threads, reps, kernel: 'auto'|'portable', layout: 'nt'|'nn'|'tn') -> best GFLOP/s.
+// nt: out = inp W^T (linear forward), nn: dinp = dout W, tn: dW = dout^T inp.
 Napi::Value GemmBench(const Napi::CallbackInfo& info) {
   const int M = info[0].As<Napi::Number>().Int32Value(), N = info[1].As<Napi::Number>().Int32Value(),
             K = info[2].As<Napi::Number>().Int32Value(), threads = info[3].As<Napi::Number>().Int32Value(),
             reps = info[4].As<Napi::Number>().Int32Value();
   const bool portable = info[5].As<Napi::String>().Utf8Value() == "portable";
+  const std::string layout = info.Length() > 6 ? info[6].As<Napi::String>().Utf8Value() : "nt";
   std::vector<float> A((size_t)M * K, 0.5f), B((size_t)N * K, 0.25f), C((size_t)M * N);
+  const MatView a = layout == "tn" ? MatView{A.data(), 1, M} : MatView{A.data(), K, 1};
+  const MatView b = layout == "nt" ? MatView{B.data(), 1, K} : MatView{B.data(), N, 1};
   ThreadPool pool(threads);
   double best = 0;
   for (int r = 0; r < reps; r++) {
     auto t0 = std::chrono::steady_clock::now();
     if (portable)
-      sgemm_portable(M, N, K, {A.data(), K, 1}, {B.data(), 1, K}, C.data(), N, false);
+      sgemm_portable(M, N, K, a, b, C.data(), N, false);
     else
-      sgemm(M, N, K, {A.data(), K, 1}, {B.data(), 1, K}, C.data(), N, false, &pool);
+      sgemm(M, N, K, a, b, C.data(), N, false, &pool);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 2.0 * M * N * K / s / 1e9);
   }

@@ -3,99 +3,17 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu_features.h"
 #include "gemm.h"
-#include "vecmath.h"
+#include "row_kernels.h"
 
 namespace diffpo {
 
 namespace {
-
-// ---- row kernels (vectorised per CPU through target_clones) ----
-
-DIFFPO_VECTORIZE float rmsnorm_row(float* out, const float* x, const float* w, int D, float eps) {
-  float ss = 0.f;
-  for (int d = 0; d < D; d++) ss += x[d] * x[d];
-  const float r = 1.f / std::sqrt(ss / D + eps);
-  for (int d = 0; d < D; d++) out[d] = w[d] * (x[d] * r);
-  return r;
+const RowKernels& K() {
+  static const RowKernels& k = cpu_has_avx2_fma() ? kRowKernelsAvx2 : kRowKernelsPortable;
+  return k;
 }
-
-DIFFPO_VECTORIZE void rmsnorm_row_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
-                                           float r, int D) {
-  float dot = 0.f;
-  for (int d = 0; d < D; d++) dot += dy[d] * w[d] * x[d];
-  dot *= r / D;
-  for (int d = 0; d < D; d++) {
-    dw[d] += dy[d] * x[d] * r;
-    dx[d] += r * (dy[d] * w[d] - x[d] * r * dot);
-  }
-}
-
-// p (n) <- softmax(p * scale) over entries with mask 1 (others exactly 0); returns log-sum-exp.
-DIFFPO_VECTORIZE float softmax_row(float* p, int n, float scale, const uint8_t* mask) {
-  float mx = -INFINITY;
-  for (int j = 0; j < n; j++) {
-    p[j] *= scale;
-    if ((!mask || mask[j]) && p[j] > mx) mx = p[j];
-  }
-  float sum = 0.f;
-  for (int j = 0; j < n; j++) {
-    const float e = (!mask || mask[j]) ? fast_expf(p[j] - mx) : 0.f;
-    p[j] = e;
-    sum += e;
-  }
-  const float inv = 1.f / sum;
-  for (int j = 0; j < n; j++) p[j] *= inv;
-  return mx + std::log(sum);
-}
-
-DIFFPO_VECTORIZE float logsumexp_row(const float* x, int n) {
-  float mx = -INFINITY;
-  for (int j = 0; j < n; j++) mx = std::max(mx, x[j]);
-  float sum = 0.f;
-  for (int j = 0; j < n; j++) sum += fast_expf(x[j] - mx);
-  return mx + std::log(sum);
-}
-
-// ds = p * (dp - sum(p*dp)) * scale, in place over dp
-DIFFPO_VECTORIZE void softmax_row_backward(float* dp, const float* p, int n, float scale) {
-  float dot = 0.f;
-  for (int j = 0; j < n; j++) dot += p[j] * dp[j];
-  for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot) * scale;
-}
-
-DIFFPO_VECTORIZE void swiglu_span(float* out, const float* a, const float* b, long n) {
-  for (long i = 0; i < n; i++) out[i] = a[i] / (1.f + fast_expf(-a[i])) * b[i];
-}
-
-DIFFPO_VECTORIZE void swiglu_span_backward(float* da, float* db, const float* dout, const float* a, const float* b,
-                                           long n) {
-  for (long i = 0; i < n; i++) {
-    const float s = 1.f / (1.f + fast_expf(-a[i]));
-    db[i] = dout[i] * a[i] * s;
-    da[i] = dout[i] * b[i] * s * (1.f + a[i] * (1.f - s));
-  }
-}
-
-DIFFPO_VECTORIZE void rope_row(float* u, const float* c, const float* s, int half, float sign) {
-  for (int j = 0; j < half; j++) {
-    const float x1 = u[j], x2 = u[j + half], sn = sign * s[j];
-    u[j] = x1 * c[j] - x2 * sn;
-    u[j + half] = x2 * c[j] + x1 * sn;
-  }
-}
-
-DIFFPO_VECTORIZE void adamw_span(float* p, const float* g, float* m, float* v, long n, float lr, float b1, float b2,
-                                 float eps, float wd, float gs, float bc1, float bc2) {
-  for (long i = 0; i < n; i++) {
-    const float gi = g[i] * gs;
-    m[i] = b1 * m[i] + (1.f - b1) * gi;
-    v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
-    const float mhat = m[i] / bc1, vhat = v[i] / bc2;
-    p[i] -= lr * (wd * p[i] + mhat / (std::sqrt(vhat) + eps));
-  }
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) : pool_(threads) {}
@@ -139,7 +57,7 @@ void CpuBackend::embedding_backward(float* dwte, const float* dout, const int32_
 void CpuBackend::rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int D,
                                  float eps) {
   parallel_range(N, 8, [&](long lo, long hi) {
-    for (long n = lo; n < hi; n++) rstd[n] = rmsnorm_row(out + n * D, inp + n * D, w, D, eps);
+    for (long n = lo; n < hi; n++) rstd[n] = K().rmsnorm_row(out + n * D, inp + n * D, w, D, eps);
   });
 }
 
@@ -152,7 +70,7 @@ void CpuBackend::rmsnorm_backward(float* dinp, float* dw, const float* dout, con
   pool_.run(chunks, [&](int c, int) {
     const long lo = (long)N * c / chunks, hi = (long)N * (c + 1) / chunks;
     for (long n = lo; n < hi; n++)
-      rmsnorm_row_backward(dinp + n * D, partial + (long)c * D, dout + n * D, inp + n * D, w, rstd[n], D);
+      K().rmsnorm_row_backward(dinp + n * D, partial + (long)c * D, dout + n * D, inp + n * D, w, rstd[n], D);
   });
   for (int c = 0; c < chunks; c++)
     for (int d = 0; d < D; d++) dw[d] += partial[(long)c * D + d];
@@ -173,7 +91,7 @@ void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, int 
   parallel_range((long)B * T, 8, [&](long lo, long hi) {
     for (long bt = lo; bt < hi; bt++) {
       const long t = bt % T;
-      for (int h = 0; h < nh; h++) rope_row(x + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, 1.f);
+      for (int h = 0; h < nh; h++) K().rope_row(x + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, 1.f);
     }
   });
 }
@@ -183,7 +101,7 @@ void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, in
   parallel_range((long)B * T, 8, [&](long lo, long hi) {
     for (long bt = lo; bt < hi; bt++) {
       const long t = bt % T;
-      for (int h = 0; h < nh; h++) rope_row(dx + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, -1.f);
+      for (int h = 0; h < nh; h++) K().rope_row(dx + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, -1.f);
     }
   });
 }
@@ -202,7 +120,7 @@ void CpuBackend::attention_forward(float* out, float* att, const float* q, const
     // scores (T,T) = q_bh k_bg^T
     sgemm(T, T, hd, {qb, qs, 1}, {kb, 1, ks}, p, T, false, nullptr);
     const uint8_t* mask = keymask ? keymask + (long)b * T : nullptr;
-    for (int i = 0; i < T; i++) softmax_row(p + (long)i * T, T, scale, mask);
+    for (int i = 0; i < T; i++) K().softmax_row(p + (long)i * T, T, scale, mask);
     // out_bh (T,hd) = P v_bg
     sgemm(T, hd, T, {p, T, 1}, {vb, ks, 1}, out + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
   });
@@ -232,7 +150,7 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float
       sgemm(T, hd, T, {p, 1, T}, {dob, qs, 1}, dvb, ks, acc, nullptr);
       // dP = dout_bh v_bg^T, then dS through the softmax
       sgemm(T, T, hd, {dob, qs, 1}, {vb, 1, ks}, dp, T, false, nullptr);
-      for (int i = 0; i < T; i++) softmax_row_backward(dp + (long)i * T, p + (long)i * T, T, scale);
+      for (int i = 0; i < T; i++) K().softmax_row_backward(dp + (long)i * T, p + (long)i * T, T, scale);
       // dq_bh = dS k_bg ; dk_bg += dS^T q_bh
       sgemm(T, hd, T, {dp, T, 1}, {kb, ks, 1}, dq + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
       sgemm(T, hd, T, {dp, 1, T}, {qb, qs, 1}, dkb, ks, acc, nullptr);
@@ -241,12 +159,12 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float
 }
 
 void CpuBackend::swiglu_forward(float* out, const float* a, const float* b, long n) {
-  parallel_range(n, 4096, [&](long lo, long hi) { swiglu_span(out + lo, a + lo, b + lo, hi - lo); });
+  parallel_range(n, 4096, [&](long lo, long hi) { K().swiglu_span(out + lo, a + lo, b + lo, hi - lo); });
 }
 
 void CpuBackend::swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) {
   parallel_range(n, 4096,
-                 [&](long lo, long hi) { swiglu_span_backward(da + lo, db + lo, dout + lo, a + lo, b + lo, hi - lo); });
+                 [&](long lo, long hi) { K().swiglu_span_backward(da + lo, db + lo, dout + lo, a + lo, b + lo, hi - lo); });
 }
 
 namespace {
@@ -267,7 +185,7 @@ void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h,
       for (long i = lo; i < hi; i++) {
         float* row = logits + i * E;
         for (int e = 0; e < E; e++) row[e] *= scale;
-        lse[s0 + i] = logsumexp_row(row, E);
+        lse[s0 + i] = K().logsumexp_row(row, E);
         logp[s0 + i] = row[targets[s0 + i]] - lse[s0 + i];
       }
     });
@@ -290,8 +208,7 @@ void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlog
       for (long i = lo; i < hi; i++) {
         float* row = logits + i * E;
         const float g = dlogp[s0 + i], l = lse[s0 + i];
-        for (int e = 0; e < E; e++) row[e] = -g * fast_expf(row[e] * scale - l) * scale;
-        row[targets[s0 + i]] += g * scale;
+        K().logsoftmax_gather_backward(row, E, scale, l, g, targets[s0 + i]);
       }
     });
     sgemm(n, D, E, {logits, E, 1}, {w, D, 1}, dhb, D, false, &pool_);
@@ -327,7 +244,7 @@ double CpuBackend::sum_squares(const float* x, long n) {
 void CpuBackend::adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) {
   const float bc1 = (float)(1.0 - std::pow((double)s.beta1, s.t)), bc2 = (float)(1.0 - std::pow((double)s.beta2, s.t));
   parallel_range(n, 1 << 14, [&](long lo, long hi) {
-    adamw_span(p + lo, g + lo, m + lo, v + lo, hi - lo, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.grad_scale,
+    K().adamw_span(p + lo, g + lo, m + lo, v + lo, hi - lo, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.grad_scale,
                bc1, bc2);
   });
 }

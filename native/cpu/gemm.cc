@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../common/threadpool.h"
+#include "cpu_features.h"
 #include "gemm_kernels.h"
 
 namespace diffpo {
@@ -19,7 +20,7 @@ struct PackBuffers {
   float* a = nullptr;
   float* b = nullptr;
   PackBuffers() {
-    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kMC * kKC));
+    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (kMC * kKC + 16)));  // + slack for pack_a
     b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKC * kNC));
   }
   ~PackBuffers() {
@@ -35,32 +36,46 @@ PackBuffers& pack_buffers() {
 }
 
 // A[i0:i0+mc, k0:k0+kc] -> MR-row panels, each kc x MR (k-major), zero-padded.
-void pack_a(float* dst, MatView A, int i0, int mc, int k0, int kc) {
-  for (int ip = 0; ip < mc; ip += kMR) {
+void pack_a(float* dst, MatView A, int i0, int mc, int k0, int kc, bool avx2) {
+  for (int ip = 0; ip < mc; ip += kMR, dst += (long)kc * kMR) {
     const int mr = std::min(kMR, mc - ip);
+    const float* base = A.p + (long)(i0 + ip) * A.rs + (long)k0 * A.cs;
+    if (avx2 && mr == kMR && (A.cs == 1 || A.rs == 1)) {
+      if (A.cs == 1)
+        pack_a_rows6_avx2(dst, base, A.rs, kc);  // row-major A: transpose in registers
+      else
+        pack_a_cols6_avx2(dst, base, A.cs, kc);  // transposed A: six contiguous floats per k
+      continue;
+    }
     for (int k = 0; k < kc; k++) {
-      const float* src = A.p + (long)(i0 + ip) * A.rs + (long)(k0 + k) * A.cs;
-      int r = 0;
-      for (; r < mr; r++) dst[r] = src[r * A.rs];
-      for (; r < kMR; r++) dst[r] = 0.f;
-      dst += kMR;
+      const float* src = base + (long)k * A.cs;
+      for (int r = 0; r < kMR; r++) dst[k * kMR + r] = r < mr ? src[r * A.rs] : 0.f;
     }
   }
 }
 
-// B[k0:k0+kc, j0:j0+nc] -> NR-column panels, each kc x NR (k-major), zero-padded.
-void pack_b(float* dst, MatView B, int k0, int kc, int j0, int nc) {
-  for (int jp = 0; jp < nc; jp += kNR) {
+// B[k0:k0+kc, j0:j0+nc] -> NR-column panels, each kc x NR (k-major), zero-padded. The loop order
+// follows whichever stride is contiguous, so that reads stream.
+void pack_b(float* dst, MatView B, int k0, int kc, int j0, int nc, bool avx2) {
+  for (int jp = 0; jp < nc; jp += kNR, dst += (long)kc * kNR) {
     const int nr = std::min(kNR, nc - jp);
-    for (int k = 0; k < kc; k++) {
-      const float* src = B.p + (long)(k0 + k) * B.rs + (long)(j0 + jp) * B.cs;
-      int j = 0;
-      if (B.cs == 1)
-        for (; j < nr; j++) dst[j] = src[j];
-      else
-        for (; j < nr; j++) dst[j] = src[j * B.cs];
-      for (; j < kNR; j++) dst[j] = 0.f;
-      dst += kNR;
+    const float* base = B.p + (long)k0 * B.rs + (long)(j0 + jp) * B.cs;
+    if (B.cs == 1) {
+      for (int k = 0; k < kc; k++) {
+        const float* src = base + (long)k * B.rs;
+        float* d = dst + k * kNR;
+        for (int j = 0; j < nr; j++) d[j] = src[j];
+        for (int j = nr; j < kNR; j++) d[j] = 0.f;
+      }
+    } else if (avx2 && B.rs == 1 && nr == kNR) {
+      pack_b_cols16_avx2(dst, base, B.cs, kc);  // transposed B: 8x8 transposes in registers
+    } else {
+      for (int j = 0; j < nr; j++) {
+        const float* src = base + (long)j * B.cs;
+        for (int k = 0; k < kc; k++) dst[k * kNR + j] = src[(long)k * B.rs];
+      }
+      for (int j = nr; j < kNR; j++)
+        for (int k = 0; k < kc; k++) dst[k * kNR + j] = 0.f;
     }
   }
 }
@@ -79,10 +94,10 @@ void sgemm_serial(MicroKernel kernel, int M, int N, int K, MatView A, MatView B,
     for (int pc = 0; pc < K; pc += kKC) {
       const int kc = std::min(kKC, K - pc);
       const bool acc = accumulate || pc > 0;
-      pack_b(buf.b, B, pc, kc, jc, nc);
+      pack_b(buf.b, B, pc, kc, jc, nc, kernel == microkernel_avx2);
       for (int ic = 0; ic < M; ic += kMC) {
         const int mc = std::min(kMC, M - ic);
-        pack_a(buf.a, A, ic, mc, pc, kc);
+        pack_a(buf.a, A, ic, mc, pc, kc, kernel == microkernel_avx2);
         for (int jr = 0; jr < nc; jr += kNR) {
           const int nr = std::min(kNR, nc - jr);
           for (int ir = 0; ir < mc; ir += kMR) {
@@ -94,15 +109,6 @@ void sgemm_serial(MicroKernel kernel, int M, int N, int K, MatView A, MatView B,
       }
     }
   }
-}
-
-bool cpu_has_avx2_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
 }
 
 MicroKernel best_kernel() { return cpu_has_avx2_fma() ? microkernel_avx2 : microkernel_portable; }

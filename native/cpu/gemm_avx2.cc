@@ -64,3 +64,94 @@ double fma_loop_avx2(long iters) {
 }
 
 }  // namespace diffpo
+
+namespace diffpo {
+
+// Packs a full 6-row panel of a row-major A (k contiguous): dst[k*6 + r] = src[r*rs + k]. Eight k at a
+// time: an 8x8 transpose of the six rows (two zero rows) gives, per k, the six values in one register;
+// overlapping 8-wide stores at dst + 6k lay them end to end (dst needs 2 floats of slack).
+void pack_a_rows6_avx2(float* dst, const float* src, long rs, int kc) {
+  int k = 0;
+  const __m256 zero = _mm256_setzero_ps();
+  for (; k + 8 <= kc; k += 8) {
+    const __m256 r0 = _mm256_loadu_ps(src + k), r1 = _mm256_loadu_ps(src + rs + k),
+                 r2 = _mm256_loadu_ps(src + 2 * rs + k), r3 = _mm256_loadu_ps(src + 3 * rs + k),
+                 r4 = _mm256_loadu_ps(src + 4 * rs + k), r5 = _mm256_loadu_ps(src + 5 * rs + k);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(zero, zero), t7 = t6;
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    float* d = dst + (long)k * 6;
+    _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 42, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+  for (; k < kc; k++)
+    for (int r = 0; r < 6; r++) dst[k * 6 + r] = src[r * rs + k];
+}
+
+}  // namespace diffpo
+
+namespace diffpo {
+
+namespace {
+// In-register transpose of eight rows of eight floats.
+inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6,
+                       __m256& r7) {
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+}  // namespace
+
+void pack_b_cols16_avx2(float* dst, const float* src, long cs, int kc) {
+  int k = 0;
+  for (; k + 8 <= kc; k += 8)
+    for (int half = 0; half < 2; half++) {
+      const float* s = src + (long)half * 8 * cs + k;
+      __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + cs), r2 = _mm256_loadu_ps(s + 2 * cs),
+             r3 = _mm256_loadu_ps(s + 3 * cs), r4 = _mm256_loadu_ps(s + 4 * cs), r5 = _mm256_loadu_ps(s + 5 * cs),
+             r6 = _mm256_loadu_ps(s + 6 * cs), r7 = _mm256_loadu_ps(s + 7 * cs);
+      transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
+      float* d = dst + (long)k * 16 + half * 8;
+      _mm256_store_ps(d, r0);
+      _mm256_store_ps(d + 16, r1);
+      _mm256_store_ps(d + 32, r2);
+      _mm256_store_ps(d + 48, r3);
+      _mm256_store_ps(d + 64, r4);
+      _mm256_store_ps(d + 80, r5);
+      _mm256_store_ps(d + 96, r6);
+      _mm256_store_ps(d + 112, r7);
+    }
+  for (; k < kc; k++)
+    for (int j = 0; j < 16; j++) dst[k * 16 + j] = src[j * cs + k];
+}
+
+void pack_a_cols6_avx2(float* dst, const float* src, long cs, int kc) {
+  const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+  for (int k = 0; k < kc; k++) _mm256_storeu_ps(dst + k * 6, _mm256_maskload_ps(src + (long)k * cs, six));
+}
+
+}  // namespace diffpo

@@ -10,5 +10,11 @@ void microkernel_portable(int kc, const float* Ap, const float* Bp, float* C, lo
                           bool accumulate);
 void microkernel_avx2(int kc, const float* Ap, const float* Bp, float* C, long ldc, int mr, int nr,
                       bool accumulate);
-double fma_loop_avx2(long iters);  // returns a value so the loop is not optimised away
+double fma_loop_avx2(long iters);
+// dst[k*6 + r] = src[r*rs + k] for r < 6, k < kc; writes up to 2 floats past dst[6*kc).
+void pack_a_rows6_avx2(float* dst, const float* src, long rs, int kc);
+// dst[k*6 + r] = src[k*cs + r] (A stored transposed); writes up to 2 floats past dst[6*kc).
+void pack_a_cols6_avx2(float* dst, const float* src, long cs, int kc);
+// dst[k*16 + j] = src[j*cs + k] for j < 16 (B stored transposed, as W in out = inp W^T); dst 32-byte aligned.
+void pack_b_cols16_avx2(float* dst, const float* src, long cs, int kc);  // returns a value so the loop is not optimised away
 }  // namespace diffpo

@@ -1,0 +1,137 @@
+"""The same LLaDA model in PyTorch (eager), timed in the same bench run as diffpo.
+
+Reads a diffpo checkpoint (config.json + F32 model.safetensors) so that the logits can be compared
+too. Prints one JSON object. Run with OMP_WAIT_POLICY=PASSIVE (see README: without it PyTorch is
+2-4x slower on these machines, which would flatter diffpo).
+"""
+import argparse
+import json
+import math
+import statistics
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        assert t["dtype"] == "F32"
+        b, e = t["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=np.float32).copy()).reshape(t["shape"])
+    return out
+
+
+class LLaDA(torch.nn.Module):
+    def __init__(self, c, w):
+        super().__init__()
+        self.c = c
+        self.p = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v) for k, v in w.items()})
+
+    def w(self, name):
+        return self.p[("model.transformer." + name).replace(".", "__")]
+
+    def rms(self, x, name):
+        return self.w(name) * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.c["rms_norm_eps"]))
+
+    def forward(self, ids):
+        c = self.c
+        B, T = ids.shape
+        D, H, KV = c["d_model"], c["n_heads"], c["n_kv_heads"]
+        hd = D // H
+        inv = 1.0 / (c["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float) / hd))
+        freqs = torch.outer(torch.arange(T, dtype=torch.float), inv)
+        emb = torch.cat([freqs, freqs], -1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+
+        def rope(u):
+            u1, u2 = u[..., : hd // 2], u[..., hd // 2 :]
+            return u * cos + torch.cat([-u2, u1], -1) * sin
+
+        x = F.embedding(ids, self.w("wte.weight"))
+        if c["input_emb_norm"]:
+            x = x * math.sqrt(D)
+        for l in range(c["n_layers"]):
+            p = f"blocks.{l}."
+            h = self.rms(x, p + "attn_norm.weight")
+            q = F.linear(h, self.w(p + "q_proj.weight")).view(B, T, H, hd).transpose(1, 2)
+            k = F.linear(h, self.w(p + "k_proj.weight")).view(B, T, KV, hd).transpose(1, 2)
+            v = F.linear(h, self.w(p + "v_proj.weight")).view(B, T, KV, hd).transpose(1, 2)
+            q, k = rope(q), rope(k)
+            if KV != H:
+                k = k.repeat_interleave(H // KV, 1)
+                v = v.repeat_interleave(H // KV, 1)
+            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), -1)
+            y = (att @ v).transpose(1, 2).reshape(B, T, D)
+            x = x + F.linear(y, self.w(p + "attn_out.weight"))
+            h = self.rms(x, p + "ff_norm.weight")
+            x = x + F.linear(F.silu(F.linear(h, self.w(p + "ff_proj.weight"))) * F.linear(h, self.w(p + "up_proj.weight")), self.w(p + "ff_out.weight"))
+        h = self.rms(x, "ln_f.weight")
+        head = self.w("wte.weight") if c["weight_tying"] else self.w("ff_out.weight")
+        logits = F.linear(h, head)
+        return logits / math.sqrt(D) if c["scale_logits"] else logits
+
+
+def median_time(fn, reps):
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--seqlen", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--check-tokens", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    c = json.load(open(a.model + "/config.json"))
+    model = LLaDA(c, load_safetensors(a.model + "/model.safetensors"))
+    out = {"torch": torch.__version__, "threads": a.threads}
+    if a.check_tokens:
+        rows = [[int(t) for t in r.split(",")] for r in a.check_tokens.split(";")]
+        with torch.no_grad():
+            out["logits"] = model(torch.tensor(rows)).flatten().tolist()
+    B, T = a.batch, a.seqlen
+    V = c["vocab_size"]
+    ids = torch.randint(0, V - 1, (B, T))
+    with torch.no_grad():
+        out["forward_s"] = median_time(lambda: model(ids), a.reps)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    # masked-diffusion step as LLaDA trains: full logits, CE on masked positions weighted by 1/p
+    p = torch.rand(B, 1) * 0.999 + 0.001
+    mask = torch.rand(B, T) < p
+    noisy = torch.where(mask, torch.full_like(ids, c["mask_token_id"]), ids)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(noisy)
+        ce = F.cross_entropy(logits[mask], ids[mask], reduction="none") / p.expand(B, T)[mask]
+        loss = ce.sum() / (B * T)
+        loss.backward()
+        opt.step()
+
+    out["train_s"] = median_time(step, a.reps)
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
