@@ -37,15 +37,16 @@ struct Model::Acts {
   int B = 0, T = 0, S = 0;
   bool train = false;
   // per layer (train) or one shared set (inference)
-  std::vector<float*> res, xmid, rstd1, h1, q, k, v, att, y, rstd2, h2, a, b, g;
-  float *rstdf, *hf, *lse, *dres, *dh, *dq, *dk, *dv, *dy, *da, *db, *dg, *dhf, *dlogp;
+  // qkv (N, D+2KVd) holds q | k | v per token and ab (N, 2F) holds ff_proj | up_proj: one GEMM each,
+  // since q_proj, k_proj, v_proj (and ff_proj, up_proj) are adjacent in the parameter block.
+  std::vector<float*> res, xmid, rstd1, h1, qkv, att, y, rstd2, h2, ab, g;
+  float *rstdf, *hf, *lse, *dres, *dh, *dqkv, *dy, *dab, *dg, *dhf, *dlogp;
 };
 
 LayerWeights layer_view(const std::vector<TensorSpec>& t, float* base, int layer) {
   const size_t i = 1 + (size_t)layer * kLayerTensors;
-  return {base + t[i].offset,     base + t[i + 1].offset, base + t[i + 2].offset,
-          base + t[i + 3].offset, base + t[i + 4].offset, base + t[i + 5].offset,
-          base + t[i + 6].offset, base + t[i + 7].offset, base + t[i + 8].offset};
+  return {base + t[i].offset,     base + t[i + 1].offset, base + t[i + 4].offset,
+          base + t[i + 5].offset, base + t[i + 6].offset, base + t[i + 8].offset};
 }
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
@@ -58,7 +59,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
     size_t n = 1;
     for (auto s : shape) n *= (size_t)s;
     tensors_.push_back({std::move(name), std::move(shape), offset, n});
-    offset += (n + 15) / 16 * 16;  // keep every tensor 64-byte aligned
+    offset += n;  // no padding: q|k|v and ff_proj|up_proj must be adjacent (fused GEMMs)
   };
   add("model.transformer.wte.weight", {E, D});
   for (int l = 0; l < cfg_.n_layers; l++) {
@@ -144,27 +145,27 @@ void Model::plan(int B, int T, int S, bool train) {
   Acts& A = *acts_;
   A.B = B, A.T = T, A.S = S, A.train = train;
   const size_t N = (size_t)B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads;
-  const size_t KVd = (size_t)cfg_.n_kv_heads * cfg_.head_dim();
+  const size_t QKV = D + 2 * (size_t)cfg_.n_kv_heads * cfg_.head_dim();
   const int L = cfg_.n_layers, sets = train ? L : 1;
   arena_.begin();
   struct Slot {
     std::vector<float*>* v;
     size_t n;
   };
-  const Slot per_layer[] = {{&A.xmid, N * D}, {&A.rstd1, N},     {&A.h1, N * D},        {&A.q, N * D},
-                            {&A.k, N * KVd},  {&A.v, N * KVd},   {&A.att, B * H * T * T}, {&A.y, N * D},
-                            {&A.rstd2, N},    {&A.h2, N * D},    {&A.a, N * F},         {&A.b, N * F},
-                            {&A.g, N * F}};
+  const Slot per_layer[] = {{&A.xmid, N * D}, {&A.rstd1, N},         {&A.h1, N * D},    {&A.qkv, N * QKV},
+                            {&A.att, B * H * T * T}, {&A.y, N * D}, {&A.rstd2, N},     {&A.h2, N * D},
+                            {&A.ab, N * 2 * F},      {&A.g, N * F}};
   std::vector<size_t> res_off;
   for (int l = 0; l <= (train ? L : 0); l++) res_off.push_back(arena_.reserve(N * D));
   std::vector<std::vector<size_t>> layer_off(sizeof(per_layer) / sizeof(Slot));
   for (size_t s = 0; s < layer_off.size(); s++)
     for (int l = 0; l < sets; l++) layer_off[s].push_back(arena_.reserve(per_layer[s].n));
   const size_t o_rstdf = arena_.reserve(N), o_hf = arena_.reserve(N * D), o_lse = arena_.reserve(S);
-  size_t o_grad[10] = {};
-  const size_t grad_sizes[10] = {N * D, N * D, N * D, N * KVd, N * KVd, N * D, N * F, N * F, N * F, N * D};
+  constexpr int kGrads = 7;
+  size_t o_grad[kGrads] = {};
+  const size_t grad_sizes[kGrads] = {N * D, N * D, N * QKV, N * D, N * 2 * F, N * F, N * D};
   if (train)
-    for (int i = 0; i < 10; i++) o_grad[i] = arena_.reserve(grad_sizes[i]);
+    for (int i = 0; i < kGrads; i++) o_grad[i] = arena_.reserve(grad_sizes[i]);
   const size_t o_dlogp = arena_.reserve(S);
   arena_.commit();
 
@@ -176,37 +177,35 @@ void Model::plan(int B, int T, int S, bool train) {
   }
   if (!train) A.xmid.assign(L, A.res[0]);  // inference updates the residual stream in place
   A.rstdf = arena_.at(o_rstdf), A.hf = arena_.at(o_hf), A.lse = arena_.at(o_lse), A.dlogp = arena_.at(o_dlogp);
-  float** grads[10] = {&A.dres, &A.dh, &A.dq, &A.dk, &A.dv, &A.dy, &A.da, &A.db, &A.dg, &A.dhf};
-  for (int i = 0; i < 10; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
+  float** grads[kGrads] = {&A.dres, &A.dh, &A.dqkv, &A.dy, &A.dab, &A.dg, &A.dhf};
+  for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
 }
 
 void Model::forward(const int32_t* ids, const uint8_t* keymask, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
-  const int hd = cfg_.head_dim(), KVd = KV * hd;
+  const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   rope_tables(T);
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
   be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
-  const AttnShape shape{B, T, H, KV, hd};
+  const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
   for (int l = 0; l < cfg_.n_layers; l++) {
     check_cancel();
     const LayerWeights& w = layers_[l];
     // attention sub-block: xmid = res[l] + attn(RMSNorm(res[l])) Wo^T
     be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
-    be.linear_forward(A.q[l], A.h1[l], w.q, N, D, D, false);
-    be.linear_forward(A.k[l], A.h1[l], w.k, N, D, KVd, false);
-    be.linear_forward(A.v[l], A.h1[l], w.v, N, D, KVd, false);
-    be.rope_forward(A.q[l], rope_cos_.data(), rope_sin_.data(), B, T, H, hd);
-    be.rope_forward(A.k[l], rope_cos_.data(), rope_sin_.data(), B, T, KV, hd);
-    be.attention_forward(A.y[l], A.att[l], A.q[l], A.k[l], A.v[l], keymask, shape);
+    float* qkv = A.qkv[l];
+    be.linear_forward(qkv, A.h1[l], w.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
+    be.rope_forward(qkv, rope_cos_.data(), rope_sin_.data(), B, T, H, hd, QKV);
+    be.rope_forward(qkv + D, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd, QKV);
+    be.attention_forward(A.y[l], A.att[l], qkv, qkv + D, qkv + D + KVd, keymask, shape);
     if (A.xmid[l] != A.res[l]) std::memcpy(A.xmid[l], A.res[l], sizeof(float) * (size_t)N * D);
     be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
     // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
     be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
-    be.linear_forward(A.a[l], A.h2[l], w.ff_proj, N, D, F, false);
-    be.linear_forward(A.b[l], A.h2[l], w.up_proj, N, D, F, false);
-    be.swiglu_forward(A.g[l], A.a[l], A.b[l], (long)N * F);
+    be.linear_forward(A.ab[l], A.h2[l], w.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
+    be.swiglu_forward(A.g[l], A.ab[l], N, F);
     if (A.res[l + 1] != A.xmid[l]) std::memcpy(A.res[l + 1], A.xmid[l], sizeof(float) * (size_t)N * D);
     be.linear_forward(A.res[l + 1], A.g[l], w.ff_out, N, F, D, true);
   }
@@ -217,9 +216,9 @@ void Model::backward(const int32_t* ids, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
-  const int hd = cfg_.head_dim(), KVd = KV * hd;
+  const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   float* g = grads()->data;
-  const AttnShape shape{B, T, H, KV, hd};
+  const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
   std::memset(A.dres, 0, sizeof(float) * (size_t)N * D);
   be.rmsnorm_backward(A.dres, g + (ln_f_ - params_->data), A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
   for (int l = cfg_.n_layers - 1; l >= 0; l--) {
@@ -228,18 +227,16 @@ void Model::backward(const int32_t* ids, int B, int T) {
     const LayerWeights gw = layer_view(tensors_, g, l);
     // feed-forward sub-block; dres flows through the residual unchanged and gains the branch's grad
     be.linear_backward(A.dg, false, gw.ff_out, A.dres, A.g[l], w.ff_out, N, F, D);
-    be.swiglu_backward(A.da, A.db, A.dg, A.a[l], A.b[l], (long)N * F);
-    be.linear_backward(A.dh, false, gw.ff_proj, A.da, A.h2[l], w.ff_proj, N, D, F);
-    be.linear_backward(A.dh, true, gw.up_proj, A.db, A.h2[l], w.up_proj, N, D, F);
+    be.swiglu_backward(A.dab, A.dg, A.ab[l], N, F);
+    be.linear_backward(A.dh, false, gw.ff_up, A.dab, A.h2[l], w.ff_up, N, D, 2 * F);
     be.rmsnorm_backward(A.dres, gw.ff_norm, A.dh, A.xmid[l], w.ff_norm, A.rstd2[l], N, D);
     // attention sub-block
     be.linear_backward(A.dy, false, gw.attn_out, A.dres, A.y[l], w.attn_out, N, D, D);
-    be.attention_backward(A.dq, A.dk, A.dv, A.dy, A.att[l], A.q[l], A.k[l], A.v[l], shape);
-    be.rope_backward(A.dq, rope_cos_.data(), rope_sin_.data(), B, T, H, hd);
-    be.rope_backward(A.dk, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd);
-    be.linear_backward(A.dh, false, gw.q, A.dq, A.h1[l], w.q, N, D, D);
-    be.linear_backward(A.dh, true, gw.k, A.dk, A.h1[l], w.k, N, D, KVd);
-    be.linear_backward(A.dh, true, gw.v, A.dv, A.h1[l], w.v, N, D, KVd);
+    const float* qkv = A.qkv[l];
+    be.attention_backward(A.dqkv, A.dqkv + D, A.dqkv + D + KVd, A.dy, A.att[l], qkv, qkv + D, qkv + D + KVd, shape);
+    be.rope_backward(A.dqkv, rope_cos_.data(), rope_sin_.data(), B, T, H, hd, QKV);
+    be.rope_backward(A.dqkv + D, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd, QKV);
+    be.linear_backward(A.dh, false, gw.qkv, A.dqkv, A.h1[l], w.qkv, N, D, QKV);
     be.rmsnorm_backward(A.dres, gw.attn_norm, A.dh, A.res[l], w.attn_norm, A.rstd1[l], N, D);
   }
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;

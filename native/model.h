@@ -29,8 +29,10 @@ struct TensorSpec {
   size_t offset, numel;  // in floats within the parameter (and gradient) Block
 };
 
+// One block's tensors (or their gradients). qkv points at q_proj, followed by k_proj and v_proj;
+// ff_up at ff_proj, followed by up_proj: each pair or triple is used as one fused matrix.
 struct LayerWeights {
-  float *attn_norm, *q, *k, *v, *attn_out, *ff_norm, *ff_proj, *up_proj, *ff_out;
+  float *attn_norm, *qkv, *attn_out, *ff_norm, *ff_up, *ff_out;
 };
 
 class Model {

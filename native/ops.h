@@ -9,6 +9,7 @@ namespace diffpo {
 
 struct AttnShape {
   int B, T, H, KV, hd;
+  long ldq, ldkv;  // elements from one token to the next in q (and dq), and in k, v (and dk, dv)
 };
 
 struct AdamWStep {
@@ -42,22 +43,23 @@ class Backend {
   virtual void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                                const float* w, int N, int I, int O) = 0;
 
-  // x (B,T,nh,hd) rotated in place, rotate-half layout; cos, sin (T, hd/2)
-  virtual void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd) = 0;
+  // x (B,T,nh,hd), token rows ld elements apart, rotated in place, rotate-half layout; cos, sin (T, hd/2)
+  virtual void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) = 0;
   // dx (B,T,nh,hd) in place: the transpose (inverse) rotation
-  virtual void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd) = 0;
+  virtual void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) = 0;
 
-  // q (B,T,H,hd), k v (B,T,KV,hd), keymask (B,T) or null (1 = attend) -> out (B,T,H,hd), att (B,H,T,T)
+  // q (B,T,H,hd), k v (B,T,KV,hd) (row strides in s), keymask (B,T) or null (1 = attend)
+  //   -> out (B,T,H,hd) contiguous, att (B,H,T,T)
   virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                  const uint8_t* keymask, const AttnShape& s) = 0;
   // dout (B,T,H,hd) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                                   const float* q, const float* k, const float* v, const AttnShape& s) = 0;
 
-  // a, b (n) -> out (n) = silu(a) * b
-  virtual void swiglu_forward(float* out, const float* a, const float* b, long n) = 0;
-  // dout (n) -> da (n) =, db (n) =
-  virtual void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) = 0;
+  // ab (N, 2F) = [a | b] per row (one GEMM computes both projections) -> out (N,F) = silu(a) * b
+  virtual void swiglu_forward(float* out, const float* ab, int N, int F) = 0;
+  // dout (N,F) -> dab (N, 2F) = [da | db]
+  virtual void swiglu_backward(float* dab, const float* dout, const float* ab, int N, int F) = 0;
 
   // LM head fused with log-softmax and gather over selected rows:
   // h (N,D), w (E,D), rows targets (S) -> logp (S) = log_softmax(scale * h[rows] w^T)[targets], lse (S)

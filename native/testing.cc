@@ -178,45 +178,49 @@ OpCase make_case(const std::string& op, std::mt19937_64& rng) {
       be.linear_backward(g[0], false, g[1], dout, in[0], in[1], N, I, O);
     };
   } else if (op == "rope") {
+    // token rows wider than the heads (as in the fused q|k|v buffer): the other columns pass through
     const int B = 2, T = 5, nh = 3, hd = 8;
+    const long ld = nh * hd + 5;
     auto cd = std::make_shared<Vec>(), sd = std::make_shared<Vec>();
     rope_tables(T, hd, 10000.0, *cd, *sd);
     auto cf = std::make_shared<FVec>(to_float(*cd)), sf = std::make_shared<FVec>(to_float(*sd));
-    const size_t n = (size_t)B * T * nh * hd;
+    const size_t n = (size_t)B * T * ld;
     c.names = {"x"};
     c.inputs = {random_vec(n, rng)};
     c.out_size = n;
     c.ref_forward = [=](auto& in, double* out) {
       std::copy(in[0], in[0] + n, out);
-      ref::rope_forward(out, cd->data(), sd->data(), B, T, nh, hd);
+      ref::rope_forward(out, cd->data(), sd->data(), B, T, nh, hd, ld);
     };
     c.ref_backward = [=](auto&, const double* dout, auto& g) {
       std::copy(dout, dout + n, g[0]);
-      ref::rope_backward(g[0], cd->data(), sd->data(), B, T, nh, hd);
+      ref::rope_backward(g[0], cd->data(), sd->data(), B, T, nh, hd, ld);
     };
     c.fast_forward = [=, &be](auto& in, float* out) {
       std::copy(in[0], in[0] + n, out);
-      be.rope_forward(out, cf->data(), sf->data(), B, T, nh, hd);
+      be.rope_forward(out, cf->data(), sf->data(), B, T, nh, hd, ld);
     };
     c.fast_backward = [=, &be](auto&, const float* dout, auto& g) {
       std::copy(dout, dout + n, g[0]);
-      be.rope_backward(g[0], cf->data(), sf->data(), B, T, nh, hd);
+      be.rope_backward(g[0], cf->data(), sf->data(), B, T, nh, hd, ld);
     };
   } else if (op == "attention") {
     // GQA (4 query heads over 2 kv heads) with key padding in the second sequence
-    const AttnShape s{2, 6, 4, 2, 8};
-    const size_t nq = (size_t)s.B * s.T * s.H * s.hd, nk = (size_t)s.B * s.T * s.KV * s.hd;
+    // rows wider than the heads, as in the fused q|k|v buffer
+    const AttnShape s{2, 6, 4, 2, 8, 4 * 8 + 3, 2 * 8 + 5};
+    const size_t nq = (size_t)s.B * s.T * s.ldq, nk = (size_t)s.B * s.T * s.ldkv;
+    const size_t nout = (size_t)s.B * s.T * s.H * s.hd;
     const size_t natt = (size_t)s.B * s.H * s.T * s.T;
     auto mask = std::make_shared<std::vector<uint8_t>>(std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
     c.names = {"q", "k", "v"};
     c.inputs = {random_vec(nq, rng), random_vec(nk, rng), random_vec(nk, rng)};
-    c.out_size = nq;
+    c.out_size = nout;
     c.ref_forward = [=](auto& in, double* out) {
       Vec att(natt);
       ref::attention_forward(out, att.data(), in[0], in[1], in[2], mask->data(), s);
     };
     c.ref_backward = [=](auto& in, const double* dout, auto& g) {
-      Vec out(nq), att(natt);
+      Vec out(nout), att(natt);
       ref::attention_forward(out.data(), att.data(), in[0], in[1], in[2], mask->data(), s);
       ref::attention_backward(g[0], g[1], g[2], dout, att.data(), in[0], in[1], in[2], s);
     };
@@ -225,21 +229,19 @@ OpCase make_case(const std::string& op, std::mt19937_64& rng) {
       be.attention_forward(out, att.data(), in[0], in[1], in[2], mask->data(), s);
     };
     c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
-      FVec out(nq), att(natt);
+      FVec out(nout), att(natt);
       be.attention_forward(out.data(), att.data(), in[0], in[1], in[2], mask->data(), s);
       be.attention_backward(g[0], g[1], g[2], dout, att.data(), in[0], in[1], in[2], s);
     };
   } else if (op == "swiglu") {
-    const long n = 101;
-    c.names = {"a", "b"};
-    c.inputs = {random_vec(n, rng, 3.0), random_vec(n, rng)};
-    c.out_size = n;
-    c.ref_forward = [=](auto& in, double* out) { ref::swiglu_forward(out, in[0], in[1], n); };
-    c.ref_backward = [=](auto& in, const double* dout, auto& g) { ref::swiglu_backward(g[0], g[1], dout, in[0], in[1], n); };
-    c.fast_forward = [=, &be](auto& in, float* out) { be.swiglu_forward(out, in[0], in[1], n); };
-    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
-      be.swiglu_backward(g[0], g[1], dout, in[0], in[1], n);
-    };
+    const int N = 7, F = 29;
+    c.names = {"ab"};
+    c.inputs = {random_vec((size_t)N * 2 * F, rng, 3.0)};
+    c.out_size = (size_t)N * F;
+    c.ref_forward = [=](auto& in, double* out) { ref::swiglu_forward(out, in[0], N, F); };
+    c.ref_backward = [=](auto& in, const double* dout, auto& g) { ref::swiglu_backward(g[0], dout, in[0], N, F); };
+    c.fast_forward = [=, &be](auto& in, float* out) { be.swiglu_forward(out, in[0], N, F); };
+    c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) { be.swiglu_backward(g[0], dout, in[0], N, F); };
   } else if (op == "lmhead") {
     // rows repeat (position 2 scored twice) and the logits are scaled, as with scale_logits
     const int N = 6, D = 12, E = 11, S = 5;
@@ -335,6 +337,7 @@ T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const
   auto W = [&](size_t i) { return P + ts[i].offset; };
   std::vector<T> x((size_t)N * D), h((size_t)N * D), rstd(N), q((size_t)N * D), k((size_t)N * KVd), v((size_t)N * KVd);
   std::vector<T> att((size_t)B * H * Tn * Tn), y((size_t)N * D), a((size_t)N * F), bb((size_t)N * F), g((size_t)N * F);
+  std::vector<T> ab((size_t)N * 2 * F);
   std::vector<T> cs((size_t)Tn * hd / 2), sn((size_t)Tn * hd / 2);
   for (int t = 0; t < Tn; t++)
     for (int j = 0; j < hd / 2; j++) {
@@ -350,14 +353,16 @@ T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const
     ref::linear_forward(q.data(), h.data(), W(base + 1), N, D, D, false);
     ref::linear_forward(k.data(), h.data(), W(base + 2), N, D, KVd, false);
     ref::linear_forward(v.data(), h.data(), W(base + 3), N, D, KVd, false);
-    ref::rope_forward(q.data(), cs.data(), sn.data(), B, Tn, H, hd);
-    ref::rope_forward(k.data(), cs.data(), sn.data(), B, Tn, KV, hd);
-    ref::attention_forward(y.data(), att.data(), q.data(), k.data(), v.data(), keymask, AttnShape{B, Tn, H, KV, hd});
+    ref::rope_forward(q.data(), cs.data(), sn.data(), B, Tn, H, hd, D);
+    ref::rope_forward(k.data(), cs.data(), sn.data(), B, Tn, KV, hd, KVd);
+    ref::attention_forward(y.data(), att.data(), q.data(), k.data(), v.data(), keymask, AttnShape{B, Tn, H, KV, hd, D, KVd});
     ref::linear_forward(x.data(), y.data(), W(base + 4), N, D, D, true);
     ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(base + 5), N, D, (T)c.rms_norm_eps);
     ref::linear_forward(a.data(), h.data(), W(base + 6), N, D, F, false);
     ref::linear_forward(bb.data(), h.data(), W(base + 7), N, D, F, false);
-    ref::swiglu_forward(g.data(), a.data(), bb.data(), (long)N * F);
+    for (long n = 0; n < N; n++)
+      for (int f = 0; f < F; f++) ab[n * 2 * F + f] = a[n * F + f], ab[n * 2 * F + F + f] = bb[n * F + f];
+    ref::swiglu_forward(g.data(), ab.data(), N, F);
     ref::linear_forward(x.data(), g.data(), W(base + 8), N, F, D, true);
   }
   ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(1 + (size_t)c.n_layers * 9), N, D, (T)c.rms_norm_eps);

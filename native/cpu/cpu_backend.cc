@@ -86,30 +86,28 @@ void CpuBackend::linear_backward(float* dinp, bool accumulate_dinp, float* dw, c
   sgemm(O, I, N, {dout, 1, O}, {inp, I, 1}, dw, I, true, &pool_);
 }
 
-void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd) {
-  const int half = hd / 2;
-  parallel_range((long)B * T, 8, [&](long lo, long hi) {
-    for (long bt = lo; bt < hi; bt++) {
-      const long t = bt % T;
-      for (int h = 0; h < nh; h++) K().rope_row(x + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, 1.f);
-    }
-  });
+void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) {
+  rope(x, cos, sin, B, T, nh, hd, ld, 1.f);
 }
 
-void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd) {
+void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) {
+  rope(dx, cos, sin, B, T, nh, hd, ld, -1.f);
+}
+
+void CpuBackend::rope(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld, float sign) {
   const int half = hd / 2;
   parallel_range((long)B * T, 8, [&](long lo, long hi) {
     for (long bt = lo; bt < hi; bt++) {
       const long t = bt % T;
-      for (int h = 0; h < nh; h++) K().rope_row(dx + (bt * nh + h) * hd, cos + t * half, sin + t * half, half, -1.f);
+      for (int h = 0; h < nh; h++) K().rope_row(x + bt * ld + (long)h * hd, cos + t * half, sin + t * half, half, sign);
     }
   });
 }
 
 void CpuBackend::attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                    const uint8_t* keymask, const AttnShape& s) {
-  const int T = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
-  const long qs = (long)H * hd, ks = (long)KV * hd;  // row strides
+  const int T = s.T, H = s.H, hd = s.hd, group = H / s.KV;
+  const long qs = s.ldq, ks = s.ldkv, os = (long)H * hd;  // row strides
   const float scale = 1.f / std::sqrt((float)hd);
   pool_.run(s.B * H, [&](int task, int) {
     const int b = task / H, h = task % H, g = h / group;
@@ -122,14 +120,14 @@ void CpuBackend::attention_forward(float* out, float* att, const float* q, const
     const uint8_t* mask = keymask ? keymask + (long)b * T : nullptr;
     for (int i = 0; i < T; i++) K().softmax_row(p + (long)i * T, T, scale, mask);
     // out_bh (T,hd) = P v_bg
-    sgemm(T, hd, T, {p, T, 1}, {vb, ks, 1}, out + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
+    sgemm(T, hd, T, {p, T, 1}, {vb, ks, 1}, out + (long)b * T * os + (long)h * hd, os, false, nullptr);
   });
 }
 
 void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                                     const float* q, const float* k, const float* v, const AttnShape& s) {
   const int T = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
-  const long qs = (long)H * hd, ks = (long)KV * hd;
+  const long qs = s.ldq, ks = s.ldkv, os = (long)H * hd;
   const float scale = 1.f / std::sqrt((float)hd);
   float* dp_all = scratch((size_t)pool_.size() * T * T);
   // One task per (batch, kv head): the heads of a GQA group accumulate into the same dk, dv.
@@ -144,12 +142,12 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float
       const int h = g * group + hi;
       const bool acc = hi > 0;
       const float* p = att + ((long)b * H + h) * T * T;
-      const float* dob = dout + (long)b * T * qs + (long)h * hd;
+      const float* dob = dout + (long)b * T * os + (long)h * hd;
       const float* qb = q + (long)b * T * qs + (long)h * hd;
       // dv_bg += P^T dout_bh
-      sgemm(T, hd, T, {p, 1, T}, {dob, qs, 1}, dvb, ks, acc, nullptr);
+      sgemm(T, hd, T, {p, 1, T}, {dob, os, 1}, dvb, ks, acc, nullptr);
       // dP = dout_bh v_bg^T, then dS through the softmax
-      sgemm(T, T, hd, {dob, qs, 1}, {vb, 1, ks}, dp, T, false, nullptr);
+      sgemm(T, T, hd, {dob, os, 1}, {vb, 1, ks}, dp, T, false, nullptr);
       for (int i = 0; i < T; i++) K().softmax_row_backward(dp + (long)i * T, p + (long)i * T, T, scale);
       // dq_bh = dS k_bg ; dk_bg += dS^T q_bh
       sgemm(T, hd, T, {dp, T, 1}, {kb, ks, 1}, dq + (long)b * T * qs + (long)h * hd, qs, false, nullptr);
@@ -158,13 +156,17 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float
   });
 }
 
-void CpuBackend::swiglu_forward(float* out, const float* a, const float* b, long n) {
-  parallel_range(n, 4096, [&](long lo, long hi) { K().swiglu_span(out + lo, a + lo, b + lo, hi - lo); });
+void CpuBackend::swiglu_forward(float* out, const float* ab, int N, int F) {
+  parallel_range(N, std::max(1, 4096 / F), [&](long lo, long hi) {
+    for (long n = lo; n < hi; n++) K().swiglu_span(out + n * F, ab + n * 2 * F, ab + n * 2 * F + F, F);
+  });
 }
 
-void CpuBackend::swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) {
-  parallel_range(n, 4096,
-                 [&](long lo, long hi) { K().swiglu_span_backward(da + lo, db + lo, dout + lo, a + lo, b + lo, hi - lo); });
+void CpuBackend::swiglu_backward(float* dab, const float* dout, const float* ab, int N, int F) {
+  parallel_range(N, std::max(1, 4096 / F), [&](long lo, long hi) {
+    for (long n = lo; n < hi; n++)
+      K().swiglu_span_backward(dab + n * 2 * F, dab + n * 2 * F + F, dout + n * F, ab + n * 2 * F, ab + n * 2 * F + F, F);
+  });
 }
 
 namespace {

@@ -1,4 +1,4 @@
-// The fast CPU backend: GEMM-based linear and attention, threaded elementwise ops, vectorised exp.
+// The fast CPU backend: GEMM-based linear and attention, threaded and vectorised elementwise ops.
 #pragma once
 #include <memory>
 #include <vector>
@@ -23,14 +23,14 @@ class CpuBackend : public Backend {
   void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) override;
   void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                        const float* w, int N, int I, int O) override;
-  void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd) override;
-  void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd) override;
+  void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) override;
+  void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) override;
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                          const uint8_t* keymask, const AttnShape& s) override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
                           const float* k, const float* v, const AttnShape& s) override;
-  void swiglu_forward(float* out, const float* a, const float* b, long n) override;
-  void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) override;
+  void swiglu_forward(float* out, const float* ab, int N, int F) override;
+  void swiglu_backward(float* dab, const float* dout, const float* ab, int N, int F) override;
   void lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
                               const int32_t* targets, int S, int D, int E, float scale) override;
   void lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
@@ -44,6 +44,7 @@ class CpuBackend : public Backend {
   // Splits [0, n) into about 4 chunks per thread and runs fn(lo, hi) on each.
   template <typename F>
   void parallel_range(long n, long min_chunk, F&& fn);
+  void rope(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld, float sign);
   float* scratch(size_t floats);  // grows once, reused by the LM head and attention backward
 
   ThreadPool pool_;

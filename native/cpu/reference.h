@@ -77,12 +77,12 @@ void linear_backward(T* dinp, bool accumulate_dinp, T* dw, const T* dout, const 
 
 // sign = +1 forward rotation, -1 its transpose (the backward).
 template <typename T>
-void rope_apply(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd, int sign) {
+void rope_apply(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld, int sign) {
   const int half = hd / 2;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T_; t++)
       for (int h = 0; h < nh; h++) {
-        T* u = x + (((long)b * T_ + t) * nh + h) * hd;
+        T* u = x + ((long)b * T_ + t) * ld + (long)h * hd;
         for (int j = 0; j < half; j++) {
           const T c = cos[(long)t * half + j], s = sign * sin[(long)t * half + j];
           const T x1 = u[j], x2 = u[j + half];
@@ -92,12 +92,12 @@ void rope_apply(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd,
       }
 }
 template <typename T>
-void rope_forward(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd) {
-  rope_apply(x, cos, sin, B, T_, nh, hd, +1);
+void rope_forward(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld) {
+  rope_apply(x, cos, sin, B, T_, nh, hd, ld, +1);
 }
 template <typename T>
-void rope_backward(T* dx, const T* cos, const T* sin, int B, int T_, int nh, int hd) {
-  rope_apply(dx, cos, sin, B, T_, nh, hd, -1);
+void rope_backward(T* dx, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld) {
+  rope_apply(dx, cos, sin, B, T_, nh, hd, ld, -1);
 }
 
 template <typename T>
@@ -110,14 +110,14 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
       const int g = h / group;
       for (int i = 0; i < T_; i++) {
         T* p = att + (((long)b * H + h) * T_ + i) * T_;
-        const T* qi = q + (((long)b * T_ + i) * H + h) * hd;
+        const T* qi = q + ((long)b * T_ + i) * s.ldq + (long)h * hd;
         T mx = -INFINITY;
         for (int j = 0; j < T_; j++) {
           if (keymask && !keymask[(long)b * T_ + j]) {
             p[j] = -INFINITY;
             continue;
           }
-          const T* kj = k + (((long)b * T_ + j) * KV + g) * hd;
+          const T* kj = k + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
           T dot = 0;
           for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
           p[j] = dot * scale;
@@ -132,7 +132,7 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
         T* o = out + (((long)b * T_ + i) * H + h) * hd;
         for (int d = 0; d < hd; d++) {
           T acc = 0;
-          for (int j = 0; j < T_; j++) acc += p[j] * v[(((long)b * T_ + j) * KV + g) * hd + d];
+          for (int j = 0; j < T_; j++) acc += p[j] * v[((long)b * T_ + j) * s.ldkv + (long)g * hd + d];
           o[d] = acc;
         }
       }
@@ -143,8 +143,10 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const 
                         const AttnShape& s) {
   const int B = s.B, T_ = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
   const T scale = T(1) / std::sqrt(T(hd));
-  for (long i = 0; i < (long)B * T_ * H * hd; i++) dq[i] = 0;
-  for (long i = 0; i < (long)B * T_ * KV * hd; i++) dk[i] = dv[i] = 0;
+  for (long r = 0; r < (long)B * T_; r++) {
+    for (int i = 0; i < H * hd; i++) dq[r * s.ldq + i] = 0;
+    for (int i = 0; i < KV * hd; i++) dk[r * s.ldkv + i] = dv[r * s.ldkv + i] = 0;
+  }
   std::vector<T> dp(T_);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
@@ -154,20 +156,20 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const 
         const T* doi = dout + (((long)b * T_ + i) * H + h) * hd;
         T rowdot = 0;
         for (int j = 0; j < T_; j++) {
-          const T* vj = v + (((long)b * T_ + j) * KV + g) * hd;
+          const T* vj = v + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
           T acc = 0;
           for (int d = 0; d < hd; d++) acc += doi[d] * vj[d];
           dp[j] = acc;
           rowdot += acc * p[j];
-          T* dvj = dv + (((long)b * T_ + j) * KV + g) * hd;
+          T* dvj = dv + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
           for (int d = 0; d < hd; d++) dvj[d] += p[j] * doi[d];
         }
-        const T* qi = q + (((long)b * T_ + i) * H + h) * hd;
-        T* dqi = dq + (((long)b * T_ + i) * H + h) * hd;
+        const T* qi = q + ((long)b * T_ + i) * s.ldq + (long)h * hd;
+        T* dqi = dq + ((long)b * T_ + i) * s.ldq + (long)h * hd;
         for (int j = 0; j < T_; j++) {
           const T ds = p[j] * (dp[j] - rowdot) * scale;
-          const T* kj = k + (((long)b * T_ + j) * KV + g) * hd;
-          T* dkj = dk + (((long)b * T_ + j) * KV + g) * hd;
+          const T* kj = k + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
+          T* dkj = dk + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
           for (int d = 0; d < hd; d++) {
             dqi[d] += ds * kj[d];
             dkj[d] += ds * qi[d];
@@ -182,16 +184,21 @@ T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 template <typename T>
-void swiglu_forward(T* out, const T* a, const T* b, long n) {
-  for (long i = 0; i < n; i++) out[i] = a[i] * sigmoid(a[i]) * b[i];
+void swiglu_forward(T* out, const T* ab, int N, int F) {
+  for (long n = 0; n < N; n++)
+    for (int f = 0; f < F; f++) {
+      const T a = ab[n * 2 * F + f], b = ab[n * 2 * F + F + f];
+      out[n * F + f] = a * sigmoid(a) * b;
+    }
 }
 template <typename T>
-void swiglu_backward(T* da, T* db, const T* dout, const T* a, const T* b, long n) {
-  for (long i = 0; i < n; i++) {
-    const T s = sigmoid(a[i]);
-    db[i] = dout[i] * a[i] * s;
-    da[i] = dout[i] * b[i] * s * (T(1) + a[i] * (T(1) - s));
-  }
+void swiglu_backward(T* dab, const T* dout, const T* ab, int N, int F) {
+  for (long n = 0; n < N; n++)
+    for (int f = 0; f < F; f++) {
+      const T a = ab[n * 2 * F + f], b = ab[n * 2 * F + F + f], s = sigmoid(a), d = dout[n * F + f];
+      dab[n * 2 * F + f] = d * b * s * (T(1) + a * (T(1) - s));
+      dab[n * 2 * F + F + f] = d * a * s;
+    }
 }
 
 template <typename T>
@@ -270,11 +277,11 @@ class ReferenceBackend : public Backend {
                        int I, int O) override {
     ref::linear_backward(dinp, acc, dw, dout, inp, w, N, I, O);
   }
-  void rope_forward(float* x, const float* c, const float* s, int B, int T, int nh, int hd) override {
-    ref::rope_forward(x, c, s, B, T, nh, hd);
+  void rope_forward(float* x, const float* c, const float* s, int B, int T, int nh, int hd, long ld) override {
+    ref::rope_forward(x, c, s, B, T, nh, hd, ld);
   }
-  void rope_backward(float* dx, const float* c, const float* s, int B, int T, int nh, int hd) override {
-    ref::rope_backward(dx, c, s, B, T, nh, hd);
+  void rope_backward(float* dx, const float* c, const float* s, int B, int T, int nh, int hd, long ld) override {
+    ref::rope_backward(dx, c, s, B, T, nh, hd, ld);
   }
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                          const uint8_t* keymask, const AttnShape& s) override {
@@ -284,11 +291,9 @@ class ReferenceBackend : public Backend {
                           const float* k, const float* v, const AttnShape& s) override {
     ref::attention_backward(dq, dk, dv, dout, att, q, k, v, s);
   }
-  void swiglu_forward(float* out, const float* a, const float* b, long n) override {
-    ref::swiglu_forward(out, a, b, n);
-  }
-  void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, long n) override {
-    ref::swiglu_backward(da, db, dout, a, b, n);
+  void swiglu_forward(float* out, const float* ab, int N, int F) override { ref::swiglu_forward(out, ab, N, F); }
+  void swiglu_backward(float* dab, const float* dout, const float* ab, int N, int F) override {
+    ref::swiglu_backward(dab, dout, ab, N, F);
   }
   void lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
                               const int32_t* targets, int S, int D, int E, float scale) override {
