@@ -1,13 +1,13 @@
 """The same LLaDA model in PyTorch (eager), timed in the same bench run as diffpo.
 
 Reads a diffpo checkpoint (config.json + F32 model.safetensors) so that the logits can be compared
-too. Prints one JSON object. Run with OMP_WAIT_POLICY=PASSIVE (see README: without it PyTorch is
+too. Prints one JSON line (versions, logits), then times one forward or training step per request
+line read from stdin. Run with OMP_WAIT_POLICY=PASSIVE (see README: without it PyTorch is
 2-4x slower on these machines, which would flatter diffpo).
 """
 import argparse
 import json
 import math
-import statistics
 import struct
 import sys
 import time
@@ -82,46 +82,41 @@ class LLaDA(torch.nn.Module):
         return logits / math.sqrt(D) if c["scale_logits"] else logits
 
 
-def median_time(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--seqlen", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--check-tokens", default="")
+    ap.add_argument("--export-onnx", default="", help="also write the model as ONNX (for onnxruntime-node)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c = json.load(open(a.model + "/config.json"))
     model = LLaDA(c, load_safetensors(a.model + "/model.safetensors"))
-    out = {"torch": torch.__version__, "threads": a.threads}
+    hello = {"torch": torch.__version__, "threads": a.threads}
     if a.check_tokens:
         rows = [[int(t) for t in r.split(",")] for r in a.check_tokens.split(";")]
         with torch.no_grad():
-            out["logits"] = model(torch.tensor(rows)).flatten().tolist()
+            hello["logits"] = model(torch.tensor(rows)).flatten().tolist()
+    if a.export_onnx:
+        ids = torch.zeros(1, 4, dtype=torch.long)
+        torch.onnx.export(model, (ids,), a.export_onnx, input_names=["ids"], output_names=["logits"],
+                          dynamic_axes={"ids": {0: "batch", 1: "seq"}}, opset_version=14)
     B, T = a.batch, a.seqlen
-    V = c["vocab_size"]
-    ids = torch.randint(0, V - 1, (B, T))
-    with torch.no_grad():
-        out["forward_s"] = median_time(lambda: model(ids), a.reps)
+    ids = torch.randint(0, c["vocab_size"] - 1, (B, T))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     # masked-diffusion step as LLaDA trains: full logits, CE on masked positions weighted by 1/p
     p = torch.rand(B, 1) * 0.999 + 0.001
     mask = torch.rand(B, T) < p
     noisy = torch.where(mask, torch.full_like(ids, c["mask_token_id"]), ids)
 
-    def step():
+    def forward():
+        with torch.no_grad():
+            model(ids)
+
+    def train():
         opt.zero_grad(set_to_none=True)
         logits = model(noisy)
         ce = F.cross_entropy(logits[mask], ids[mask], reduction="none") / p.expand(B, T)[mask]
@@ -129,8 +124,14 @@ def main():
         loss.backward()
         opt.step()
 
-    out["train_s"] = median_time(step, a.reps)
-    json.dump(out, sys.stdout)
+    # Serve timing requests ("forward" / "train", one per line) so that the caller can interleave
+    # them with its own measurements: on a shared machine, only interleaved runs compare fairly.
+    print(json.dumps(hello), flush=True)
+    for line in sys.stdin:
+        fn = {"forward": forward, "train": train}[line.strip()]
+        t0 = time.perf_counter()
+        fn()
+        print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 
 
 if __name__ == "__main__":

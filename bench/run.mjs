@@ -2,6 +2,7 @@
 // bench/results/<name>.json and prints a Markdown table.
 const benches = {
   model: () => import('./model.mjs'),
+  step: () => import('./step.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {

@@ -15,8 +15,9 @@ function prebuildPath() {
   } catch {
     return null;
   }
-  const napi = files.filter((f) => f.endsWith('.node') && f.includes('napi')).sort();
-  return napi.length ? path.join(dir, napi[0]) : null;
+  // prebuildify names N-API builds '<name>.node' or '<name>.napi.node'; prefer an explicit napi tag
+  const builds = files.filter((f) => f.endsWith('.node')).sort((a, b) => Number(b.includes('napi')) - Number(a.includes('napi')));
+  return builds.length ? path.join(dir, builds[0]) : null;
 }
 
 const file = process.env.DIFFPO_NATIVE_PATH || prebuildPath() || nodeGypBuild.resolve(root);

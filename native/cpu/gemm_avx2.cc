@@ -23,17 +23,11 @@ void microkernel_avx2(int kc, const float* Ap, const float* Bp, float* C, long l
     Ap += kMR;
     Bp += kNR;
   }
-  alignas(32) float tile[kMR * kNR];
-  _mm256_store_ps(tile + 0, c00);  _mm256_store_ps(tile + 8, c01);
-  _mm256_store_ps(tile + 16, c10); _mm256_store_ps(tile + 24, c11);
-  _mm256_store_ps(tile + 32, c20); _mm256_store_ps(tile + 40, c21);
-  _mm256_store_ps(tile + 48, c30); _mm256_store_ps(tile + 56, c31);
-  _mm256_store_ps(tile + 64, c40); _mm256_store_ps(tile + 72, c41);
-  _mm256_store_ps(tile + 80, c50); _mm256_store_ps(tile + 88, c51);
-  if (mr == kMR && nr == kNR) {
+  if (mr == kMR && nr == kNR) {  // full tile: update C straight from the registers
+    __m256* acc[kMR][2] = {{&c00, &c01}, {&c10, &c11}, {&c20, &c21}, {&c30, &c31}, {&c40, &c41}, {&c50, &c51}};
     for (int r = 0; r < kMR; r++) {
       float* c = C + r * ldc;
-      __m256 t0 = _mm256_load_ps(tile + r * kNR), t1 = _mm256_load_ps(tile + r * kNR + 8);
+      __m256 t0 = *acc[r][0], t1 = *acc[r][1];
       if (accumulate) {
         t0 = _mm256_add_ps(t0, _mm256_loadu_ps(c));
         t1 = _mm256_add_ps(t1, _mm256_loadu_ps(c + 8));
@@ -43,6 +37,13 @@ void microkernel_avx2(int kc, const float* Ap, const float* Bp, float* C, long l
     }
     return;
   }
+  alignas(32) float tile[kMR * kNR];
+  _mm256_store_ps(tile + 0, c00);  _mm256_store_ps(tile + 8, c01);
+  _mm256_store_ps(tile + 16, c10); _mm256_store_ps(tile + 24, c11);
+  _mm256_store_ps(tile + 32, c20); _mm256_store_ps(tile + 40, c21);
+  _mm256_store_ps(tile + 48, c30); _mm256_store_ps(tile + 56, c31);
+  _mm256_store_ps(tile + 64, c40); _mm256_store_ps(tile + 72, c41);
+  _mm256_store_ps(tile + 80, c50); _mm256_store_ps(tile + 88, c51);
   for (int r = 0; r < mr; r++)
     for (int j = 0; j < nr; j++) C[r * ldc + j] = (accumulate ? C[r * ldc + j] : 0.f) + tile[r * kNR + j];
 }
