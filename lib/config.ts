@@ -33,14 +33,8 @@ export interface LLaDAConfig {
   [key: string]: unknown;
 }
 
-/** Defaults for keys a partial config leaves out (LLaDA-8B's values where they are architectural). */
-export const CONFIG_DEFAULTS = {
-  rope_theta: 500000,
-  rms_norm_eps: 1e-5,
-  weight_tying: false,
-  scale_logits: false,
-  input_emb_norm: false,
-  max_sequence_length: 4096,
+/** The architectural switches: the only values the model implements; anything else is rejected by name. */
+const ARCHITECTURE = {
   block_type: 'llama',
   activation_type: 'silu',
   layer_norm_type: 'rms',
@@ -52,18 +46,16 @@ export const CONFIG_DEFAULTS = {
   block_group_size: 1,
 } as const;
 
-/** Values the model implements for the architectural switches; anything else is rejected by name. */
-const SUPPORTED: Record<string, unknown> = {
-  block_type: 'llama',
-  activation_type: 'silu',
-  layer_norm_type: 'rms',
-  rope: true,
-  alibi: false,
-  include_bias: false,
-  include_qkv_bias: false,
-  attention_layer_norm: false,
-  block_group_size: 1,
-};
+/** Defaults for keys a partial config leaves out (LLaDA-8B's values where they are architectural). */
+export const CONFIG_DEFAULTS = {
+  rope_theta: 500000,
+  rms_norm_eps: 1e-5,
+  weight_tying: false,
+  scale_logits: false,
+  input_emb_norm: false,
+  max_sequence_length: 4096,
+  ...ARCHITECTURE,
+} as const;
 
 /** Size presets used by the tests, the benchmark and the CLI (vocab 64 with the last id the mask). */
 export const PRESETS = {
@@ -113,7 +105,7 @@ export function resolveConfig(input: ConfigInput | Record<string, unknown>): LLa
     pad_token_id: vocab - 2,
     ...raw,
   };
-  for (const [key, want] of Object.entries(SUPPORTED))
+  for (const [key, want] of Object.entries(ARCHITECTURE))
     if (cfg[key] !== want)
       throw new ConfigError(key, `config.${key} = ${JSON.stringify(cfg[key])} is not supported (only ${JSON.stringify(want)})`);
   const d = positiveInt(cfg, 'd_model');

@@ -1,3 +1,5 @@
+import { InvalidArgumentError } from './errors.js';
+
 /**
  * A small seeded PRNG (xoshiro128**, seeded through splitmix32) whose whole state is four uint32s,
  * so training can checkpoint and resume it exactly.
@@ -6,7 +8,7 @@ export class Rng {
   #s: Uint32Array;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new RangeError(`seed must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.#s = new Uint32Array(4);
     let x = Math.floor(seed) >>> 0;
     const hi = Math.floor(seed / 2 ** 32) >>> 0;
@@ -53,8 +55,8 @@ export class Rng {
   }
 
   setState(state: readonly number[]): void {
-    if (state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff))
-      throw new RangeError('an Rng state is four uint32 values');
+    if (state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff) || state.every((v) => v === 0))
+      throw new InvalidArgumentError('an Rng state is four uint32 values, not all zero');
     this.#s.set(state);
   }
 }

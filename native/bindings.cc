@@ -112,7 +112,6 @@ ModelConfig parse_config(const Napi::Object& o) {
   c.weight_tying = get_bool(o, "weight_tying");
   c.scale_logits = get_bool(o, "scale_logits");
   c.input_emb_norm = get_bool(o, "input_emb_norm");
-  c.max_sequence_length = get_int(o, "max_sequence_length");
   return c;
 }
 

@@ -19,7 +19,6 @@ export interface NativeConfig {
   weight_tying: boolean;
   scale_logits: boolean;
   input_emb_norm: boolean;
-  max_sequence_length: number;
 }
 export interface NativeAdamWStep {
   lr: number;

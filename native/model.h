@@ -18,7 +18,6 @@ struct ModelConfig {
   int vocab_size = 0, embedding_size = 0, mask_token_id = 0;
   double rope_theta = 10000.0, rms_norm_eps = 1e-5;
   bool weight_tying = false, scale_logits = false, input_emb_norm = false;
-  int max_sequence_length = 0;
   void validate() const;  // throws Error("ERR_CONFIG", ...) naming the key
   int head_dim() const { return d_model / n_heads; }
 };

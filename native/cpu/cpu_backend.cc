@@ -174,6 +174,13 @@ namespace {
 int lmhead_chunk_rows(int S, int E) { return std::max(1, std::min(S, (4 << 20) / std::max(1, E))); }
 }  // namespace
 
+// logits (n, E) = h[rows] (gathered into hb (n, D)) w^T, unscaled
+void CpuBackend::lmhead_chunk(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n,
+                              int D, int E) {
+  for (int i = 0; i < n; i++) std::copy(h + (long)rows[i] * D, h + (long)(rows[i] + 1) * D, hb + (long)i * D);
+  sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+}
+
 void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
                                         const int32_t* targets, int S, int D, int E, float scale) {
   const int cs = lmhead_chunk_rows(S, E);
@@ -181,8 +188,7 @@ void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h,
   float* logits = hb + (size_t)cs * D;
   for (int s0 = 0; s0 < S; s0 += cs) {
     const int n = std::min(cs, S - s0);
-    for (int i = 0; i < n; i++) std::copy(h + (long)rows[s0 + i] * D, h + (long)(rows[s0 + i] + 1) * D, hb + (long)i * D);
-    sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+    lmhead_chunk(logits, hb, h, w, rows + s0, n, D, E);
     parallel_range(n, 4, [&](long lo, long hi) {
       for (long i = lo; i < hi; i++) {
         float* row = logits + i * E;
@@ -203,8 +209,7 @@ void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlog
   float* logits = dhb + (size_t)cs * D;
   for (int s0 = 0; s0 < S; s0 += cs) {
     const int n = std::min(cs, S - s0);
-    for (int i = 0; i < n; i++) std::copy(h + (long)rows[s0 + i] * D, h + (long)(rows[s0 + i] + 1) * D, hb + (long)i * D);
-    sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+    lmhead_chunk(logits, hb, h, w, rows + s0, n, D, E);
     // dlogit = dlogp * (onehot - softmax) * scale (the last factor from the logit scaling)
     parallel_range(n, 4, [&](long lo, long hi) {
       for (long i = lo; i < hi; i++) {

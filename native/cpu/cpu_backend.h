@@ -44,6 +44,7 @@ class CpuBackend : public Backend {
   // Splits [0, n) into about 4 chunks per thread and runs fn(lo, hi) on each.
   template <typename F>
   void parallel_range(long n, long min_chunk, F&& fn);
+  void lmhead_chunk(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n, int D, int E);
   void rope(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld, float sign);
   float* scratch(size_t floats);  // grows once, reused by the LM head and attention backward
 
