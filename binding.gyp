@@ -17,6 +17,7 @@
       "sources": [
         "native/bindings.cc",
         "native/model.cc",
+        "native/sampler.cc",
         "native/tensor_io.cc",
         "native/testing.cc",
         "native/common/threadpool.cc",

@@ -1,6 +1,7 @@
 export { DiffusionLM } from './model.js';
 export type { BackwardOption, CreateOptions, ForwardOptions, LoadOptions, MaskedDiffusionResult, ModelOptions, SelectedLogProbsInput } from './model.js';
 export { AdamW } from './optim.js';
+export type { DecodingStrategy, GenerateOptions, GenerateResult, StepEvent } from './sampler.js';
 export type { AdamWOptions, AdamWStepResult } from './optim.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig } from './config.js';
 export type { ConfigInput, LLaDAConfig, PresetName } from './config.js';

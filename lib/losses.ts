@@ -24,7 +24,7 @@ export interface MaskedDiffusionInput {
 
 export interface MaskedDiffusionBatch {
   noisy: Int32Array;
-  positions: Int32Array;
+  rows: Int32Array;
   targets: Int32Array;
   weights: Float32Array;
   pMask: Float32Array;
@@ -67,7 +67,7 @@ export function buildMaskedDiffusionBatch(input: MaskedDiffusionInput, config: L
   if (input.mask && (!(input.mask instanceof Uint8Array) || input.mask.length !== B * T))
     throw new InvalidArgumentError(`mask must be a Uint8Array of length batch*seqLen (${B * T})`);
   const noisy = Int32Array.from(tokens);
-  const positions: number[] = [];
+  const rows: number[] = [];
   const weights: number[] = [];
   for (let b = 0; b < B; b++) {
     const norm = normalization === 'pretrain' ? B * T : B * (T - prompt[b]!);
@@ -78,11 +78,11 @@ export function buildMaskedDiffusionBatch(input: MaskedDiffusionInput, config: L
       if (!masked) continue;
       if (t < prompt[b]!) throw new InvalidArgumentError(`mask[${i}] masks a prompt token of sequence ${b} ('sft' never masks prompts)`);
       noisy[i] = config.mask_token_id;
-      positions.push(i);
+      rows.push(i);
       weights.push(w);
     }
   }
-  const targets = new Int32Array(positions.length);
-  positions.forEach((p, s) => (targets[s] = tokens[p]!));
-  return { noisy, positions: Int32Array.from(positions), targets, weights: Float32Array.from(weights), pMask };
+  const targets = new Int32Array(rows.length);
+  rows.forEach((r, s) => (targets[s] = tokens[r]!));
+  return { noisy, rows: Int32Array.from(rows), targets, weights: Float32Array.from(weights), pMask };
 }

@@ -8,6 +8,7 @@ import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type P
 import { AbortError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
 import { buildMaskedDiffusionBatch, type MaskedDiffusionInput } from './losses.js';
 import { Rng } from './rng.js';
+import { generate, type GenerateOptions, type GenerateResult } from './sampler.js';
 
 export interface ModelOptions {
   /** Worker threads for the native kernels (default: all cores). */
@@ -34,13 +35,15 @@ export interface ForwardOptions {
   seqLen: number;
   /** (batch*seqLen) 1 = a real token, 0 = padding that no position attends to. Default: all real. */
   attentionMask?: Uint8Array;
+  /** (batch*seqLen) RoPE position of each token (default: its index t), e.g. to left-pad a prompt. */
+  positions?: Int32Array;
   signal?: AbortSignal;
 }
 
 export interface SelectedLogProbsInput extends ForwardOptions {
   tokens: Int32Array;
-  /** Flat positions b*seqLen + t to score. */
-  positions: Int32Array;
+  /** Flat indices b*seqLen + t of the tokens to score. */
+  rows: Int32Array;
   /** The token whose log-probability is taken at each position. */
   targets: Int32Array;
   /** Loss weights: loss = -sum_s weights[s] * logp[s] (default all 1). */
@@ -158,9 +161,11 @@ export class DiffusionLM {
   /** Logits of shape (batch, seqLen, embedding_size), row-major. */
   async logits(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
     const { batch, seqLen } = options;
-    this.#checkTokens(tokens, batch, seqLen, options.attentionMask);
+    this.#checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
     const out = new Float32Array(batch * seqLen * this.config.embedding_size);
-    await this.#run(options.signal, () => this.#native.logits(tokens, options.attentionMask ?? null, batch, seqLen, out));
+    await this.#run(options.signal, () =>
+      this.#native.logits(tokens, options.attentionMask ?? null, options.positions ?? null, batch, seqLen, out),
+    );
     return out;
   }
 
@@ -169,25 +174,24 @@ export class DiffusionLM {
    * gradient of loss = -sum_s weights[s] * logp[s]. Every likelihood estimator is built on this.
    */
   async selectedLogProbs(input: SelectedLogProbsInput, options: BackwardOption = {}): Promise<{ loss: number; logProbs: Float32Array }> {
-    const { tokens, batch, seqLen, positions, targets } = input;
-    this.#checkTokens(tokens, batch, seqLen, input.attentionMask);
-    if (!(positions instanceof Int32Array) || !(targets instanceof Int32Array))
-      throw new InvalidArgumentError('positions and targets must be Int32Arrays');
-    if (positions.length !== targets.length)
-      throw new InvalidArgumentError(`positions.length (${positions.length}) != targets.length (${targets.length})`);
-    const weights = input.weights ?? new Float32Array(positions.length).fill(1);
-    if (!(weights instanceof Float32Array) || weights.length !== positions.length)
-      throw new InvalidArgumentError(`weights must be a Float32Array of length ${positions.length}`);
-    for (let s = 0; s < positions.length; s++) {
-      if (positions[s]! < 0 || positions[s]! >= batch * seqLen)
-        throw new InvalidArgumentError(`positions[${s}] = ${positions[s]} is outside [0, batch*seqLen=${batch * seqLen})`);
+    const { tokens, batch, seqLen, rows, targets } = input;
+    this.#checkTokens(tokens, batch, seqLen, input.attentionMask, input.positions);
+    if (!(rows instanceof Int32Array) || !(targets instanceof Int32Array))
+      throw new InvalidArgumentError('rows and targets must be Int32Arrays');
+    if (rows.length !== targets.length) throw new InvalidArgumentError(`rows.length (${rows.length}) != targets.length (${targets.length})`);
+    const weights = input.weights ?? new Float32Array(rows.length).fill(1);
+    if (!(weights instanceof Float32Array) || weights.length !== rows.length)
+      throw new InvalidArgumentError(`weights must be a Float32Array of length ${rows.length}`);
+    for (let s = 0; s < rows.length; s++) {
+      if (rows[s]! < 0 || rows[s]! >= batch * seqLen)
+        throw new InvalidArgumentError(`rows[${s}] = ${rows[s]} is outside [0, batch*seqLen=${batch * seqLen})`);
       if (targets[s]! < 0 || targets[s]! >= this.config.vocab_size)
         throw new InvalidArgumentError(`targets[${s}] = ${targets[s]} is outside [0, vocab_size=${this.config.vocab_size})`);
       if (!Number.isFinite(weights[s]!)) throw new InvalidArgumentError(`weights[${s}] is not finite`);
     }
-    const logProbs = new Float32Array(positions.length);
+    const logProbs = new Float32Array(rows.length);
     const loss = await this.#run(options.signal, () =>
-      this.#native.logprobLoss(tokens, input.attentionMask ?? null, batch, seqLen, positions, targets, weights, logProbs, options.backward ?? false),
+      this.#native.logprobLoss(tokens, input.attentionMask ?? null, input.positions ?? null, batch, seqLen, rows, targets, weights, logProbs, options.backward ?? false),
     );
     return { loss, logProbs };
   }
@@ -201,10 +205,20 @@ export class DiffusionLM {
     const rng = input.seed !== undefined ? new Rng(input.seed) : this.#rng;
     const b = buildMaskedDiffusionBatch(input, this.config, rng);
     const { loss } = await this.selectedLogProbs(
-      { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, positions: b.positions, targets: b.targets, weights: b.weights },
+      { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, rows: b.rows, targets: b.targets, weights: b.weights },
       options,
     );
-    return { loss, maskedTokens: b.positions.length, pMask: b.pMask };
+    return { loss, maskedTokens: b.rows.length, pMask: b.pMask };
+  }
+
+  /**
+   * Decodes a completion for every prompt (different lengths allowed: prompts are left-padded with
+   * their positions shifted, so each sees what it would alone), with the given strategy; see
+   * GenerateOptions. Returns the tokens, NFE per sequence and the trajectory (decode steps and
+   * behaviour log-probabilities).
+   */
+  generate(prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
+    return generate(this, (signal, fn) => this._run(signal, fn), prompts, options);
   }
 
   /** Frees the native model (after the call in flight, if any). Views from parameters() stay valid. */
@@ -238,7 +252,7 @@ export class DiffusionLM {
     return map;
   }
 
-  #checkTokens(tokens: Int32Array, batch: number, seqLen: number, attentionMask: Uint8Array | undefined): void {
+  #checkTokens(tokens: Int32Array, batch: number, seqLen: number, attentionMask?: Uint8Array, positions?: Int32Array): void {
     if (!(tokens instanceof Int32Array)) throw new InvalidArgumentError('tokens must be an Int32Array');
     assertPositiveInt('batch', batch);
     assertPositiveInt('seqLen', seqLen);
@@ -257,6 +271,12 @@ export class DiffusionLM {
       for (let b = 0; b < batch; b++)
         if (!attentionMask.subarray(b * seqLen, (b + 1) * seqLen).some((v) => v !== 0))
           throw new InvalidArgumentError(`attentionMask hides every token of sequence ${b}`);
+    }
+    if (positions !== undefined) {
+      if (!(positions instanceof Int32Array) || positions.length !== tokens.length)
+        throw new InvalidArgumentError(`positions must be an Int32Array of length ${tokens.length}`);
+      const bad = positions.findIndex((p) => p < 0 || p > this.config.max_sequence_length);
+      if (bad >= 0) throw new InvalidArgumentError(`positions[${bad}] = ${positions[bad]} is outside [0, max_sequence_length]`);
     }
   }
 

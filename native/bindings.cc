@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "common/errors.h"
@@ -11,6 +12,7 @@
 #include "cpu/gemm.h"
 #include "cpu/reference.h"
 #include "model.h"
+#include "sampler.h"
 #include "tensor_io.h"
 #include "testing.h"
 
@@ -25,7 +27,7 @@ class Job : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env), work_(std::move(work)), done_(std::move(done)), finally_(std::move(finally)),
         deferred_(Napi::Promise::Deferred::New(env)) {}
   void keep(Napi::Value v) {
-    if (v.IsObject()) refs_.push_back(Napi::Persistent(v));
+    if (v.IsObject() || v.IsExternal()) refs_.push_back(Napi::Persistent(v));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -146,6 +148,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("logprobLoss", &NativeModel::LogprobLoss),
                         InstanceMethod("adamwStep", &NativeModel::AdamwStep),
                         InstanceMethod("loadTensors", &NativeModel::LoadTensors),
+                        InstanceMethod("decoderCreate", &NativeModel::DecoderCreate),
+                        InstanceMethod("decoderStep", &NativeModel::DecoderStep),
+                        InstanceMethod("decoderTrace", &NativeModel::DecoderTrace),
+                        InstanceMethod("decoderResult", &NativeModel::DecoderResult),
+                        InstanceMethod("decoderFree", &NativeModel::DecoderFree),
                         InstanceMethod("saveSafetensors", &NativeModel::SaveSafetensors),
                         InstanceMethod("cancel", &NativeModel::Cancel),
                         InstanceMethod("dispose", &NativeModel::Dispose)});
@@ -179,7 +186,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     model_->cancel = false;
     auto* job = new Job(env, std::move(work), std::move(done), [this] {
       busy_ = false;
-      if (dispose_pending_) model_.reset();
+      if (dispose_pending_) {
+        model_.reset();
+        decoders_.clear();
+      }
       Unref();
     });
     for (auto& v : keep) job->keep(v);
@@ -223,40 +233,135 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     live(info.Env()).zero_grad();
     return info.Env().Undefined();
   }
-  // logits(ids, keymask|null, B, T, out)
+  // The (ids, keymask|null, positions|null, B, T) prefix shared by the forward calls, checked for length.
+  struct Batch {
+    int32_t* ids;
+    uint8_t* mask;
+    int32_t* pos;
+    int B, T;
+  };
+  static Batch batch_args(const Napi::CallbackInfo& info) {
+    Batch b;
+    b.B = info[3].As<Napi::Number>().Int32Value();
+    b.T = info[4].As<Napi::Number>().Int32Value();
+    const size_t N = (size_t)b.B * b.T;
+    b.ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
+    b.mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
+    b.pos = info[2].IsNull() ? nullptr : typed<int32_t, napi_int32_array>(info[2], N, "positions");
+    return b;
+  }
+  // logits(ids, keymask|null, positions|null, B, T, out)
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
-    const int B = info[2].As<Napi::Number>().Int32Value(), T = info[3].As<Napi::Number>().Int32Value();
-    const size_t N = (size_t)B * T;
-    int32_t* ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
-    uint8_t* mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
-    float* out = typed<float, napi_float32_array>(info[4], N * m.config().embedding_size, "logits output");
-    return start(env, [&m, ids, mask, B, T, out] { m.logits(ids, mask, B, T, out); }, nullptr,
-                 {info[0], info[1], info[4]});
+    const Batch a = batch_args(info);
+    float* out = typed<float, napi_float32_array>(info[5], (size_t)a.B * a.T * m.config().embedding_size, "logits output");
+    return start(env, [&m, a, out] { m.logits(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr,
+                 {info[0], info[1], info[2], info[5]});
   }
-  // logprobLoss(ids, keymask|null, B, T, rows, targets, weights, logpOut|null, backward) -> loss
+  // logprobLoss(ids, keymask|null, positions|null, B, T, rows, targets, weights, logpOut|null, backward) -> loss
   Napi::Value LogprobLoss(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
-    const int B = info[2].As<Napi::Number>().Int32Value(), T = info[3].As<Napi::Number>().Int32Value();
-    const size_t N = (size_t)B * T;
-    int32_t* ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
-    uint8_t* mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
-    const int S = (int)info[4].As<Napi::Int32Array>().ElementLength();
-    int32_t* rows = typed<int32_t, napi_int32_array>(info[4], S, "rows");
-    int32_t* targets = typed<int32_t, napi_int32_array>(info[5], S, "targets");
-    float* weights = typed<float, napi_float32_array>(info[6], S, "weights");
-    float* logp = info[7].IsNull() ? nullptr : typed<float, napi_float32_array>(info[7], S, "logp output");
-    const bool backward = info[8].ToBoolean().Value();
+    const Batch a = batch_args(info);
+    const int S = (int)info[5].As<Napi::Int32Array>().ElementLength();
+    int32_t* rows = typed<int32_t, napi_int32_array>(info[5], S, "rows");
+    int32_t* targets = typed<int32_t, napi_int32_array>(info[6], S, "targets");
+    float* weights = typed<float, napi_float32_array>(info[7], S, "weights");
+    float* logp = info[8].IsNull() ? nullptr : typed<float, napi_float32_array>(info[8], S, "logp output");
+    const bool backward = info[9].ToBoolean().Value();
     auto loss = std::make_shared<double>(0.0);
     return start(
         env,
-        [&m, ids, mask, B, T, rows, targets, weights, S, logp, backward, loss] {
-          *loss = m.logprob_loss(ids, mask, B, T, rows, targets, weights, S, logp, backward);
+        [&m, a, rows, targets, weights, S, logp, backward, loss] {
+          *loss = m.logprob_loss(a.ids, a.mask, a.pos, a.B, a.T, rows, targets, weights, S, logp, backward);
         },
         [loss](Napi::Env e) { return Napi::Number::New(e, *loss); },
-        {info[0], info[1], info[4], info[5], info[6], info[7]});
+        {info[0], info[1], info[2], info[5], info[6], info[7], info[8]});
+  }
+  // decoderCreate(prompts: Int32Array[], {genLength, blockLength, temperature, seed, strategy: 0..3, steps,
+  //   randomRemasking, threshold: Float32Array, factor, maxNfe: Int32Array, compact}) -> decoder handle
+  Napi::Value DecoderCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<std::vector<int32_t>> prompts;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr.Get(i);
+      const size_t n = v.As<Napi::Int32Array>().ElementLength();
+      const int32_t* p = typed<int32_t, napi_int32_array>(v, n, "prompt");
+      prompts.emplace_back(p, p + n);
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    SamplerOptions s;
+    s.gen_length = get_int(o, "genLength");
+    s.block_length = get_int(o, "blockLength");
+    s.temperature = get_num(o, "temperature");
+    s.seed = (uint64_t)get_num(o, "seed");
+    s.strategy = (Strategy)get_int(o, "strategy");
+    s.steps = get_int(o, "steps");
+    s.random_remasking = get_bool(o, "randomRemasking");
+    s.factor = (float)get_num(o, "factor");
+    s.compact = get_bool(o, "compact");
+    const size_t B = prompts.size();
+    const float* th = typed<float, napi_float32_array>(o.Get("threshold"), B, "threshold");
+    const int32_t* budget = typed<int32_t, napi_int32_array>(o.Get("maxNfe"), B, "maxNfe");
+    s.threshold.assign(th, th + B);
+    s.max_nfe.assign(budget, budget + B);
+    return guarded(env, [&] {
+      const int id = next_decoder_++;
+      decoders_[id].reset(new Decoder(m.config(), prompts, std::move(s)));
+      return Napi::Number::New(env, id);
+    });
+  }
+  Decoder* decoder_arg(const Napi::Value& v) {
+    auto it = decoders_.find(v.As<Napi::Number>().Int32Value());
+    if (it == decoders_.end()) throw_js(v.Env(), "ERR_INVALID_ARGUMENT", "unknown or freed decoder");
+    return it->second.get();
+  }
+  // decoderFree(decoder): frees its canvas and trajectory now rather than at garbage collection
+  Napi::Value DecoderFree(const Napi::CallbackInfo& info) {
+    if (!busy_) decoders_.erase(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  }
+  // decoderStep(decoder) -> Promise<boolean> (true when every sequence is done)
+  Napi::Value DecoderStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Decoder* d = decoder_arg(info[0]);
+    auto finished = std::make_shared<bool>(false);
+    return start(
+        env, [&m, d, finished] { *finished = d->step(m); },
+        [finished](Napi::Env e) { return Napi::Boolean::New(e, *finished); }, {});
+  }
+  template <typename T, typename Arr>
+  static Napi::Value copy_out(Napi::Env env, const std::vector<T>& v) {
+    Arr a = Arr::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+  }
+  // decoderTrace(decoder) -> what the last step unmasked: {sequence, position, token, confidence}
+  Napi::Value DecoderTrace(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const StepTrace& t = decoder_arg(info[0])->last_step();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sequence", copy_out<int32_t, Napi::Int32Array>(env, t.sequence));
+    o.Set("position", copy_out<int32_t, Napi::Int32Array>(env, t.position));
+    o.Set("token", copy_out<int32_t, Napi::Int32Array>(env, t.token));
+    o.Set("confidence", copy_out<float, Napi::Float32Array>(env, t.confidence));
+    return o;
+  }
+  // decoderResult(decoder) -> {tokens, nfe, decodeStep, behaviourLogProb, hitBudget}
+  Napi::Value DecoderResult(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Decoder* d = decoder_arg(info[0]);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tokens", copy_out<int32_t, Napi::Int32Array>(env, d->tokens()));
+    o.Set("nfe", copy_out<int32_t, Napi::Int32Array>(env, d->nfe()));
+    o.Set("decodeStep", copy_out<int32_t, Napi::Int32Array>(env, d->decode_step()));
+    o.Set("behaviourLogProb", copy_out<float, Napi::Float32Array>(env, d->behaviour_logprob()));
+    o.Set("hitBudget", copy_out<uint8_t, Napi::Uint8Array>(env, d->hit_budget()));
+    return o;
   }
   // adamwStep({lr, beta1, beta2, eps, weightDecay, gradScale, t, maxGradNorm}) -> grad norm
   Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
@@ -318,12 +423,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       model_->cancel = true;
     } else {
       model_.reset();
+      decoders_.clear();
     }
     return info.Env().Undefined();
   }
 
   std::unique_ptr<Model> model_;
   bool busy_ = false, dispose_pending_ = false;
+  std::map<int, std::unique_ptr<Decoder>> decoders_;
+  int next_decoder_ = 1;
 };
 
 Napi::Value OpCheckNames(const Napi::CallbackInfo& info) {

@@ -37,6 +37,22 @@ export interface NativeTensorRead {
   dtype: 0 | 1 | 2;
   dstOffset: number;
 }
+/** Handle of a native decoder (freed by decoderFree or with the model). */
+export type NativeDecoder = number;
+export interface NativeSamplerOptions {
+  genLength: number;
+  blockLength: number;
+  temperature: number;
+  seed: number;
+  /** 0 steps, 1 threshold, 2 factor, 3 entropy */
+  strategy: 0 | 1 | 2 | 3;
+  steps: number;
+  randomRemasking: boolean;
+  threshold: Float32Array;
+  factor: number;
+  maxNfe: Int32Array;
+  compact: boolean;
+}
 export interface CheckResult {
   forward: number;
   backward: Record<string, number>;
@@ -49,10 +65,11 @@ export declare class NativeModel {
   gradBuffer(): ArrayBuffer;
   initRandom(seed: number, std: number): void;
   zeroGrad(): void;
-  logits(ids: Int32Array, keymask: Uint8Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
+  logits(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
   logprobLoss(
     ids: Int32Array,
     keymask: Uint8Array | null,
+    positions: Int32Array | null,
     batch: number,
     seqLen: number,
     rows: Int32Array,
@@ -64,6 +81,17 @@ export declare class NativeModel {
   adamwStep(step: NativeAdamWStep): Promise<number>;
   loadTensors(reads: NativeTensorRead[]): Promise<void>;
   saveSafetensors(path: string, header: string, writes: { srcOffset: number; count: number }[], dtype: 0 | 2): Promise<void>;
+  decoderCreate(prompts: Int32Array[], options: NativeSamplerOptions): NativeDecoder;
+  decoderStep(decoder: NativeDecoder): Promise<boolean>;
+  decoderTrace(decoder: NativeDecoder): { sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array };
+  decoderResult(decoder: NativeDecoder): {
+    tokens: Int32Array;
+    nfe: Int32Array;
+    decodeStep: Int32Array;
+    behaviourLogProb: Float32Array;
+    hitBudget: Uint8Array;
+  };
+  decoderFree(decoder: NativeDecoder): void;
   cancel(): void;
   dispose(): void;
 }

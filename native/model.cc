@@ -109,9 +109,17 @@ void Model::check_cancel() {
   if (cancel.load(std::memory_order_relaxed)) throw Error("ABORT_ERR", "the operation was aborted");
 }
 
-void Model::validate_inputs(const int32_t* ids, const uint8_t* keymask, int B, int T) const {
+void Model::validate_inputs(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
   require(B > 0 && T > 0, "ERR_INVALID_ARGUMENT", "batch and seqLen must be positive");
   const long N = (long)B * T;
+  int max_pos = T - 1;
+  if (pos)
+    for (long i = 0; i < N; i++) {
+      require(pos[i] >= 0 && pos[i] < (1 << 24), "ERR_INVALID_ARGUMENT",
+              "position " + std::to_string(pos[i]) + " at index " + std::to_string(i) + " is out of range");
+      max_pos = std::max(max_pos, pos[i]);
+    }
+  rope_tables(max_pos + 1);
   for (long i = 0; i < N; i++)
     require(ids[i] >= 0 && ids[i] < cfg_.vocab_size, "ERR_INVALID_ARGUMENT",
             "token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) + " is outside [0, vocab_size=" +
@@ -126,6 +134,7 @@ void Model::validate_inputs(const int32_t* ids, const uint8_t* keymask, int B, i
 
 void Model::rope_tables(int T) {
   if (rope_T_ >= T) return;
+  T = std::max(T, 2 * rope_T_);  // grow geometrically
   const int half = cfg_.head_dim() / 2;
   rope_cos_.resize((size_t)T * half);
   rope_sin_.resize((size_t)T * half);
@@ -181,12 +190,11 @@ void Model::plan(int B, int T, int S, bool train) {
   for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
 }
 
-void Model::forward(const int32_t* ids, const uint8_t* keymask, int B, int T) {
+void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
   const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
-  rope_tables(T);
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
   be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
   const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
@@ -197,8 +205,8 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, int B, int T) {
     be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
     float* qkv = A.qkv[l];
     be.linear_forward(qkv, A.h1[l], w.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
-    be.rope_forward(qkv, rope_cos_.data(), rope_sin_.data(), B, T, H, hd, QKV);
-    be.rope_forward(qkv + D, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd, QKV);
+    be.rope_forward(qkv, rope_cos_.data(), rope_sin_.data(), pos, B, T, H, hd, QKV);
+    be.rope_forward(qkv + D, rope_cos_.data(), rope_sin_.data(), pos, B, T, KV, hd, QKV);
     be.attention_forward(A.y[l], A.att[l], qkv, qkv + D, qkv + D + KVd, keymask, shape);
     if (A.xmid[l] != A.res[l]) std::memcpy(A.xmid[l], A.res[l], sizeof(float) * (size_t)N * D);
     be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
@@ -212,7 +220,7 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, int B, int T) {
   be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
 }
 
-void Model::backward(const int32_t* ids, int B, int T) {
+void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
@@ -234,8 +242,8 @@ void Model::backward(const int32_t* ids, int B, int T) {
     be.linear_backward(A.dy, false, gw.attn_out, A.dres, A.y[l], w.attn_out, N, D, D);
     const float* qkv = A.qkv[l];
     be.attention_backward(A.dqkv, A.dqkv + D, A.dqkv + D + KVd, A.dy, A.att[l], qkv, qkv + D, qkv + D + KVd, shape);
-    be.rope_backward(A.dqkv, rope_cos_.data(), rope_sin_.data(), B, T, H, hd, QKV);
-    be.rope_backward(A.dqkv + D, rope_cos_.data(), rope_sin_.data(), B, T, KV, hd, QKV);
+    be.rope_backward(A.dqkv, rope_cos_.data(), rope_sin_.data(), pos, B, T, H, hd, QKV);
+    be.rope_backward(A.dqkv + D, rope_cos_.data(), rope_sin_.data(), pos, B, T, KV, hd, QKV);
     be.linear_backward(A.dh, false, gw.qkv, A.dqkv, A.h1[l], w.qkv, N, D, QKV);
     be.rmsnorm_backward(A.dres, gw.attn_norm, A.dh, A.res[l], w.attn_norm, A.rstd1[l], N, D);
   }
@@ -243,9 +251,10 @@ void Model::backward(const int32_t* ids, int B, int T) {
   be.embedding_backward(g + tensors_[0].offset, A.dres, ids, N, D, emb_scale);
 }
 
-double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, int T, const int32_t* rows,
-                           const int32_t* targets, const float* weights, int S, float* logp_out, bool backward) {
-  validate_inputs(ids, keymask, B, T);
+double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+                           const int32_t* rows, const int32_t* targets, const float* weights, int S, float* logp_out,
+                           bool backward) {
+  validate_inputs(ids, keymask, pos, B, T);
   const long N = (long)B * T;
   for (int s = 0; s < S; s++) {
     require(rows[s] >= 0 && rows[s] < N, "ERR_INVALID_ARGUMENT", "selected position " + std::to_string(rows[s]) + " out of range");
@@ -255,7 +264,7 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, in
   if (backward) grads();
   plan(B, T, S, backward);
   Acts& A = *acts_;
-  forward(ids, keymask, B, T);
+  forward(ids, keymask, pos, B, T);
   const float scale = cfg_.scale_logits ? 1.f / std::sqrt((float)cfg_.d_model) : 1.f;
   float* logp = logp_out ? logp_out : A.dlogp;
   backend_->lmhead_logprob_forward(logp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model,
@@ -269,18 +278,34 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, in
     std::memset(A.dhf, 0, sizeof(float) * (size_t)N * cfg_.d_model);
     backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S,
                                       cfg_.d_model, cfg_.embedding_size, scale);
-    this->backward(ids, B, T);
+    this->backward(ids, pos, B, T);
   }
   return loss;
 }
 
-void Model::logits(const int32_t* ids, const uint8_t* keymask, int B, int T, float* out) {
-  validate_inputs(ids, keymask, B, T);
+void Model::logits(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out) {
+  validate_inputs(ids, keymask, pos, B, T);
   plan(B, T, 0, false);
-  forward(ids, keymask, B, T);
-  const int N = B * T;
-  backend_->linear_forward(out, acts_->hf, head_weight(), N, cfg_.d_model, cfg_.embedding_size, false);
-  if (cfg_.scale_logits) backend_->scale(out, (long)N * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));
+  forward(ids, keymask, pos, B, T);
+  head(acts_->hf, B * T, out);
+}
+
+void Model::logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+                      const int32_t* rows, int S, float* out) {
+  validate_inputs(ids, keymask, pos, B, T);
+  for (int s = 0; s < S; s++)
+    require(rows[s] >= 0 && rows[s] < B * T, "ERR_INVALID_ARGUMENT", "row " + std::to_string(rows[s]) + " out of range");
+  plan(B, T, S, false);
+  forward(ids, keymask, pos, B, T);
+  const int D = cfg_.d_model;
+  float* h = acts_->h1[0];  // free after the forward: reused to gather the scored rows (S <= B*T)
+  for (int s = 0; s < S; s++) std::memcpy(h + (size_t)s * D, acts_->hf + (size_t)rows[s] * D, sizeof(float) * D);
+  head(h, S, out);
+}
+
+void Model::head(const float* h, int rows, float* out) {
+  backend_->linear_forward(out, h, head_weight(), rows, cfg_.d_model, cfg_.embedding_size, false);
+  if (cfg_.scale_logits) backend_->scale(out, (long)rows * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));
 }
 
 double Model::adamw_step(AdamWStep step, float max_grad_norm) {

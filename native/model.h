@@ -47,13 +47,19 @@ class Model {
   void zero_grad();
   void init_random(uint64_t seed, float std);
 
+  // Every call takes ids (B*T), an optional key-padding mask (B*T, 1 = real token) and optional RoPE
+  // positions (B*T; default t), so that a left-padded sequence sees the positions it has alone.
+
   // Scores: logp[s] = log p(targets[s] | ids) at position rows[s] (flat index b*T+t), all in one
   // forward. With backward, gradients of loss = -sum_s weights[s]*logp[s] accumulate into grads().
   // Returns the loss; with a non-finite loss nothing is accumulated and Error ERR_NON_FINITE is thrown.
-  double logprob_loss(const int32_t* ids, const uint8_t* keymask, int B, int T, const int32_t* rows,
+  double logprob_loss(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
                       const int32_t* targets, const float* weights, int S, float* logp_out, bool backward);
   // Full logits (B*T, E) into out.
-  void logits(const int32_t* ids, const uint8_t* keymask, int B, int T, float* out);
+  void logits(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
+  // Logits (S, E) of the rows (flat b*T+t) only: what a sampler needs.
+  void logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
+                 int S, float* out);
 
   // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
   // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
@@ -66,12 +72,13 @@ class Model {
 
  private:
   struct Acts;
-  void validate_inputs(const int32_t* ids, const uint8_t* keymask, int B, int T) const;
+  void validate_inputs(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);
   void plan(int B, int T, int S, bool train);
-  void forward(const int32_t* ids, const uint8_t* keymask, int B, int T);  // after plan()
-  void backward(const int32_t* ids, int B, int T);
-  void rope_tables(int T);
+  void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);  // after plan()
+  void backward(const int32_t* ids, const int32_t* pos, int B, int T);
+  void rope_tables(int P);  // cos/sin for positions [0, P)
   const float* head_weight() const;
+  void head(const float* h, int rows, float* out);  // logits (rows, E) of final hidden states h (rows, D)
   float* head_grad();
   void check_cancel();
 

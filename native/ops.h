@@ -43,10 +43,13 @@ class Backend {
   virtual void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                                const float* w, int N, int I, int O) = 0;
 
-  // x (B,T,nh,hd), token rows ld elements apart, rotated in place, rotate-half layout; cos, sin (T, hd/2)
-  virtual void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) = 0;
+  // x (B,T,nh,hd), token rows ld elements apart, rotated in place, rotate-half layout; cos, sin (P, hd/2);
+  // pos (B*T) is each token's row in the tables (null: its index t in the sequence)
+  virtual void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
+                            int hd, long ld) = 0;
   // dx (B,T,nh,hd) in place: the transpose (inverse) rotation
-  virtual void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) = 0;
+  virtual void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
+                             int hd, long ld) = 0;
 
   // q (B,T,H,hd), k v (B,T,KV,hd) (row strides in s), keymask (B,T) or null (1 = attend)
   //   -> out (B,T,H,hd) contiguous, att (B,H,T,T)

@@ -181,6 +181,8 @@ OpCase make_case(const std::string& op, std::mt19937_64& rng) {
     // token rows wider than the heads (as in the fused q|k|v buffer): the other columns pass through
     const int B = 2, T = 5, nh = 3, hd = 8;
     const long ld = nh * hd + 5;
+    // explicit positions: the second sequence is shifted by 3, as a left-padded prompt would be
+    auto pos = std::make_shared<std::vector<int32_t>>(std::vector<int32_t>{0, 1, 2, 3, 4, 0, 0, 0, 1, 2});
     auto cd = std::make_shared<Vec>(), sd = std::make_shared<Vec>();
     rope_tables(T, hd, 10000.0, *cd, *sd);
     auto cf = std::make_shared<FVec>(to_float(*cd)), sf = std::make_shared<FVec>(to_float(*sd));
@@ -190,19 +192,19 @@ OpCase make_case(const std::string& op, std::mt19937_64& rng) {
     c.out_size = n;
     c.ref_forward = [=](auto& in, double* out) {
       std::copy(in[0], in[0] + n, out);
-      ref::rope_forward(out, cd->data(), sd->data(), B, T, nh, hd, ld);
+      ref::rope_forward(out, cd->data(), sd->data(), pos->data(), B, T, nh, hd, ld);
     };
     c.ref_backward = [=](auto&, const double* dout, auto& g) {
       std::copy(dout, dout + n, g[0]);
-      ref::rope_backward(g[0], cd->data(), sd->data(), B, T, nh, hd, ld);
+      ref::rope_backward(g[0], cd->data(), sd->data(), pos->data(), B, T, nh, hd, ld);
     };
     c.fast_forward = [=, &be](auto& in, float* out) {
       std::copy(in[0], in[0] + n, out);
-      be.rope_forward(out, cf->data(), sf->data(), B, T, nh, hd, ld);
+      be.rope_forward(out, cf->data(), sf->data(), pos->data(), B, T, nh, hd, ld);
     };
     c.fast_backward = [=, &be](auto&, const float* dout, auto& g) {
       std::copy(dout, dout + n, g[0]);
-      be.rope_backward(g[0], cf->data(), sf->data(), B, T, nh, hd, ld);
+      be.rope_backward(g[0], cf->data(), sf->data(), pos->data(), B, T, nh, hd, ld);
     };
   } else if (op == "attention") {
     // GQA (4 query heads over 2 kv heads) with key padding in the second sequence
@@ -330,7 +332,7 @@ CheckResult gemm_check(std::mt19937_64& rng) {
 // The whole model in plain loops, any precision: loss = -sum_s w_s logp_s (logits out if asked).
 template <typename T>
 T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const T* P, const int32_t* ids,
-                  const uint8_t* keymask, int B, int Tn, const std::vector<int32_t>& rows,
+                  const uint8_t* keymask, const int32_t* pos, int B, int Tn, const std::vector<int32_t>& rows,
                   const std::vector<int32_t>& targets, const std::vector<T>& weights, std::vector<T>* logits_out) {
   const int N = B * Tn, D = c.d_model, F = c.mlp_hidden_size, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim();
   const int E = c.embedding_size, KVd = KV * hd, S = (int)rows.size();
@@ -353,8 +355,8 @@ T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const
     ref::linear_forward(q.data(), h.data(), W(base + 1), N, D, D, false);
     ref::linear_forward(k.data(), h.data(), W(base + 2), N, D, KVd, false);
     ref::linear_forward(v.data(), h.data(), W(base + 3), N, D, KVd, false);
-    ref::rope_forward(q.data(), cs.data(), sn.data(), B, Tn, H, hd, D);
-    ref::rope_forward(k.data(), cs.data(), sn.data(), B, Tn, KV, hd, KVd);
+    ref::rope_forward(q.data(), cs.data(), sn.data(), pos, B, Tn, H, hd, D);
+    ref::rope_forward(k.data(), cs.data(), sn.data(), pos, B, Tn, KV, hd, KVd);
     ref::attention_forward(y.data(), att.data(), q.data(), k.data(), v.data(), keymask, AttnShape{B, Tn, H, KV, hd, D, KVd});
     ref::linear_forward(x.data(), y.data(), W(base + 4), N, D, D, true);
     ref::rmsnorm_forward(h.data(), rstd.data(), x.data(), W(base + 5), N, D, (T)c.rms_norm_eps);
@@ -401,8 +403,11 @@ CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
   const int B = 2, T = 6, N = B * T;
   std::vector<int32_t> ids(N);
   for (auto& id : ids) id = (int32_t)(rng() % cfg.vocab_size);
+  // the second sequence is left-padded by one position, with positions shifted to match
   std::vector<uint8_t> keymask(N, 1);
-  keymask[N - 1] = 0;  // the second sequence has one padding position
+  keymask[T] = 0;
+  std::vector<int32_t> pos(N);
+  for (int t = 0; t < T; t++) pos[t] = t, pos[T + t] = std::max(0, t - 1);
   std::vector<int32_t> rows, targets;
   std::vector<float> wf;
   std::vector<double> wd;
@@ -413,7 +418,7 @@ CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
     wf.push_back((float)wd.back());
   }
   model.zero_grad();
-  const double loss_fast = model.logprob_loss(ids.data(), keymask.data(), B, T, rows.data(), targets.data(), wf.data(),
+  const double loss_fast = model.logprob_loss(ids.data(), keymask.data(), pos.data(), B, T, rows.data(), targets.data(), wf.data(),
                                               (int)rows.size(), nullptr, true);
   const float* gf = model.grads()->data;
   const float* pf = model.params()->data;
@@ -423,10 +428,10 @@ CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
 
   CheckResult r;
   std::vector<double> logits_ref;
-  const double loss_ref = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets,
+  const double loss_ref = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), pos.data(), B, T, rows, targets,
                                                   wd, &logits_ref);
   std::vector<float> logits_fast((size_t)N * cfg.embedding_size);
-  model.logits(ids.data(), keymask.data(), B, T, logits_fast.data());
+  model.logits(ids.data(), keymask.data(), pos.data(), B, T, logits_fast.data());
   r.forward_error = std::max(norm_error(logits_fast, logits_ref), std::fabs(loss_fast - loss_ref) / std::fabs(loss_ref));
   const double h = 1e-6;
   for (const auto& t : ts) {
@@ -436,9 +441,9 @@ CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
       double& p = P[t.offset + i];
       const double p0 = p;
       p = p0 + h;
-      const double lp = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets, wd, nullptr);
+      const double lp = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), pos.data(), B, T, rows, targets, wd, nullptr);
       p = p0 - h;
-      const double lm = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), B, T, rows, targets, wd, nullptr);
+      const double lm = reference_model<double>(cfg, ts, P.data(), ids.data(), keymask.data(), pos.data(), B, T, rows, targets, wd, nullptr);
       p = p0;
       fd[i] = (lp - lm) / (2 * h);
     }

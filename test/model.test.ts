@@ -223,8 +223,8 @@ describe('bad input is a typed error, never a crash', () => {
     ['an explicit mask without pMask', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'pretrain', mask: new Uint8Array(2) }), /needs pMask/],
     ['pMask out of range', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'pretrain', pMask: Float32Array.from([0]) }), /pMask\[0\] = 0/],
     ['unknown normalization', () => m.maskedDiffusionLoss({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, normalization: 'mean' as 'sft' }), /normalization/],
-    ['mismatched positions/targets', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, positions: Int32Array.from([0]), targets: new Int32Array(2) }), /positions.length \(1\) != targets.length \(2\)/],
-    ['a position out of range', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, positions: Int32Array.from([2]), targets: Int32Array.from([0]) }), /positions\[0\] = 2/],
+    ['mismatched positions/targets', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, rows: Int32Array.from([0]), targets: new Int32Array(2) }), /rows.length \(1\) != targets.length \(2\)/],
+    ['a position out of range', () => m.selectedLogProbs({ tokens: Int32Array.from([1, 1]), batch: 1, seqLen: 2, rows: Int32Array.from([2]), targets: Int32Array.from([0]) }), /rows\[0\] = 2/],
   ];
   for (const [what, call, message] of cases) {
     it(what, async () => {

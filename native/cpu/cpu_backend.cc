@@ -86,19 +86,22 @@ void CpuBackend::linear_backward(float* dinp, bool accumulate_dinp, float* dw, c
   sgemm(O, I, N, {dout, 1, O}, {inp, I, 1}, dw, I, true, &pool_);
 }
 
-void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) {
-  rope(x, cos, sin, B, T, nh, hd, ld, 1.f);
+void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
+                              int hd, long ld) {
+  rope(x, cos, sin, pos, B, T, nh, hd, ld, 1.f);
 }
 
-void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) {
-  rope(dx, cos, sin, B, T, nh, hd, ld, -1.f);
+void CpuBackend::rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
+                               int hd, long ld) {
+  rope(dx, cos, sin, pos, B, T, nh, hd, ld, -1.f);
 }
 
-void CpuBackend::rope(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld, float sign) {
+void CpuBackend::rope(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,
+                      long ld, float sign) {
   const int half = hd / 2;
   parallel_range((long)B * T, 8, [&](long lo, long hi) {
     for (long bt = lo; bt < hi; bt++) {
-      const long t = bt % T;
+      const long t = pos ? pos[bt] : bt % T;
       for (int h = 0; h < nh; h++) K().rope_row(x + bt * ld + (long)h * hd, cos + t * half, sin + t * half, half, sign);
     }
   });

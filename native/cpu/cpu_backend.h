@@ -23,8 +23,10 @@ class CpuBackend : public Backend {
   void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) override;
   void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                        const float* w, int N, int I, int O) override;
-  void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) override;
-  void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld) override;
+  void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,
+                    long ld) override;
+  void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,
+                     long ld) override;
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                          const uint8_t* keymask, const AttnShape& s) override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
@@ -45,7 +47,8 @@ class CpuBackend : public Backend {
   template <typename F>
   void parallel_range(long n, long min_chunk, F&& fn);
   void lmhead_chunk(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n, int D, int E);
-  void rope(float* x, const float* cos, const float* sin, int B, int T, int nh, int hd, long ld, float sign);
+  void rope(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd, long ld,
+            float sign);
   float* scratch(size_t floats);  // grows once, reused by the LM head and attention backward
 
   ThreadPool pool_;

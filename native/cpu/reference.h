@@ -77,14 +77,16 @@ void linear_backward(T* dinp, bool accumulate_dinp, T* dw, const T* dout, const 
 
 // sign = +1 forward rotation, -1 its transpose (the backward).
 template <typename T>
-void rope_apply(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld, int sign) {
+void rope_apply(T* x, const T* cos, const T* sin, const int32_t* pos, int B, int T_, int nh, int hd, long ld,
+                int sign) {
   const int half = hd / 2;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T_; t++)
       for (int h = 0; h < nh; h++) {
         T* u = x + ((long)b * T_ + t) * ld + (long)h * hd;
+        const long p = pos ? pos[(long)b * T_ + t] : t;
         for (int j = 0; j < half; j++) {
-          const T c = cos[(long)t * half + j], s = sign * sin[(long)t * half + j];
+          const T c = cos[p * half + j], s = sign * sin[p * half + j];
           const T x1 = u[j], x2 = u[j + half];
           u[j] = x1 * c - x2 * s;         // rope(u) = u*cos + rotate_half(u)*sin, rotate_half = (-u2, u1)
           u[j + half] = x2 * c + x1 * s;
@@ -92,12 +94,12 @@ void rope_apply(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd,
       }
 }
 template <typename T>
-void rope_forward(T* x, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld) {
-  rope_apply(x, cos, sin, B, T_, nh, hd, ld, +1);
+void rope_forward(T* x, const T* cos, const T* sin, const int32_t* pos, int B, int T_, int nh, int hd, long ld) {
+  rope_apply(x, cos, sin, pos, B, T_, nh, hd, ld, +1);
 }
 template <typename T>
-void rope_backward(T* dx, const T* cos, const T* sin, int B, int T_, int nh, int hd, long ld) {
-  rope_apply(dx, cos, sin, B, T_, nh, hd, ld, -1);
+void rope_backward(T* dx, const T* cos, const T* sin, const int32_t* pos, int B, int T_, int nh, int hd, long ld) {
+  rope_apply(dx, cos, sin, pos, B, T_, nh, hd, ld, -1);
 }
 
 template <typename T>
@@ -277,11 +279,13 @@ class ReferenceBackend : public Backend {
                        int I, int O) override {
     ref::linear_backward(dinp, acc, dw, dout, inp, w, N, I, O);
   }
-  void rope_forward(float* x, const float* c, const float* s, int B, int T, int nh, int hd, long ld) override {
-    ref::rope_forward(x, c, s, B, T, nh, hd, ld);
+  void rope_forward(float* x, const float* c, const float* s, const int32_t* pos, int B, int T, int nh, int hd,
+                    long ld) override {
+    ref::rope_forward(x, c, s, pos, B, T, nh, hd, ld);
   }
-  void rope_backward(float* dx, const float* c, const float* s, int B, int T, int nh, int hd, long ld) override {
-    ref::rope_backward(dx, c, s, B, T, nh, hd, ld);
+  void rope_backward(float* dx, const float* c, const float* s, const int32_t* pos, int B, int T, int nh, int hd,
+                     long ld) override {
+    ref::rope_backward(dx, c, s, pos, B, T, nh, hd, ld);
   }
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                          const uint8_t* keymask, const AttnShape& s) override {

@@ -1,0 +1,173 @@
+import type { NativeModel, NativeSamplerOptions } from 'diffpo/native';
+
+import { InvalidArgumentError } from './errors.js';
+import type { DiffusionLM } from './model.js';
+
+/** How many masked positions each forward unmasks (ALGORITHMS.md §3). */
+export type DecodingStrategy =
+  /** LLaDA's schedule: `steps` forwards in all (a multiple of the block count), the most confident (or random) first. */
+  | { kind: 'steps'; steps: number; remasking?: 'low_confidence' | 'random' }
+  /** Fast-dLLM: every position with confidence >= threshold, at least the most confident; one threshold per sequence allowed. */
+  | { kind: 'threshold'; threshold: number | Float32Array }
+  /** Fast-dLLM's dynamic rule: the largest n with c(r) >= 1 - factor/(r+1) for all r <= n. */
+  | { kind: 'factor'; factor: number }
+  /** Entropy-bounded (EB) sampler: the lowest-entropy prefix with sum(H) - max(H) <= gamma; one gamma per sequence allowed. */
+  | { kind: 'entropy'; gamma: number | Float32Array };
+
+export interface GenerateOptions {
+  /** Tokens to generate after each prompt. */
+  genLength: number;
+  /** Semi-autoregressive block length (divides genLength; default genLength: one block). */
+  blockLength?: number;
+  /** Default `{ kind: 'threshold', threshold: 0.9 }`. */
+  strategy?: DecodingStrategy;
+  /** 0 (default) = argmax; else Gumbel-max sampling of logits / temperature with float64 noise. */
+  temperature?: number;
+  /** Seed of the sampling noise; each sequence has its own stream, so its tokens do not depend on the batch. Default 0. */
+  seed?: number;
+  /**
+   * NFE budget (one number or one per sequence): a sequence's last allowed forward fills all its
+   * remaining masked positions, and `hitBudget` reports it. Default none.
+   */
+  maxNfe?: number | ArrayLike<number>;
+  /** Drop finished sequences from the batch (default true; false only for tests and comparisons). */
+  compact?: boolean;
+  signal?: AbortSignal;
+  /** Called after every forward with what it unmasked and the partial canvas. */
+  onStep?: (event: StepEvent) => void | Promise<void>;
+}
+
+export interface StepEvent {
+  /** 1-based forward count of this generate call. */
+  step: number;
+  /** What this forward unmasked: sequence index, position in the generated region, token, confidence. */
+  unmasked: { sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array };
+  /** The generated region so far (batch x genLength), mask_token_id where still masked. */
+  tokens: Int32Array;
+  /** NFE so far per sequence. */
+  nfe: Int32Array;
+}
+
+export interface GenerateResult {
+  /** Generated tokens (batch x genLength). */
+  tokens: Int32Array;
+  /** Forwards each sequence took part in. */
+  nfe: Int32Array;
+  /** (batch x genLength) the 1-based NFE at which each token was unmasked. */
+  decodeStep: Int32Array;
+  /** (batch x genLength) log softmax(logits / temperature)[token] at that step (plain log-softmax at temperature 0). */
+  behaviourLogProb: Float32Array;
+  /** 1 where the sequence reached its maxNfe budget. */
+  hitBudget: Uint8Array;
+}
+
+const STRATEGY_CODE = { steps: 0, threshold: 1, factor: 2, entropy: 3 } as const;
+
+function perSequence(name: string, value: number | Float32Array, B: number, ok: (v: number) => boolean, what: string): Float32Array {
+  const arr = typeof value === 'number' ? new Float32Array(B).fill(value) : value;
+  if (!(arr instanceof Float32Array) || arr.length !== B) throw new InvalidArgumentError(`${name} must be a number or a Float32Array with one entry per prompt (${B})`);
+  arr.forEach((v, i) => {
+    if (!ok(v)) throw new InvalidArgumentError(`${name}${typeof value === 'number' ? '' : `[${i}]`} = ${v} must be ${what}`);
+  });
+  return arr;
+}
+
+function positiveInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/** Validates generate()'s arguments into the native decoder's options. */
+export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): NativeSamplerOptions {
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
+  const B = prompts.length;
+  const { vocab_size: V, max_sequence_length: maxLen } = model.config;
+  const genLength = positiveInt('genLength', options.genLength);
+  const blockLength = positiveInt('blockLength', options.blockLength ?? genLength);
+  if (genLength % blockLength !== 0) throw new InvalidArgumentError(`genLength ${genLength} is not a multiple of blockLength ${blockLength}`);
+  prompts.forEach((p, b) => {
+    if (!(p instanceof Int32Array)) throw new InvalidArgumentError(`prompts[${b}] must be an Int32Array`);
+    if (p.length === 0) throw new InvalidArgumentError(`prompts[${b}] is empty`);
+    const bad = p.findIndex((t) => t < 0 || t >= V);
+    if (bad >= 0) throw new InvalidArgumentError(`prompts[${b}][${bad}] = ${p[bad]} is outside [0, vocab_size=${V})`);
+    if (p.length + genLength > maxLen) throw new InvalidArgumentError(`prompts[${b}] length ${p.length} + genLength ${genLength} exceeds max_sequence_length ${maxLen}`);
+  });
+  const temperature = options.temperature ?? 0;
+  if (!(Number.isFinite(temperature) && temperature >= 0)) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${temperature}`);
+  const seed = options.seed ?? 0;
+  if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new InvalidArgumentError(`seed must be a non-negative integer, got ${seed}`);
+  const strategy = options.strategy ?? { kind: 'threshold', threshold: 0.9 };
+  const blocks = genLength / blockLength;
+  let steps = 0,
+    factor = 0,
+    randomRemasking = false,
+    threshold: Float32Array = new Float32Array(B);
+  switch (strategy?.kind) {
+    case 'steps':
+      steps = positiveInt('strategy.steps', strategy.steps);
+      if (steps % blocks !== 0) throw new InvalidArgumentError(`strategy.steps ${steps} is not a multiple of the number of blocks (${blocks})`);
+      if (strategy.remasking !== undefined && strategy.remasking !== 'low_confidence' && strategy.remasking !== 'random')
+        throw new InvalidArgumentError(`strategy.remasking must be 'low_confidence' or 'random', got ${String(strategy.remasking)}`);
+      randomRemasking = strategy.remasking === 'random';
+      break;
+    case 'threshold':
+      threshold = perSequence('strategy.threshold', strategy.threshold, B, (v) => Number.isFinite(v), 'a finite number');
+      break;
+    case 'factor':
+      factor = strategy.factor;
+      if (!(Number.isFinite(factor) && factor > 0)) throw new InvalidArgumentError(`strategy.factor must be a finite number > 0, got ${factor}`);
+      break;
+    case 'entropy':
+      threshold = perSequence('strategy.gamma', strategy.gamma, B, (v) => Number.isFinite(v) && v >= 0, 'a finite number >= 0');
+      break;
+    default:
+      throw new InvalidArgumentError(`strategy.kind must be 'steps', 'threshold', 'factor' or 'entropy', got ${String((strategy as { kind?: unknown })?.kind)}`);
+  }
+  const budget = options.maxNfe ?? 0;
+  const maxNfe = typeof budget === 'number' ? new Int32Array(B).fill(budget) : Int32Array.from(budget);
+  if (maxNfe.length !== B) throw new InvalidArgumentError(`maxNfe must be a number or one entry per prompt (${B})`);
+  maxNfe.forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`maxNfe[${i}] = ${v} must be a non-negative integer (0 = no budget)`);
+  });
+  if (typeof budget === 'number' && !(Number.isInteger(budget) && budget >= 0)) throw new InvalidArgumentError(`maxNfe = ${budget} must be a non-negative integer`);
+  return {
+    genLength,
+    blockLength,
+    temperature,
+    seed,
+    strategy: STRATEGY_CODE[strategy.kind],
+    steps,
+    randomRemasking,
+    threshold,
+    factor,
+    maxNfe,
+    compact: options.compact ?? true,
+  };
+}
+
+/** The decoding loop: one native step (a forward plus the selection, off the JS thread) per iteration. */
+export async function generate(
+  model: DiffusionLM,
+  run: <T>(signal: AbortSignal | undefined, fn: (m: NativeModel) => Promise<T>) => Promise<T>,
+  prompts: Int32Array[],
+  options: GenerateOptions,
+): Promise<GenerateResult> {
+  const native = samplerOptions(model, prompts, options);
+  const id = await run(options.signal, async (m) => m.decoderCreate(prompts, native));
+  try {
+    for (let step = 1; ; step++) {
+      const { done, event } = await run(options.signal, async (m) => {
+        const finished = await m.decoderStep(id);
+        if (!options.onStep) return { done: finished, event: null };
+        const r = m.decoderResult(id);
+        return { done: finished, event: { step, unmasked: m.decoderTrace(id), tokens: r.tokens, nfe: r.nfe } };
+      });
+      if (event) await options.onStep!(event);
+      if (done) break;
+    }
+    const r = await run(undefined, async (m) => m.decoderResult(id));
+    return { tokens: r.tokens, nfe: r.nfe, decodeStep: r.decodeStep, behaviourLogProb: r.behaviourLogProb, hitBudget: r.hitBudget };
+  } finally {
+    await run(undefined, async (m) => m.decoderFree(id)).catch(() => undefined);
+  }
+}

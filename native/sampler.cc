@@ -1,0 +1,241 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "common/errors.h"
+
+namespace diffpo {
+
+Decoder::Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, SamplerOptions options)
+    : cfg_(cfg), opt_(std::move(options)) {
+  B_ = (int)prompts.size();
+  L_ = opt_.gen_length;
+  require(B_ > 0, "ERR_INVALID_ARGUMENT", "no prompts");
+  require(L_ > 0 && opt_.block_length > 0 && L_ % opt_.block_length == 0, "ERR_INVALID_ARGUMENT",
+          "genLength must be a positive multiple of blockLength");
+  blocks_ = L_ / opt_.block_length;
+  if (opt_.strategy == Strategy::Steps)
+    require(opt_.steps > 0 && opt_.steps % blocks_ == 0, "ERR_INVALID_ARGUMENT",
+            "steps must be a positive multiple of the number of blocks");
+  require((int)opt_.threshold.size() == B_ || opt_.strategy == Strategy::Steps || opt_.strategy == Strategy::Factor,
+          "ERR_INVALID_ARGUMENT", "one threshold per sequence is required");
+  require((int)opt_.max_nfe.size() == B_, "ERR_INVALID_ARGUMENT", "one NFE budget per sequence is required");
+  P_ = 0;
+  for (const auto& p : prompts) {
+    require(!p.empty(), "ERR_INVALID_ARGUMENT", "empty prompt");
+    P_ = std::max(P_, (int)p.size());
+  }
+  T_ = P_ + L_;
+  canvas_.assign((size_t)B_ * T_, cfg_.mask_token_id);
+  keymask_.assign((size_t)B_ * T_, 1);
+  positions_.assign((size_t)B_ * T_, 0);
+  for (int b = 0; b < B_; b++) {
+    const int pad = P_ - (int)prompts[b].size();
+    for (int t = 0; t < T_; t++) {
+      const size_t i = (size_t)b * T_ + t;
+      if (t < pad) {
+        canvas_[i] = 0;  // hidden from every position by the key mask
+        keymask_[i] = 0;
+      } else if (t < P_) {
+        const int32_t id = prompts[b][t - pad];
+        require(id >= 0 && id < cfg_.vocab_size, "ERR_INVALID_ARGUMENT",
+                "prompt " + std::to_string(b) + " has token id " + std::to_string(id) + " outside [0, vocab_size)");
+        canvas_[i] = id;
+      }
+      positions_[i] = std::max(0, t - pad);
+    }
+  }
+  nfe_.assign(B_, 0);
+  block_.assign(B_, 0);
+  steps_in_block_.assign(B_, 0);
+  block_masked_.assign(B_, opt_.block_length);
+  finished_.assign(B_, 0);
+  hit_.assign(B_, 0);
+  decode_step_.assign((size_t)B_ * L_, 0);
+  logp_.assign((size_t)B_ * L_, 0.f);
+  for (int b = 0; b < B_; b++) rng_.emplace_back(opt_.seed * 0x9E3779B97F4A7C15ull + (uint64_t)b + 1);
+}
+
+int Decoder::active_count() const {
+  return (int)std::count(finished_.begin(), finished_.end(), 0);
+}
+
+std::vector<int32_t> Decoder::tokens() const {
+  std::vector<int32_t> out((size_t)B_ * L_);
+  for (int b = 0; b < B_; b++)
+    std::copy(canvas_.begin() + (size_t)b * T_ + P_, canvas_.begin() + (size_t)(b + 1) * T_, out.begin() + (size_t)b * L_);
+  return out;
+}
+
+bool Decoder::block_has_mask(int b, int block) const {
+  const int32_t* row = canvas_.data() + (size_t)b * T_ + P_ + (size_t)block * opt_.block_length;
+  return std::find(row, row + opt_.block_length, cfg_.mask_token_id) != row + opt_.block_length;
+}
+
+// x0, its confidence softmax(logits)[x0], the behaviour log-probability log softmax(logits/T)[x0] and the
+// entropy of softmax(logits), from one row of logits (E). The mask token is never a prediction.
+void Decoder::score(int b, const float* l, int g, Candidate& c) {
+  const int E = cfg_.embedding_size, V = cfg_.vocab_size, M = cfg_.mask_token_id;
+  const double temp = opt_.temperature;
+  double mx = -INFINITY;
+  for (int e = 0; e < E; e++) mx = std::max(mx, (double)l[e]);
+  double z = 0, zl = 0;
+  for (int e = 0; e < E; e++) {
+    const double p = std::exp((double)l[e] - mx);
+    z += p;
+    zl += p * ((double)l[e] - mx);
+  }
+  int32_t best = -1;
+  double best_score = -INFINITY;
+  if (temp <= 0) {
+    for (int v = 0; v < V; v++)
+      if (v != M && (double)l[v] > best_score) best_score = l[v], best = v;
+  } else {
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    for (int v = 0; v < V; v++) {
+      if (v == M) continue;
+      double u;
+      do u = unif(rng_[b]);
+      while (u <= 0.0);
+      const double s = (double)l[v] / temp - std::log(-std::log(u));
+      if (s > best_score) best_score = s, best = v;
+    }
+  }
+  c.g = g;
+  c.x0 = best;
+  c.conf = (float)(std::exp((double)l[best] - mx) / z);
+  c.entropy = (float)(std::log(z) - zl / z);
+  if (temp <= 0) {
+    c.logp = (float)((double)l[best] - mx - std::log(z));
+  } else {
+    double zt = 0;
+    for (int e = 0; e < E; e++) zt += std::exp(((double)l[e] - mx) / temp);
+    c.logp = (float)(((double)l[best] - mx) / temp - std::log(zt));
+  }
+  c.score = c.conf;
+  if (opt_.strategy == Strategy::Steps && opt_.random_remasking) c.score = (float)std::uniform_real_distribution<double>(0.0, 1.0)(rng_[b]);
+}
+
+// Chooses which candidates (masked positions of the current block) to unmask and writes them.
+void Decoder::select(int b, std::vector<Candidate>& cands, bool fill_all) {
+  size_t take = cands.size();
+  if (!fill_all && !cands.empty()) {
+    auto by_score = [](const Candidate& x, const Candidate& y) { return x.score > y.score || (x.score == y.score && x.g < y.g); };
+    switch (opt_.strategy) {
+      case Strategy::Steps: {
+        const int s = opt_.steps / blocks_, i = steps_in_block_[b], n = block_masked_[b];
+        take = std::min(cands.size(), (size_t)(n / s + (i < n % s ? 1 : 0)));
+        std::stable_sort(cands.begin(), cands.end(), by_score);
+        break;
+      }
+      case Strategy::Threshold: {
+        const float tau = opt_.threshold[b];
+        std::stable_sort(cands.begin(), cands.end(), by_score);
+        take = 1;
+        while (take < cands.size() && cands[take].conf >= tau) take++;
+        break;
+      }
+      case Strategy::Factor: {
+        std::stable_sort(cands.begin(), cands.end(), by_score);
+        take = 1;
+        while (take < cands.size() && cands[take].conf >= 1.f - opt_.factor / (float)(take + 2)) take++;
+        break;
+      }
+      case Strategy::Entropy: {
+        const float gamma = opt_.threshold[b];
+        std::stable_sort(cands.begin(), cands.end(), [](const Candidate& x, const Candidate& y) {
+          return x.entropy < y.entropy || (x.entropy == y.entropy && x.g < y.g);
+        });
+        // ascending entropies: the prefix of k has sum - max = (sum of the first k-1), so k+1 fits
+        // while the sum of the first k stays within gamma
+        double sum = 0;
+        take = 0;
+        while (take < cands.size() && sum <= gamma) sum += cands[take++].entropy;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < take; i++) {
+    const Candidate& c = cands[i];
+    canvas_[(size_t)b * T_ + P_ + c.g] = c.x0;
+    decode_step_[(size_t)b * L_ + c.g] = nfe_[b];
+    logp_[(size_t)b * L_ + c.g] = c.logp;
+    trace_.sequence.push_back(b);
+    trace_.position.push_back(c.g);
+    trace_.token.push_back(c.x0);
+    trace_.confidence.push_back(c.conf);
+  }
+}
+
+void Decoder::advance(int b) {
+  if (opt_.strategy == Strategy::Steps) {
+    // LLaDA's schedule spends exactly steps/blocks forwards per block
+    if (++steps_in_block_[b] == opt_.steps / blocks_) {
+      block_[b]++;
+      steps_in_block_[b] = 0;
+      block_masked_[b] = opt_.block_length;
+    }
+  }
+  while (block_[b] < blocks_ && !block_has_mask(b, block_[b])) {
+    block_[b]++;
+    steps_in_block_[b] = 0;
+  }
+  if (block_[b] >= blocks_) finished_[b] = 1;
+}
+
+bool Decoder::step(Model& model) {
+  trace_ = StepTrace();
+  std::vector<int> rows;  // sequences in this forward
+  for (int b = 0; b < B_; b++)
+    if (!opt_.compact || !finished_[b]) rows.push_back(b);
+  if (active_count() == 0) return true;
+  const int R = (int)rows.size();
+  ids_.resize((size_t)R * T_);
+  mask_.resize((size_t)R * T_);
+  pos_.resize((size_t)R * T_);
+  rows_.clear();
+  std::vector<int> owner, gen_pos;  // per scored row: sequence and generated position
+  std::vector<uint8_t> fill_all(B_, 0);
+  for (int r = 0; r < R; r++) {
+    const int b = rows[r];
+    std::copy_n(canvas_.begin() + (size_t)b * T_, T_, ids_.begin() + (size_t)r * T_);
+    std::copy_n(keymask_.begin() + (size_t)b * T_, T_, mask_.begin() + (size_t)r * T_);
+    std::copy_n(positions_.begin() + (size_t)b * T_, T_, pos_.begin() + (size_t)r * T_);
+    if (finished_[b]) continue;
+    // the last forward a budget allows fills every masked position
+    fill_all[b] = opt_.max_nfe[b] > 0 && nfe_[b] + 1 >= opt_.max_nfe[b];
+    const int lo = fill_all[b] ? 0 : block_[b] * opt_.block_length;
+    const int hi = fill_all[b] ? L_ : lo + opt_.block_length;
+    for (int g = lo; g < hi; g++)
+      if (canvas_[(size_t)b * T_ + P_ + g] == cfg_.mask_token_id) {
+        rows_.push_back(r * T_ + P_ + g);
+        owner.push_back(b);
+        gen_pos.push_back(g);
+      }
+  }
+  const int S = (int)rows_.size(), E = cfg_.embedding_size;
+  logits_.resize((size_t)S * E);
+  model.logits_at(ids_.data(), mask_.data(), pos_.data(), R, T_, rows_.data(), S, logits_.data());
+  std::vector<Candidate> cands;
+  for (int s = 0; s < S;) {
+    const int b = owner[s];
+    cands.clear();
+    for (; s < S && owner[s] == b; s++) {
+      cands.emplace_back();
+      score(b, logits_.data() + (size_t)s * E, gen_pos[s], cands.back());
+    }
+    nfe_[b]++;
+    select(b, cands, fill_all[b]);
+    if (fill_all[b]) {
+      hit_[b] = 1;
+      finished_[b] = 1;
+    } else {
+      advance(b);
+    }
+  }
+  return active_count() == 0;
+}
+
+}  // namespace diffpo

@@ -1,0 +1,84 @@
+// Semi-autoregressive decoding of masked-diffusion LMs (ALGORITHMS.md §3): LLaDA's fixed-step
+// schedule, Fast-dLLM's confidence threshold and factor rules, and the entropy-bounded (EB) sampler,
+// batched, with per-sequence thresholds, per-sequence NFE and budgets, and the trajectory (decode step
+// and behaviour log-probability of every token) that the RL estimators need. One step() is one forward
+// over the sequences still decoding; the selection runs here, not in JS.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "model.h"
+
+namespace diffpo {
+
+enum class Strategy { Steps = 0, Threshold = 1, Factor = 2, Entropy = 3 };
+
+struct SamplerOptions {
+  int gen_length = 0, block_length = 0;
+  double temperature = 0;  // 0: argmax; else Gumbel-max on logits / temperature (float64 noise)
+  uint64_t seed = 0;
+  Strategy strategy = Strategy::Threshold;
+  int steps = 0;                    // Steps: total over all blocks
+  bool random_remasking = false;    // Steps: uniform scores instead of confidence
+  std::vector<float> threshold;     // Threshold: tau per sequence; Entropy: gamma per sequence
+  float factor = 1;                 // Factor
+  std::vector<int> max_nfe;         // per sequence, 0 = no budget
+  bool compact = true;              // drop finished sequences from the batch
+};
+
+// What one step did, for progress displays and traces.
+struct StepTrace {
+  std::vector<int32_t> sequence, position, token;  // position within the generated region
+  std::vector<float> confidence;
+};
+
+class Decoder {
+ public:
+  Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>& prompts, SamplerOptions options);
+
+  // One forward over the unfinished sequences and one selection each; returns true when all are done.
+  bool step(Model& model);
+  bool done() const { return active_count() == 0; }
+
+  int batch() const { return B_; }
+  int gen_length() const { return L_; }
+  const StepTrace& last_step() const { return trace_; }
+  // Generated tokens (B, L) so far (mask id where still masked).
+  std::vector<int32_t> tokens() const;
+  const std::vector<int32_t>& decode_step() const { return decode_step_; }  // (B, L), 1-based NFE; 0 = not yet
+  const std::vector<float>& behaviour_logprob() const { return logp_; }      // (B, L)
+  const std::vector<int32_t>& nfe() const { return nfe_; }
+  const std::vector<uint8_t>& hit_budget() const { return hit_; }
+
+ private:
+  struct Candidate {
+    int g;  // position in the generated region
+    int32_t x0;
+    float conf, logp, entropy, score;
+  };
+  int active_count() const;
+  bool block_has_mask(int b, int block) const;
+  void score(int b, const float* logits, int g, Candidate& c);
+  void select(int b, std::vector<Candidate>& cands, bool fill_all);
+  void advance(int b);
+
+  ModelConfig cfg_;
+  SamplerOptions opt_;
+  int B_, L_, P_, T_, blocks_;  // P_: longest prompt (left padding), T_ = P_ + L_
+  std::vector<int32_t> canvas_;       // (B, T)
+  std::vector<uint8_t> keymask_;      // (B, T)
+  std::vector<int32_t> positions_;    // (B, T)
+  std::vector<int32_t> nfe_, block_, steps_in_block_, block_masked_;
+  std::vector<uint8_t> finished_, hit_;
+  std::vector<int32_t> decode_step_;
+  std::vector<float> logp_;
+  std::vector<std::mt19937_64> rng_;  // one stream per sequence: its tokens do not depend on the batch
+  StepTrace trace_;
+  // per-step buffers, reused
+  std::vector<int32_t> ids_, pos_, rows_;
+  std::vector<uint8_t> mask_;
+  std::vector<float> logits_;
+};
+
+}  // namespace diffpo
