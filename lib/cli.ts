@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { presetConfig, type PresetName } from './config.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
+import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 
 const USAGE = `usage: diffpo <command> [options]
 
@@ -13,16 +14,25 @@ commands:
       all of the same length), for cross-checking against other implementations.
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
+  generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N [--block-length N]
+           (--steps N | --threshold T | --factor F | --gamma G) [--temperature 0] [--seed 0]
+           [--max-nfe N] [--json]
+      Decodes a completion per prompt and prints the tokens, the NFE and a per-step trace
+      (positions, tokens, confidences); --json prints it all as one JSON object.
 `;
 
-function parseTokenRows(text: string): { tokens: Int32Array; batch: number; seqLen: number } {
-  const rows = text.split(';').map((row) =>
+function parseRows(flag: string, text: string): number[][] {
+  return text.split(';').map((row) =>
     row.split(',').map((s) => {
       const v = Number(s.trim());
-      if (s.trim() === '' || !Number.isInteger(v)) throw new InvalidArgumentError(`--tokens: '${s}' is not an integer token id`);
+      if (s.trim() === '' || !Number.isInteger(v)) throw new InvalidArgumentError(`${flag}: '${s}' is not an integer token id`);
       return v;
     }),
   );
+}
+
+function parseTokenRows(text: string): { tokens: Int32Array; batch: number; seqLen: number } {
+  const rows = parseRows('--tokens', text);
   const seqLen = rows[0]!.length;
   if (rows.some((r) => r.length !== seqLen)) throw new InvalidArgumentError('--tokens: every row must have the same length');
   return { tokens: Int32Array.from(rows.flat()), batch: rows.length, seqLen };
@@ -44,6 +54,16 @@ async function main(argv: string[]): Promise<void> {
       config: { type: 'string', default: 'tiny' },
       seed: { type: 'string', default: '0' },
       dtype: { type: 'string', default: 'f32' },
+      prompt: { type: 'string' },
+      'gen-length': { type: 'string' },
+      'block-length': { type: 'string' },
+      steps: { type: 'string' },
+      threshold: { type: 'string' },
+      factor: { type: 'string' },
+      gamma: { type: 'string' },
+      temperature: { type: 'string', default: '0' },
+      'max-nfe': { type: 'string' },
+      json: { type: 'boolean', default: false },
     },
   });
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
@@ -71,8 +91,69 @@ async function main(argv: string[]): Promise<void> {
     } finally {
       model.dispose();
     }
+  } else if (command === 'generate') {
+    await generateCommand(values, threads);
   } else {
     throw new InvalidArgumentError(`unknown command '${command}'\n\n${USAGE}`);
+  }
+}
+
+function strategyFromFlags(v: Record<string, string | boolean | undefined>): DecodingStrategy {
+  const given = (['steps', 'threshold', 'factor', 'gamma'] as const).filter((k) => v[k] !== undefined);
+  if (given.length !== 1) throw new InvalidArgumentError('generate needs exactly one of --steps, --threshold, --factor, --gamma');
+  const value = Number(v[given[0]!]);
+  switch (given[0]) {
+    case 'steps':
+      return { kind: 'steps', steps: value };
+    case 'threshold':
+      return { kind: 'threshold', threshold: value };
+    case 'factor':
+      return { kind: 'factor', factor: value };
+    default:
+      return { kind: 'entropy', gamma: value };
+  }
+}
+
+async function generateCommand(v: Record<string, string | boolean | undefined>, threads: number | undefined): Promise<void> {
+  if (typeof v.model !== 'string' || typeof v.prompt !== 'string' || v['gen-length'] === undefined)
+    throw new InvalidArgumentError('generate needs --model DIR, --prompt "1,2,3" and --gen-length N');
+  const prompts = parseRows('--prompt', v.prompt).map((r) => Int32Array.from(r));
+  const genLength = Number(v['gen-length']);
+  const options: GenerateOptions = {
+    genLength,
+    blockLength: v['block-length'] !== undefined ? Number(v['block-length']) : genLength,
+    strategy: strategyFromFlags(v),
+    temperature: Number(v.temperature),
+    seed: Number(v.seed),
+    maxNfe: v['max-nfe'] !== undefined ? Number(v['max-nfe']) : undefined,
+  };
+  const trace: { step: number; unmasked: { sequence: number; position: number; token: number; confidence: number }[] }[] = [];
+  options.onStep = (e) => {
+    trace.push({
+      step: e.step,
+      unmasked: Array.from(e.unmasked.token, (token, i) => ({
+        sequence: e.unmasked.sequence[i]!,
+        position: e.unmasked.position[i]!,
+        token,
+        confidence: e.unmasked.confidence[i]!,
+      })),
+    });
+  };
+  const model = await DiffusionLM.fromPretrained(v.model, { threads });
+  try {
+    const r = await model.generate(prompts, options);
+    const tokens = prompts.map((_, b) => Array.from(r.tokens.subarray(b * genLength, (b + 1) * genLength)));
+    if (v.json) {
+      process.stdout.write(JSON.stringify({ tokens, nfe: Array.from(r.nfe), hitBudget: Array.from(r.hitBudget, Boolean), steps: trace }) + '\n');
+      return;
+    }
+    for (const s of trace)
+      process.stdout.write(
+        `step ${s.step}: ` + s.unmasked.map((u) => `[${u.sequence}] ${u.position}=${u.token} (${u.confidence.toFixed(3)})`).join('  ') + '\n',
+      );
+    tokens.forEach((t, b) => process.stdout.write(`sequence ${b}: ${t.join(',')}  NFE ${r.nfe[b]}${r.hitBudget[b] ? ' (budget reached)' : ''}\n`));
+  } finally {
+    model.dispose();
   }
 }
 

@@ -25,6 +25,24 @@ describe('CLI', () => {
     model.dispose();
   });
 
+  it('generate prints the tokens, NFE and per-step trace of model.generate as JSON', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'gen');
+    expect(cli('init', '--out', dir, '--config', 'tiny', '--seed', '4').status).toBe(0);
+    const out = cli('generate', '--model', dir, '--prompt', '1,2,3;4,5', '--gen-length', '8', '--block-length', '4', '--steps', '4', '--json');
+    expect(out.status, out.stderr).toBe(0);
+    const got = JSON.parse(out.stdout) as { tokens: number[][]; nfe: number[]; steps: { step: number; unmasked: { sequence: number; position: number; token: number }[] }[] };
+    const model = await DiffusionLM.fromPretrained(dir);
+    const want = await model.generate([Int32Array.from([1, 2, 3]), Int32Array.from([4, 5])], { genLength: 8, blockLength: 4, strategy: { kind: 'steps', steps: 4 } });
+    expect(got.tokens.flat()).toEqual(Array.from(want.tokens));
+    expect(got.nfe).toEqual([4, 4]);
+    expect(got.steps.map((s) => s.step)).toEqual([1, 2, 3, 4]);
+    for (const s of got.steps) for (const u of s.unmasked) expect(want.decodeStep[u.sequence * 8 + u.position]).toBe(s.step);
+    model.dispose();
+    const none = cli('generate', '--model', dir, '--prompt', '1', '--gen-length', '4');
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/exactly one of --steps, --threshold, --factor, --gamma/);
+  });
+
   it('bad arguments exit 1 with a message naming the problem', () => {
     const a = cli('logits', '--model', '/nonexistent', '--tokens', '1,2');
     expect(a.status).toBe(1);
