@@ -39,7 +39,7 @@ async function seconds(fn) {
   return (performance.now() - t0) / 1000;
 }
 
-function pytorchAvailable() {
+export function pytorchAvailable() {
   return spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
 
@@ -57,11 +57,11 @@ async function loadOrt() {
   }
 }
 
-/** The PyTorch model as a child process that times one forward or training step per request. */
-async function startPytorch(dir, batch, seqLen, threads, checkTokens, onnxPath) {
+/** The PyTorch model as a child process that times one forward, training step or decoding run per request. */
+export async function startPytorch(dir, batch, seqLen, threads, checkTokens, onnxPath) {
   const child = spawn(
     '/usr/bin/python3',
-    [new URL('./pytorch_llada.py', import.meta.url).pathname, '--model', dir, '--batch', String(batch), '--seqlen', String(seqLen), '--threads', String(threads), '--check-tokens', checkTokens, ...(onnxPath ? ['--export-onnx', onnxPath] : [])],
+    [new URL('./pytorch_llada.py', import.meta.url).pathname, '--model', dir, '--batch', String(batch), '--seqlen', String(seqLen), '--threads', String(threads), ...(checkTokens ? ['--check-tokens', checkTokens] : []), ...(onnxPath ? ['--export-onnx', onnxPath] : [])],
     { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' }, stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
@@ -73,9 +73,12 @@ async function startPytorch(dir, batch, seqLen, threads, checkTokens, onnxPath) 
   const hello = await next();
   return {
     hello,
+    async request(line) {
+      child.stdin.write(line + '\n');
+      return next();
+    },
     async time(what) {
-      child.stdin.write(what + '\n');
-      return (await next()).seconds;
+      return (await this.request(what)).seconds;
     },
     close() {
       child.stdin.end();

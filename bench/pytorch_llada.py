@@ -82,6 +82,35 @@ class LLaDA(torch.nn.Module):
         return logits / math.sqrt(D) if c["scale_logits"] else logits
 
 
+@torch.no_grad()
+def threshold_decode(model, c, B, P, L, block, tau):
+    """Fast-dLLM's threshold decoding without cache, as its reference code does it: the whole batch
+    steps together, every masked position of the current block with confidence >= tau is unmasked,
+    and at least the most confident one per sequence. Returns the number of forwards."""
+    M = c["mask_token_id"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randint(0, M, (B, P), generator=g), torch.full((B, L), M)], 1)
+    forwards = 0
+    for k in range(L // block):
+        lo, hi = P + k * block, P + (k + 1) * block
+        while (x[:, lo:hi] == M).any():
+            logits = model(x)
+            forwards += 1
+            logits[..., M] = -float("inf")
+            p = torch.softmax(logits.float(), -1)
+            conf, x0 = p.max(-1)
+            eligible = torch.zeros_like(x, dtype=torch.bool)
+            eligible[:, lo:hi] = x[:, lo:hi] == M
+            conf = torch.where(eligible, conf, torch.full_like(conf, -1.0))
+            pick = conf >= tau
+            best = conf.argmax(-1)
+            has = eligible.any(-1)
+            pick[torch.arange(B)[has], best[has]] = True
+            pick &= eligible
+            x = torch.where(pick, x0, x)
+    return forwards
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -124,13 +153,18 @@ def main():
         loss.backward()
         opt.step()
 
-    # Serve timing requests ("forward" / "train", one per line) so that the caller can interleave
-    # them with its own measurements: on a shared machine, only interleaved runs compare fairly.
+    # Serve timing requests, one per line: "forward", "train", or "decode B P L BLOCK THRESHOLD", so
+    # that the caller can interleave them with its own runs: on a shared machine, only interleaved
+    # runs compare fairly.
     print(json.dumps(hello), flush=True)
     for line in sys.stdin:
-        fn = {"forward": forward, "train": train}[line.strip()]
+        words = line.split()
         t0 = time.perf_counter()
-        fn()
+        if words[0] == "decode":
+            forwards = threshold_decode(model, c, *[int(w) for w in words[1:5]], float(words[5]))
+            print(json.dumps({"seconds": time.perf_counter() - t0, "forwards": forwards}), flush=True)
+            continue
+        {"forward": forward, "train": train}[words[0]]()
         print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
 
 
