@@ -30,8 +30,14 @@ export interface GenerateOptions {
    * remaining masked positions, and `hitBudget` reports it. Default none.
    */
   maxNfe?: number | ArrayLike<number>;
-  /** Drop finished sequences from the batch (default true; false only for tests and comparisons). */
+  /** Drop finished sequences from the batch (default true; false only for tests and comparisons; ignored with a cache). */
   compact?: boolean;
+  /**
+   * Fast-dLLM's approximate KV caches (default 'none'): 'prefix' reuses the keys/values of the
+   * positions before the current block, computed by a full forward at the block's start; 'dual' also
+   * reuses those after it, so each step computes only the block.
+   */
+  cache?: 'none' | 'prefix' | 'dual';
   signal?: AbortSignal;
   /** Called after every forward with what it unmasked and the partial canvas. */
   onStep?: (event: StepEvent) => void | Promise<void>;
@@ -62,6 +68,7 @@ export interface GenerateResult {
 }
 
 const STRATEGY_CODE = { steps: 0, threshold: 1, factor: 2, entropy: 3 } as const;
+const CACHE_CODE = { none: 0, prefix: 1, dual: 2 } as const;
 
 function perSequence(name: string, value: number | Float32Array, B: number, ok: (v: number) => boolean, what: string): Float32Array {
   const arr = typeof value === 'number' ? new Float32Array(B).fill(value) : value;
@@ -130,6 +137,8 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`maxNfe[${i}] = ${v} must be a non-negative integer (0 = no budget)`);
   });
   if (typeof budget === 'number' && !(Number.isInteger(budget) && budget >= 0)) throw new InvalidArgumentError(`maxNfe = ${budget} must be a non-negative integer`);
+  const cache = options.cache ?? 'none';
+  if (!(cache in CACHE_CODE)) throw new InvalidArgumentError(`cache must be 'none', 'prefix' or 'dual', got ${String(cache)}`);
   return {
     genLength,
     blockLength,
@@ -142,6 +151,7 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     factor,
     maxNfe,
     compact: options.compact ?? true,
+    cache: CACHE_CODE[cache],
   };
 }
 

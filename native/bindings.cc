@@ -303,6 +303,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     s.random_remasking = get_bool(o, "randomRemasking");
     s.factor = (float)get_num(o, "factor");
     s.compact = get_bool(o, "compact");
+    s.cache = (CacheMode)get_int(o, "cache");
     const size_t B = prompts.size();
     const float* th = typed<float, napi_float32_array>(o.Get("threshold"), B, "threshold");
     const int32_t* budget = typed<int32_t, napi_int32_array>(o.Get("maxNfe"), B, "maxNfe");

@@ -52,6 +52,8 @@ export interface NativeSamplerOptions {
   factor: number;
   maxNfe: Int32Array;
   compact: boolean;
+  /** 0 none, 1 prefix, 2 dual */
+  cache: 0 | 1 | 2;
 }
 export interface CheckResult {
   forward: number;

@@ -150,7 +150,8 @@ void Model::rope_tables(int T) {
   rope_T_ = T;
 }
 
-void Model::plan(int B, int T, int S, bool train) {
+void Model::plan(int B, int T, int S, bool train, int Tk) {
+  if (Tk == 0) Tk = T;
   Acts& A = *acts_;
   A.B = B, A.T = T, A.S = S, A.train = train;
   const size_t N = (size_t)B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads;
@@ -162,7 +163,7 @@ void Model::plan(int B, int T, int S, bool train) {
     size_t n;
   };
   const Slot per_layer[] = {{&A.xmid, N * D}, {&A.rstd1, N},         {&A.h1, N * D},    {&A.qkv, N * QKV},
-                            {&A.att, B * H * T * T}, {&A.y, N * D}, {&A.rstd2, N},     {&A.h2, N * D},
+                            {&A.att, B * H * T * Tk}, {&A.y, N * D}, {&A.rstd2, N},     {&A.h2, N * D},
                             {&A.ab, N * 2 * F},      {&A.g, N * F}};
   std::vector<size_t> res_off;
   for (int l = 0; l <= (train ? L : 0); l++) res_off.push_back(arena_.reserve(N * D));
@@ -190,14 +191,17 @@ void Model::plan(int B, int T, int S, bool train) {
   for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
 }
 
-void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
+void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+                    const CacheUse* cache) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
   const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
   be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
-  const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
+  AttnShape shape{B, T, H, KV, hd, QKV, QKV};
+  const bool read = cache && cache->mode == CacheUse::Read;
+  if (read) shape.ldkv = KVd, shape.Tk = cache->cache->T, shape.kv_rows = cache->slots;
   for (int l = 0; l < cfg_.n_layers; l++) {
     check_cancel();
     const LayerWeights& w = layers_[l];
@@ -207,7 +211,22 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* p
     be.linear_forward(qkv, A.h1[l], w.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
     be.rope_forward(qkv, rope_cos_.data(), rope_sin_.data(), pos, B, T, H, hd, QKV);
     be.rope_forward(qkv + D, rope_cos_.data(), rope_sin_.data(), pos, B, T, KV, hd, QKV);
-    be.attention_forward(A.y[l], A.att[l], qkv, qkv + D, qkv + D + KVd, keymask, shape);
+    const float *keys = qkv + D, *values = qkv + D + KVd;
+    if (cache) {
+      // this forward's K/V go into the cache rows (all positions for Fill, the given range for Read)
+      KVCache& c = *cache->cache;
+      float* ck = c.k.data() + (size_t)l * c.slots * c.T * KVd;
+      float* cv = c.v.data() + (size_t)l * c.slots * c.T * KVd;
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+          const size_t dst = ((size_t)cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t) * KVd;
+          const float* src = qkv + ((size_t)b * T + t) * QKV + D;
+          std::memcpy(ck + dst, src, sizeof(float) * KVd);
+          std::memcpy(cv + dst, src + KVd, sizeof(float) * KVd);
+        }
+      if (read) keys = ck, values = cv;
+    }
+    be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
     if (A.xmid[l] != A.res[l]) std::memcpy(A.xmid[l], A.res[l], sizeof(float) * (size_t)N * D);
     be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
     // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
@@ -290,13 +309,22 @@ void Model::logits(const int32_t* ids, const uint8_t* keymask, const int32_t* po
   head(acts_->hf, B * T, out);
 }
 
+void Model::resize_cache(KVCache& cache, int slots, int T) const {
+  const size_t n = (size_t)cfg_.n_layers * slots * T * cfg_.n_kv_heads * cfg_.head_dim();
+  cache.slots = slots, cache.T = T;
+  cache.k.resize(n);
+  cache.v.resize(n);
+}
+
 void Model::logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
-                      const int32_t* rows, int S, float* out) {
-  validate_inputs(ids, keymask, pos, B, T);
+                      const int32_t* rows, int S, float* out, const CacheUse* cache) {
+  const bool read = cache && cache->mode == CacheUse::Read;
+  // a cached read's key mask covers the cache's positions, checked by the caller (the decoder)
+  validate_inputs(ids, read ? nullptr : keymask, pos, B, T);
   for (int s = 0; s < S; s++)
     require(rows[s] >= 0 && rows[s] < B * T, "ERR_INVALID_ARGUMENT", "row " + std::to_string(rows[s]) + " out of range");
-  plan(B, T, S, false);
-  forward(ids, keymask, pos, B, T);
+  plan(B, T, S, false, read ? cache->cache->T : T);
+  forward(ids, keymask, pos, B, T, cache);
   const int D = cfg_.d_model;
   float* h = acts_->h1[0];  // free after the forward: reused to gather the scored rows (S <= B*T)
   for (int s = 0; s < S; s++) std::memcpy(h + (size_t)s * D, acts_->hf + (size_t)rows[s] * D, sizeof(float) * D);

@@ -30,6 +30,23 @@ struct TensorSpec {
 
 // One block's tensors (or their gradients). qkv points at q_proj, followed by k_proj and v_proj;
 // ff_up at ff_proj, followed by up_proj: each pair or triple is used as one fused matrix.
+// Keys and values (after RoPE) of every layer for `slots` sequences of T positions, for decoding with
+// Fast-dLLM's approximate caches: k, v (layers, slots, T, KVd).
+struct KVCache {
+  int slots = 0, T = 0;
+  std::vector<float> k, v;
+};
+
+// How a forward uses a KV cache: Fill stores the K/V of every position; Read computes only the tokens
+// given (T per row, starting at start[b] in the cached sequence), stores their K/V, and attends to all
+// cache.T positions of the row's slot.
+struct CacheUse {
+  enum Mode { Fill, Read } mode;
+  KVCache* cache;
+  const int32_t* slots;  // (B) the cache row of each batch row
+  const int32_t* start;  // (B) Read only
+};
+
 struct LayerWeights {
   float *attn_norm, *qkv, *attn_out, *ff_norm, *ff_up, *ff_out;
 };
@@ -57,9 +74,11 @@ class Model {
                       const int32_t* targets, const float* weights, int S, float* logp_out, bool backward);
   // Full logits (B*T, E) into out.
   void logits(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
-  // Logits (S, E) of the rows (flat b*T+t) only: what a sampler needs.
+  // Logits (S, E) of the rows (flat b*T+t) only: what a sampler needs. With a CacheUse, the forward
+  // fills or reads a KV cache (then keymask covers the cache's T keys of each row).
   void logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
-                 int S, float* out);
+                 int S, float* out, const CacheUse* cache = nullptr);
+  void resize_cache(KVCache& cache, int slots, int T) const;
 
   // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
   // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
@@ -73,8 +92,9 @@ class Model {
  private:
   struct Acts;
   void validate_inputs(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);
-  void plan(int B, int T, int S, bool train);
-  void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);  // after plan()
+  void plan(int B, int T, int S, bool train, int Tk = 0);  // Tk: keys per row when reading a cache
+  void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+               const CacheUse* cache = nullptr);  // after plan()
   void backward(const int32_t* ids, const int32_t* pos, int B, int T);
   void rope_tables(int P);  // cos/sin for positions [0, P)
   const float* head_weight() const;

@@ -10,6 +10,11 @@ namespace diffpo {
 struct AttnShape {
   int B, T, H, KV, hd;
   long ldq, ldkv;  // elements from one token to the next in q (and dq), and in k, v (and dk, dv)
+  // Forward only, for decoding with a KV cache: Tk keys per sequence (0: T), and the cache row that
+  // holds query row b's keys and values (null: row b).
+  int Tk = 0;
+  const int32_t* kv_rows = nullptr;
+  int keys() const { return Tk ? Tk : T; }
 };
 
 struct AdamWStep {
@@ -51,11 +56,11 @@ class Backend {
   virtual void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
                              int hd, long ld) = 0;
 
-  // q (B,T,H,hd), k v (B,T,KV,hd) (row strides in s), keymask (B,T) or null (1 = attend)
-  //   -> out (B,T,H,hd) contiguous, att (B,H,T,T)
+  // q (B,T,H,hd), k v (B,Tk,KV,hd) (row strides in s), keymask (B,Tk) or null (1 = attend)
+  //   -> out (B,T,H,hd) contiguous, att (B,H,T,Tk)
   virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                  const uint8_t* keymask, const AttnShape& s) = 0;
-  // dout (B,T,H,hd) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =
+  // dout (B,T,H,hd) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =  (Tk == T, no kv_rows)
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
                                   const float* q, const float* k, const float* v, const AttnShape& s) = 0;
 

@@ -55,6 +55,7 @@ Decoder::Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>
   hit_.assign(B_, 0);
   decode_step_.assign((size_t)B_ * L_, 0);
   logp_.assign((size_t)B_ * L_, 0.f);
+  refresh_.assign(B_, 1);
   for (int b = 0; b < B_; b++) rng_.emplace_back(opt_.seed * 0x9E3779B97F4A7C15ull + (uint64_t)b + 1);
 }
 
@@ -185,55 +186,91 @@ void Decoder::advance(int b) {
   if (block_[b] >= blocks_) finished_[b] = 1;
 }
 
-bool Decoder::step(Model& model) {
-  trace_ = StepTrace();
-  std::vector<int> rows;  // sequences in this forward
-  for (int b = 0; b < B_; b++)
-    if (!opt_.compact || !finished_[b]) rows.push_back(b);
-  if (active_count() == 0) return true;
-  const int R = (int)rows.size();
-  ids_.resize((size_t)R * T_);
-  mask_.resize((size_t)R * T_);
-  pos_.resize((size_t)R * T_);
+void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const std::vector<int>& q0, int Tq,
+                            CacheUse::Mode mode, bool cached, const std::vector<uint8_t>& fill_all,
+                            std::vector<std::vector<Candidate>>& cands) {
+  const int R = (int)seqs.size();
+  ids_.resize((size_t)R * Tq);
+  pos_.resize((size_t)R * Tq);
+  mask_.resize((size_t)R * T_);  // keys: the whole row (cached or not)
+  slots_.assign(seqs.begin(), seqs.end());
+  starts_.assign(q0.begin(), q0.end());
   rows_.clear();
-  std::vector<int> owner, gen_pos;  // per scored row: sequence and generated position
-  std::vector<uint8_t> fill_all(B_, 0);
+  std::vector<std::pair<int, int>> owner;  // (sequence, generated position) per scored row
   for (int r = 0; r < R; r++) {
-    const int b = rows[r];
-    std::copy_n(canvas_.begin() + (size_t)b * T_, T_, ids_.begin() + (size_t)r * T_);
+    const int b = seqs[r];
+    std::copy_n(canvas_.begin() + (size_t)b * T_ + q0[r], Tq, ids_.begin() + (size_t)r * Tq);
+    std::copy_n(positions_.begin() + (size_t)b * T_ + q0[r], Tq, pos_.begin() + (size_t)r * Tq);
     std::copy_n(keymask_.begin() + (size_t)b * T_, T_, mask_.begin() + (size_t)r * T_);
-    std::copy_n(positions_.begin() + (size_t)b * T_, T_, pos_.begin() + (size_t)r * T_);
     if (finished_[b]) continue;
     // the last forward a budget allows fills every masked position
-    fill_all[b] = opt_.max_nfe[b] > 0 && nfe_[b] + 1 >= opt_.max_nfe[b];
     const int lo = fill_all[b] ? 0 : block_[b] * opt_.block_length;
     const int hi = fill_all[b] ? L_ : lo + opt_.block_length;
     for (int g = lo; g < hi; g++)
       if (canvas_[(size_t)b * T_ + P_ + g] == cfg_.mask_token_id) {
-        rows_.push_back(r * T_ + P_ + g);
-        owner.push_back(b);
-        gen_pos.push_back(g);
+        rows_.push_back(r * Tq + P_ + g - q0[r]);
+        owner.emplace_back(b, g);
       }
   }
   const int S = (int)rows_.size(), E = cfg_.embedding_size;
   logits_.resize((size_t)S * E);
-  model.logits_at(ids_.data(), mask_.data(), pos_.data(), R, T_, rows_.data(), S, logits_.data());
-  std::vector<Candidate> cands;
-  for (int s = 0; s < S;) {
-    const int b = owner[s];
-    cands.clear();
-    for (; s < S && owner[s] == b; s++) {
-      cands.emplace_back();
-      score(b, logits_.data() + (size_t)s * E, gen_pos[s], cands.back());
+  const CacheUse use{mode, &cache_, slots_.data(), starts_.data()};
+  model.logits_at(ids_.data(), mask_.data(), pos_.data(), R, Tq, rows_.data(), S, logits_.data(), cached ? &use : nullptr);
+  for (int s = 0; s < S; s++) {
+    auto& list = cands[owner[s].first];
+    list.emplace_back();
+    score(owner[s].first, logits_.data() + (size_t)s * E, owner[s].second, list.back());
+  }
+}
+
+bool Decoder::step(Model& model) {
+  trace_ = StepTrace();
+  if (active_count() == 0) return true;
+  const bool cached = opt_.cache != CacheMode::None;
+  if (cached && cache_.slots == 0) model.resize_cache(cache_, B_, T_);
+  std::vector<uint8_t> fill_all(B_, 0);
+  for (int b = 0; b < B_; b++)
+    fill_all[b] = !finished_[b] && opt_.max_nfe[b] > 0 && nfe_[b] + 1 >= opt_.max_nfe[b];
+  std::vector<std::vector<Candidate>> cands(B_);
+  // Whole rows: every sequence without a cache; with one, those starting a block (they fill it) and
+  // those filling every position (they need all logits). Finished rows stay only without compaction.
+  std::vector<int> full, q0;
+  for (int b = 0; b < B_; b++)
+    if (finished_[b] ? !opt_.compact && !cached : !cached || refresh_[b] || fill_all[b]) full.push_back(b);
+  if (!full.empty()) {
+    q0.assign(full.size(), 0);
+    forward_group(model, full, q0, T_, CacheUse::Fill, cached, fill_all, cands);
+    for (int b : full) refresh_[b] = 0;
+  }
+  if (cached) {
+    // The others read the cache: Dual computes the current block only (one forward for all); Prefix
+    // the block and everything after it, so sequences in different blocks go in separate forwards.
+    std::vector<int> rest;
+    for (int b = 0; b < B_; b++)
+      if (!finished_[b] && std::find(full.begin(), full.end(), b) == full.end()) rest.push_back(b);
+    while (!rest.empty()) {
+      const int block = block_[rest[0]];
+      std::vector<int> group, later;
+      for (int b : rest) (opt_.cache == CacheMode::Dual || block_[b] == block ? group : later).push_back(b);
+      q0.clear();
+      for (int b : group) q0.push_back(P_ + block_[b] * opt_.block_length);
+      const int Tq = opt_.cache == CacheMode::Dual ? opt_.block_length : T_ - q0[0];
+      forward_group(model, group, q0, Tq, CacheUse::Read, true, fill_all, cands);
+      rest.swap(later);
     }
+  }
+  for (int b = 0; b < B_; b++) {
+    if (finished_[b]) continue;
     nfe_[b]++;
-    select(b, cands, fill_all[b]);
+    select(b, cands[b], fill_all[b]);
+    const int block = block_[b];
     if (fill_all[b]) {
       hit_[b] = 1;
       finished_[b] = 1;
     } else {
       advance(b);
     }
+    if (block_[b] != block) refresh_[b] = 1;
   }
   return active_count() == 0;
 }

@@ -14,6 +14,11 @@ namespace diffpo {
 
 enum class Strategy { Steps = 0, Threshold = 1, Factor = 2, Entropy = 3 };
 
+// Fast-dLLM's approximate block caches: a full forward at the start of each block fills a KV cache;
+// the block's later steps recompute only the block and what follows it (Prefix) or only the block (Dual),
+// attending to the cached keys and values of the other positions.
+enum class CacheMode { None = 0, Prefix = 1, Dual = 2 };
+
 struct SamplerOptions {
   int gen_length = 0, block_length = 0;
   double temperature = 0;  // 0: argmax; else Gumbel-max on logits / temperature (float64 noise)
@@ -24,7 +29,8 @@ struct SamplerOptions {
   std::vector<float> threshold;     // Threshold: tau per sequence; Entropy: gamma per sequence
   float factor = 1;                 // Factor
   std::vector<int> max_nfe;         // per sequence, 0 = no budget
-  bool compact = true;              // drop finished sequences from the batch
+  bool compact = true;              // drop finished sequences from the batch (always, with a cache)
+  CacheMode cache = CacheMode::None;
 };
 
 // What one step did, for progress displays and traces.
@@ -57,6 +63,11 @@ class Decoder {
     int32_t x0;
     float conf, logp, entropy, score;
   };
+  // One forward over `seqs`, each computing canvas positions [q0[i], q0[i] + Tq) (with a cache: filling
+  // it, or reading it for the other positions), scoring each sequence's candidates into cands[b].
+  void forward_group(Model& model, const std::vector<int>& seqs, const std::vector<int>& q0, int Tq,
+                     CacheUse::Mode mode, bool cached, const std::vector<uint8_t>& fill_all,
+                     std::vector<std::vector<Candidate>>& cands);
   int active_count() const;
   bool block_has_mask(int b, int block) const;
   void score(int b, const float* logits, int g, Candidate& c);
@@ -70,13 +81,14 @@ class Decoder {
   std::vector<uint8_t> keymask_;      // (B, T)
   std::vector<int32_t> positions_;    // (B, T)
   std::vector<int32_t> nfe_, block_, steps_in_block_, block_masked_;
-  std::vector<uint8_t> finished_, hit_;
+  std::vector<uint8_t> finished_, hit_, refresh_;  // refresh_: the next forward must fill the cache
+  KVCache cache_;
   std::vector<int32_t> decode_step_;
   std::vector<float> logp_;
   std::vector<std::mt19937_64> rng_;  // one stream per sequence: its tokens do not depend on the batch
   StepTrace trace_;
   // per-step buffers, reused
-  std::vector<int32_t> ids_, pos_, rows_;
+  std::vector<int32_t> ids_, pos_, rows_, slots_, starts_;
   std::vector<uint8_t> mask_;
   std::vector<float> logits_;
 };

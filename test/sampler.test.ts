@@ -145,6 +145,7 @@ describe('sampler bad input', () => {
     ['unknown strategy', () => model.generate(prompts, { genLength: 8, strategy: { kind: 'beam' } as unknown as DecodingStrategy }), /strategy.kind/],
     ['negative temperature', () => model.generate(prompts, { genLength: 8, temperature: -1 }), /temperature/],
     ['a bad budget', () => model.generate(prompts, { genLength: 8, maxNfe: [1, 2] }), /maxNfe/],
+    ['an unknown cache', () => model.generate(prompts, { genLength: 8, cache: 'full' as 'dual' }), /cache must be/],
   ];
   for (const [what, call, message] of bad) {
     it(what, async () => {
@@ -153,4 +154,54 @@ describe('sampler bad input', () => {
       await expect(p).rejects.toThrow(message);
     });
   }
+});
+
+describe('KV caches', () => {
+  it('are exact for a one-layer model (its keys and values depend on the token alone)', async () => {
+    const one = DiffusionLM.create({ ...CONFIG, n_layers: 1 }, { seed: 5, initStd: 0.6 });
+    for (const strategy of [{ kind: 'threshold', threshold: 0.3 }, { kind: 'steps', steps: 8 }, { kind: 'entropy', gamma: 1 }] as DecodingStrategy[]) {
+      const none = await one.generate(prompts, { genLength: 8, blockLength: 4, strategy });
+      for (const cache of ['prefix', 'dual'] as const) {
+        const r = await one.generate(prompts, { genLength: 8, blockLength: 4, strategy, cache });
+        expect(r.tokens, `${cache} ${strategy.kind}`).toEqual(none.tokens);
+        expect(r.decodeStep).toEqual(none.decodeStep);
+        expect(r.nfe).toEqual(none.nfe);
+        expect(r.behaviourLogProb).toEqual(none.behaviourLogProb);
+      }
+    }
+    one.dispose();
+  });
+
+  it('on a trained model, keep the accuracy of decoding without a cache (copy task, within 0.1)', async () => {
+    const { AdamW } = await import('diffpo');
+    const V = 24,
+      HALF = 8;
+    const m = DiffusionLM.create({ vocab_size: V, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128, rope_theta: 10000 }, { seed: 2 });
+    const opt = new AdamW(m, { lr: 3e-3, maxGradNorm: 1 });
+    let s = 7;
+    const rand = (n: number) => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s % n);
+    const sample = () => Array.from({ length: HALF }, () => rand(V - 2));
+    for (let step = 0; step < 300; step++) {
+      const rows = Array.from({ length: 32 }, () => {
+        const h = sample();
+        return [...h, ...h];
+      });
+      await m.zeroGrad();
+      await m.maskedDiffusionLoss({ tokens: Int32Array.from(rows.flat()), batch: 32, seqLen: 2 * HALF, normalization: 'sft', promptLengths: new Array(32).fill(HALF) }, { backward: true });
+      await opt.step();
+    }
+    const tests = Array.from({ length: 32 }, () => Int32Array.from(sample()));
+    const accuracy = async (cache: 'none' | 'prefix' | 'dual') => {
+      const r = await m.generate(tests, { genLength: HALF, blockLength: 4, strategy: { kind: 'threshold', threshold: 0.9 }, cache });
+      const right = tests.filter((p, b) => r.tokens.subarray(b * HALF, (b + 1) * HALF).every((t, i) => t === p[i])).length;
+      return { accuracy: right / tests.length, nfe: r.nfe.reduce((a, n) => a + n, 0) / tests.length };
+    };
+    const none = await accuracy('none');
+    expect(none.accuracy).toBeGreaterThan(0.5); // the model did learn the task
+    for (const cache of ['prefix', 'dual'] as const) {
+      const c = await accuracy(cache);
+      expect(c.accuracy, cache).toBeGreaterThanOrEqual(none.accuracy - 0.1);
+    }
+    m.dispose();
+  });
 });

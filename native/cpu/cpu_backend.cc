@@ -109,21 +109,22 @@ void CpuBackend::rope(float* x, const float* cos, const float* sin, const int32_
 
 void CpuBackend::attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                    const uint8_t* keymask, const AttnShape& s) {
-  const int T = s.T, H = s.H, hd = s.hd, group = H / s.KV;
+  const int T = s.T, Tk = s.keys(), H = s.H, hd = s.hd, group = H / s.KV;
   const long qs = s.ldq, ks = s.ldkv, os = (long)H * hd;  // row strides
   const float scale = 1.f / std::sqrt((float)hd);
   pool_.run(s.B * H, [&](int task, int) {
     const int b = task / H, h = task % H, g = h / group;
+    const long kvb = s.kv_rows ? s.kv_rows[b] : b;
     const float* qb = q + (long)b * T * qs + (long)h * hd;
-    const float* kb = k + (long)b * T * ks + (long)g * hd;
-    const float* vb = v + (long)b * T * ks + (long)g * hd;
-    float* p = att + (long)task * T * T;
-    // scores (T,T) = q_bh k_bg^T
-    sgemm(T, T, hd, {qb, qs, 1}, {kb, 1, ks}, p, T, false, nullptr);
-    const uint8_t* mask = keymask ? keymask + (long)b * T : nullptr;
-    for (int i = 0; i < T; i++) K().softmax_row(p + (long)i * T, T, scale, mask);
+    const float* kb = k + kvb * Tk * ks + (long)g * hd;
+    const float* vb = v + kvb * Tk * ks + (long)g * hd;
+    float* p = att + (long)task * T * Tk;
+    // scores (T,Tk) = q_bh k_bg^T
+    sgemm(T, Tk, hd, {qb, qs, 1}, {kb, 1, ks}, p, Tk, false, nullptr);
+    const uint8_t* mask = keymask ? keymask + (long)b * Tk : nullptr;
+    for (int i = 0; i < T; i++) K().softmax_row(p + (long)i * Tk, Tk, scale, mask);
     // out_bh (T,hd) = P v_bg
-    sgemm(T, hd, T, {p, T, 1}, {vb, ks, 1}, out + (long)b * T * os + (long)h * hd, os, false, nullptr);
+    sgemm(T, hd, Tk, {p, Tk, 1}, {vb, ks, 1}, out + (long)b * T * os + (long)h * hd, os, false, nullptr);
   });
 }
 

@@ -105,36 +105,37 @@ void rope_backward(T* dx, const T* cos, const T* sin, const int32_t* pos, int B,
 template <typename T>
 void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const uint8_t* keymask,
                        const AttnShape& s) {
-  const int B = s.B, T_ = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
+  const int B = s.B, T_ = s.T, Tk = s.keys(), H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
   const T scale = T(1) / std::sqrt(T(hd));
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       const int g = h / group;
+      const long kvb = s.kv_rows ? s.kv_rows[b] : b;
       for (int i = 0; i < T_; i++) {
-        T* p = att + (((long)b * H + h) * T_ + i) * T_;
+        T* p = att + (((long)b * H + h) * T_ + i) * Tk;
         const T* qi = q + ((long)b * T_ + i) * s.ldq + (long)h * hd;
         T mx = -INFINITY;
-        for (int j = 0; j < T_; j++) {
-          if (keymask && !keymask[(long)b * T_ + j]) {
+        for (int j = 0; j < Tk; j++) {
+          if (keymask && !keymask[(long)b * Tk + j]) {
             p[j] = -INFINITY;
             continue;
           }
-          const T* kj = k + ((long)b * T_ + j) * s.ldkv + (long)g * hd;
+          const T* kj = k + (kvb * Tk + j) * s.ldkv + (long)g * hd;
           T dot = 0;
           for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
           p[j] = dot * scale;
           if (p[j] > mx) mx = p[j];
         }
         T sum = 0;
-        for (int j = 0; j < T_; j++) {
+        for (int j = 0; j < Tk; j++) {
           p[j] = std::isinf(p[j]) && p[j] < 0 ? T(0) : std::exp(p[j] - mx);
           sum += p[j];
         }
-        for (int j = 0; j < T_; j++) p[j] /= sum;
+        for (int j = 0; j < Tk; j++) p[j] /= sum;
         T* o = out + (((long)b * T_ + i) * H + h) * hd;
         for (int d = 0; d < hd; d++) {
           T acc = 0;
-          for (int j = 0; j < T_; j++) acc += p[j] * v[((long)b * T_ + j) * s.ldkv + (long)g * hd + d];
+          for (int j = 0; j < Tk; j++) acc += p[j] * v[(kvb * Tk + j) * s.ldkv + (long)g * hd + d];
           o[d] = acc;
         }
       }
