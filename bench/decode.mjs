@@ -1,8 +1,9 @@
 // `npm run bench -- decode [--reps 3] [--threads 2]`: threshold decoding (Fast-dLLM's rule, tau 0.9)
 // on the small config, prompt 64 + 64 generated in blocks of 32, at batch 1 and 32, and 256 generated
-// at batch 1: ms per forward (NFE) and generated tokens/s, interleaved with the same decoding loop in
-// PyTorch on the same weights when Debian's python3-torch is installed. A randomly initialised model
-// is never confident, so every step unmasks one token: the runs measure the cost of a decoding step.
+// at batch 1, without a KV cache and with the prefix and dual caches: ms per forward (NFE) and
+// generated tokens/s, interleaved with the same decoding loop in PyTorch (no cache) on the same
+// weights when Debian's python3-torch is installed. A randomly initialised model is never confident,
+// so every step unmasks one token: the runs measure the cost of a decoding step.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +40,9 @@ export async function run(argv) {
     torch = await startPytorch(dir, 1, 8, threads, '', null);
   }
   const rows = [];
-  for (const c of CASES) {
+  for (const shape of CASES)
+    for (const cache of ['none', 'prefix', 'dual']) {
+    const c = { ...shape, cache };
     let state = 1;
     const prompts = Array.from({ length: c.batch }, () =>
       Int32Array.from({ length: c.prompt }, () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0), state % config.mask_token_id)),
@@ -50,11 +53,11 @@ export async function run(argv) {
       torchForwards = 0;
     for (let rep = -1; rep < reps; rep++) {
       const t0 = performance.now();
-      const r = await model.generate(prompts, { genLength: c.gen, blockLength: c.block, strategy: { kind: 'threshold', threshold: tau } });
+      const r = await model.generate(prompts, { genLength: c.gen, blockLength: c.block, strategy: { kind: 'threshold', threshold: tau }, cache });
       const s = (performance.now() - t0) / 1000;
       forwards = Math.max(...r.nfe);
       if (rep >= 0) ours.push(s);
-      if (torch) {
+      if (torch && cache === 'none') {
         const t = await torch.request(`decode ${c.batch} ${c.prompt} ${c.gen} ${c.block} ${tau}`);
         torchForwards = t.forwards;
         if (rep >= 0) theirs.push(t.seconds);
@@ -66,10 +69,10 @@ export async function run(argv) {
       msPerNfe: (1000 * median(ours)) / forwards,
       tokensPerS: (c.batch * c.gen) / median(ours),
     };
-    if (torch) row.pytorch = { forwards: torchForwards, msPerNfe: (1000 * median(theirs)) / torchForwards, tokensPerS: (c.batch * c.gen) / median(theirs) };
+    if (theirs.length) row.pytorch = { forwards: torchForwards, msPerNfe: (1000 * median(theirs)) / torchForwards, tokensPerS: (c.batch * c.gen) / median(theirs) };
     rows.push(row);
     console.log(
-      `batch ${c.batch}, prompt ${c.prompt} + ${c.gen}: ${row.msPerNfe.toFixed(2)} ms/NFE, ${row.tokensPerS.toFixed(0)} tok/s` +
+      `batch ${c.batch}, prompt ${c.prompt} + ${c.gen}, cache ${cache}: ${row.msPerNfe.toFixed(2)} ms/NFE, ${row.tokensPerS.toFixed(0)} tok/s` +
         (row.pytorch ? `; PyTorch ${row.pytorch.msPerNfe.toFixed(2)} ms/NFE, ${row.pytorch.tokensPerS.toFixed(0)} tok/s` : ''),
     );
   }
@@ -77,13 +80,16 @@ export async function run(argv) {
   if (dir) rmSync(dir, { recursive: true, force: true });
   model.dispose();
   const lines = [
-    `| batch | prompt + generated (block) | NFE | ms / NFE | tokens/s |${withTorch ? ' PyTorch ms / NFE | PyTorch tokens/s | ms/NFE ratio (PyTorch / diffpo) |' : ''}`,
-    `|---|---|---|---|---|${withTorch ? '---|---|---|' : ''}`,
-    ...rows.map(
-      (r) =>
-        `| ${r.batch} | ${r.prompt} + ${r.gen} (${r.block}) | ${r.forwards} | ${r.msPerNfe.toFixed(2)} | ${r.tokensPerS.toFixed(0)} |` +
-        (r.pytorch ? ` ${r.pytorch.msPerNfe.toFixed(2)} | ${r.pytorch.tokensPerS.toFixed(0)} | ${(r.pytorch.msPerNfe / r.msPerNfe).toFixed(2)}x |` : ''),
-    ),
+    `| batch | prompt + generated (block) | cache | NFE | ms / NFE | tokens/s | vs no cache |${withTorch ? ' PyTorch (no cache) ms / NFE, tokens/s | PyTorch ms/NFE / diffpo ms/NFE |' : ''}`,
+    `|---|---|---|---|---|---|---|${withTorch ? '---|---|' : ''}`,
+    ...rows.map((r) => {
+      const base = rows.find((x) => x.batch === r.batch && x.gen === r.gen && x.cache === 'none');
+      const torchRow = base.pytorch;
+      return (
+        `| ${r.batch} | ${r.prompt} + ${r.gen} (${r.block}) | ${r.cache} | ${r.forwards} | ${r.msPerNfe.toFixed(2)} | ${r.tokensPerS.toFixed(0)} | ${(r.tokensPerS / base.tokensPerS).toFixed(2)}x |` +
+        (torchRow ? ` ${torchRow.msPerNfe.toFixed(2)}, ${torchRow.tokensPerS.toFixed(0)} | ${(torchRow.msPerNfe / r.msPerNfe).toFixed(2)}x |` : '')
+      );
+    }),
   ];
   console.log('\n' + lines.join('\n'));
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

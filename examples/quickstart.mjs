@@ -1,6 +1,7 @@
 // Quick start: a tiny LLaDA-architecture model learns, with LLaDA's masked-diffusion loss, a copy
-// task (the second half of each sequence repeats the first), then is saved in BF16, reloaded, and
-// asked to fill in a fully masked second half in one forward pass.
+// task (the second half of each sequence repeats the first), then is saved in BF16, reloaded, asked
+// to fill in a fully masked second half in one forward pass, and finally decodes completions with
+// threshold decoding and a dual KV cache.
 // Run: node examples/quickstart.mjs   (a few seconds on 2 cores)
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,5 +47,12 @@ const filled = Array.from(input, (tok, t) => {
 });
 console.log('input ', Array.from(input, (t) => (t === M ? '_' : t)).join(' '));
 console.log('filled', filled.join(' '));
+
+// Decoding: each prompt is completed in blocks of 3; confident positions are unmasked together.
+const prompts = [Int32Array.from(prompt), Int32Array.from([7, 7, 1, 0, 12, 29])];
+const r = await loaded.generate(prompts, { genLength: HALF, blockLength: 3, strategy: { kind: 'threshold', threshold: 0.9 }, cache: 'dual' });
+prompts.forEach((p, b) =>
+  console.log(`generate ${Array.from(p).join(' ')} -> ${Array.from(r.tokens.subarray(b * HALF, (b + 1) * HALF)).join(' ')} in ${r.nfe[b]} forwards`),
+);
 model.dispose();
 loaded.dispose();

@@ -23,7 +23,7 @@ export interface GenerateOptions {
   strategy?: DecodingStrategy;
   /** 0 (default) = argmax; else Gumbel-max sampling of logits / temperature with float64 noise. */
   temperature?: number;
-  /** Seed of the sampling noise; each sequence has its own stream, so its tokens do not depend on the batch. Default 0. */
+  /** Seed of the sampling noise; each sequence draws from its own stream (seed and index in the batch). Default 0. */
   seed?: number;
   /**
    * NFE budget (one number or one per sequence): a sequence's last allowed forward fills all its

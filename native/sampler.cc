@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "common/errors.h"
 
@@ -50,7 +49,6 @@ Decoder::Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>
   nfe_.assign(B_, 0);
   block_.assign(B_, 0);
   steps_in_block_.assign(B_, 0);
-  block_masked_.assign(B_, opt_.block_length);
   finished_.assign(B_, 0);
   hit_.assign(B_, 0);
   decode_step_.assign((size_t)B_ * L_, 0);
@@ -126,7 +124,8 @@ void Decoder::select(int b, std::vector<Candidate>& cands, bool fill_all) {
     auto by_score = [](const Candidate& x, const Candidate& y) { return x.score > y.score || (x.score == y.score && x.g < y.g); };
     switch (opt_.strategy) {
       case Strategy::Steps: {
-        const int s = opt_.steps / blocks_, i = steps_in_block_[b], n = block_masked_[b];
+        // LLaDA's schedule over a block that starts fully masked (n tokens in s steps)
+        const int s = opt_.steps / blocks_, i = steps_in_block_[b], n = opt_.block_length;
         take = std::min(cands.size(), (size_t)(n / s + (i < n % s ? 1 : 0)));
         std::stable_sort(cands.begin(), cands.end(), by_score);
         break;
@@ -176,7 +175,6 @@ void Decoder::advance(int b) {
     if (++steps_in_block_[b] == opt_.steps / blocks_) {
       block_[b]++;
       steps_in_block_[b] = 0;
-      block_masked_[b] = opt_.block_length;
     }
   }
   while (block_[b] < blocks_ && !block_has_mask(b, block_[b])) {

@@ -80,12 +80,12 @@ class Decoder {
   std::vector<int32_t> canvas_;       // (B, T)
   std::vector<uint8_t> keymask_;      // (B, T)
   std::vector<int32_t> positions_;    // (B, T)
-  std::vector<int32_t> nfe_, block_, steps_in_block_, block_masked_;
+  std::vector<int32_t> nfe_, block_, steps_in_block_;
   std::vector<uint8_t> finished_, hit_, refresh_;  // refresh_: the next forward must fill the cache
   KVCache cache_;
   std::vector<int32_t> decode_step_;
   std::vector<float> logp_;
-  std::vector<std::mt19937_64> rng_;  // one stream per sequence: its tokens do not depend on the batch
+  std::vector<std::mt19937_64> rng_;  // one stream per sequence, from the seed and its index
   StepTrace trace_;
   // per-step buffers, reused
   std::vector<int32_t> ids_, pos_, rows_, slots_, starts_;
