@@ -1,5 +1,7 @@
 #include "threadpool.h"
 
+#include <chrono>
+
 namespace diffpo {
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
@@ -34,7 +36,7 @@ void ThreadPool::dispatch(int ntasks, Trampoline tramp, void* ctx) {
     next_.store(0);
     remaining_.store(ntasks);
     active_workers_ = (int)workers_.size();
-    generation_++;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   drain(0);
@@ -46,11 +48,16 @@ void ThreadPool::dispatch(int ntasks, Trampoline tramp, void* ctx) {
 void ThreadPool::worker(int id) {
   uint64_t seen = 0;
   for (;;) {
+    // Spin briefly before sleeping: a decoding step launches hundreds of short jobs, and a condition
+    // variable wake-up costs tens of microseconds each.
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+    while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until)
+      std::this_thread::yield();
     {
       std::unique_lock<std::mutex> lk(mu_);
-      wake_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lk, [&] { return stop_ || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
     }
     drain(id);
     {

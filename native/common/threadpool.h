@@ -43,7 +43,7 @@ class ThreadPool {
   std::mutex job_mutex_;  // one job at a time
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   Trampoline tramp_ = nullptr;
   void* ctx_ = nullptr;
