@@ -8,6 +8,8 @@ import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type P
 import { AbortError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
 import { buildMaskedDiffusionBatch, type MaskedDiffusionInput } from './losses.js';
 import { Rng } from './rng.js';
+import type { CompletionBatch, EstimatorOptions, EstimatorPlan } from './likelihood.js';
+import { policyLoss, tokenLogProbs, type PolicyLossInput, type PolicyLossResult } from './policy.js';
 import { generate, type GenerateOptions, type GenerateResult } from './sampler.js';
 
 export interface ModelOptions {
@@ -219,6 +221,20 @@ export class DiffusionLM {
    */
   generate(prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
     return generate(this, (signal, fn) => this._run(signal, fn), prompts, options);
+  }
+
+  /**
+   * Per-token log-likelihood estimates (batch x genLength) of completions: 'mean-field' (d1),
+   * 'two-stage' (DiFFPO), 'trajectory' (exact, TraceRL) or 'elbo' (LLaDA's Monte Carlo bound), with the
+   * plan of random choices (prompt masks, tau, ELBO masks) to reuse for the policy loss.
+   */
+  tokenLogProbs(batch: CompletionBatch, options: EstimatorOptions): Promise<{ logProbs: Float32Array; plan: EstimatorPlan }> {
+    return tokenLogProbs(this, batch, options);
+  }
+
+  /** The RL objective (clipped ratio, truncated importance weight, k3 KL); with backward, its gradient. */
+  policyLoss(input: PolicyLossInput, plan: EstimatorPlan, options: { backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {}): Promise<PolicyLossResult> {
+    return policyLoss(this, input, plan, options);
   }
 
   /** Frees the native model (after the call in flight, if any). Views from parameters() stay valid. */

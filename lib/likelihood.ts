@@ -1,0 +1,224 @@
+import { InvalidArgumentError } from './errors.js';
+import type { DiffusionLM } from './model.js';
+import { Rng } from './rng.js';
+
+/** Per-token log-likelihood estimators of a completion under a masked-diffusion LM (ALGORITHMS.md §4). */
+export type Estimator = 'mean-field' | 'two-stage' | 'trajectory' | 'elbo';
+
+/** Completions to score: one per prompt, all genLength long. */
+export interface CompletionBatch {
+  prompts: Int32Array[];
+  /** (batch x genLength) */
+  completions: Int32Array;
+  /** (batch x genLength) the 1-based step at which the sampler unmasked each token (two-stage, trajectory). */
+  decodeStep?: Int32Array;
+}
+
+export interface EstimatorOptions {
+  estimator: Estimator;
+  /** mean-field and two-stage: probability of masking each prompt token in the (first) pass (default 0; d1 uses 0.15). */
+  pMaskPrompt?: number;
+  /** two-stage: the step tau per sequence (default: drawn uniformly from the sequence's decode steps). */
+  tau?: Int32Array;
+  /** trajectory: consecutive decode steps merged into one pass (default 1: exact). */
+  shrink?: number;
+  /** elbo: Monte Carlo samples per sequence (default 1). */
+  mcSamples?: number;
+  /** elbo: explicit masks (mcSamples x batch x genLength, 1 = masked), instead of sampling. */
+  masks?: Uint8Array;
+  /** Seed for the random choices (prompt masks, tau, ELBO masks); default 0. */
+  seed?: number;
+  /** Upper bound on tokens per forward when batching the passes (default 65536). */
+  maxTokensPerForward?: number;
+  signal?: AbortSignal;
+}
+
+/** One scored row: its tokens (prompt part then completion part) and the completion tokens it scores. */
+interface Pass {
+  sequence: number;
+  prompt: Int32Array;
+  canvas: Int32Array; // genLength
+  scored: number[]; // positions in the completion
+  factor: number; // weight of each scored log-prob in the estimate (ELBO's L/l / samples, else 1)
+}
+
+/** The random choices of one estimate, reusable so that logp_old and logp_theta see the same passes. */
+export interface EstimatorPlan {
+  estimator: Estimator;
+  genLength: number;
+  batch: number;
+  passes: Pass[];
+}
+
+function checkBatch(model: DiffusionLM, batch: CompletionBatch): { B: number; L: number } {
+  const { prompts, completions } = batch;
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
+  const B = prompts.length;
+  if (!(completions instanceof Int32Array) || completions.length % B !== 0 || completions.length === 0)
+    throw new InvalidArgumentError(`completions.length (${completions?.length}) must be a positive multiple of the number of prompts (${B})`);
+  const L = completions.length / B;
+  const V = model.config.vocab_size;
+  prompts.forEach((p, b) => {
+    if (!(p instanceof Int32Array) || p.length === 0) throw new InvalidArgumentError(`prompts[${b}] must be a non-empty Int32Array`);
+    const bad = p.findIndex((t) => t < 0 || t >= V);
+    if (bad >= 0) throw new InvalidArgumentError(`prompts[${b}][${bad}] = ${p[bad]} is outside [0, vocab_size)`);
+  });
+  const bad = completions.findIndex((t) => t < 0 || t >= V || t === model.config.mask_token_id);
+  if (bad >= 0) throw new InvalidArgumentError(`completions[${bad}] = ${completions[bad]} is not a token id (or is the mask token)`);
+  if (batch.decodeStep !== undefined) {
+    if (!(batch.decodeStep instanceof Int32Array) || batch.decodeStep.length !== completions.length)
+      throw new InvalidArgumentError(`decodeStep must be an Int32Array of length ${completions.length}`);
+    const z = batch.decodeStep.findIndex((s) => !(s >= 1));
+    if (z >= 0) throw new InvalidArgumentError(`decodeStep[${z}] = ${batch.decodeStep[z]} must be >= 1 (every token decoded)`);
+  }
+  return { B, L };
+}
+
+function maskPrompt(prompt: Int32Array, p: number, rng: Rng, mask: number): Int32Array {
+  return p > 0 ? prompt.map((t) => (rng.random() < p ? mask : t)) : prompt;
+}
+
+/** Draws the passes of an estimate (prompt masks, tau, ELBO masks) as the estimator defines them. */
+export function planEstimate(model: DiffusionLM, batch: CompletionBatch, options: EstimatorOptions): EstimatorPlan {
+  const { B, L } = checkBatch(model, batch);
+  const M = model.config.mask_token_id;
+  const rng = new Rng(options.seed ?? 0);
+  const pMaskPrompt = options.pMaskPrompt ?? 0;
+  if (!(pMaskPrompt >= 0 && pMaskPrompt <= 1)) throw new InvalidArgumentError(`pMaskPrompt = ${pMaskPrompt} must be in [0, 1]`);
+  const completion = (b: number) => batch.completions.subarray(b * L, (b + 1) * L);
+  const steps = (b: number) => {
+    if (!batch.decodeStep) throw new InvalidArgumentError(`the '${options.estimator}' estimator needs decodeStep from the sampler`);
+    return batch.decodeStep.subarray(b * L, (b + 1) * L);
+  };
+  const all = Array.from({ length: L }, (_, i) => i);
+  const passes: Pass[] = [];
+  switch (options.estimator) {
+    case 'mean-field':
+      for (let b = 0; b < B; b++)
+        passes.push({ sequence: b, prompt: maskPrompt(batch.prompts[b]!, pMaskPrompt, rng, M), canvas: new Int32Array(L).fill(M), scored: all, factor: 1 });
+      break;
+    case 'two-stage': {
+      if (options.tau && (!(options.tau instanceof Int32Array) || options.tau.length !== B))
+        throw new InvalidArgumentError(`tau must be an Int32Array with one step per sequence (${B})`);
+      for (let b = 0; b < B; b++) {
+        const s = steps(b);
+        const distinct = [...new Set(s)].sort((x, y) => x - y);
+        const tau = options.tau ? options.tau[b]! : distinct[rng.int(distinct.length)]!;
+        if (!distinct.includes(tau)) throw new InvalidArgumentError(`tau[${b}] = ${tau} is not one of sequence ${b}'s decode steps (${distinct.join(', ')})`);
+        const early = all.filter((i) => s[i]! <= tau),
+          late = all.filter((i) => s[i]! > tau);
+        // first pass: mean-field (prompt masking only here); second: the rollout's state after tau
+        passes.push({ sequence: b, prompt: maskPrompt(batch.prompts[b]!, pMaskPrompt, rng, M), canvas: new Int32Array(L).fill(M), scored: early, factor: 1 });
+        if (late.length > 0) {
+          const z = completion(b).map((t, i) => (s[i]! <= tau ? t : M));
+          passes.push({ sequence: b, prompt: batch.prompts[b]!, canvas: z, scored: late, factor: 1 });
+        }
+      }
+      break;
+    }
+    case 'trajectory': {
+      const shrink = options.shrink ?? 1;
+      if (!(Number.isInteger(shrink) && shrink >= 1)) throw new InvalidArgumentError(`shrink = ${shrink} must be a positive integer`);
+      for (let b = 0; b < B; b++) {
+        const s = steps(b);
+        const distinct = [...new Set(s)].sort((x, y) => x - y);
+        for (let g = 0; g < distinct.length; g += shrink) {
+          const first = distinct[g]!,
+            last = distinct[Math.min(g + shrink, distinct.length) - 1]!;
+          // the state before step `first`: tokens decoded earlier are shown, the rest masked
+          const z = completion(b).map((t, i) => (s[i]! < first ? t : M));
+          passes.push({ sequence: b, prompt: batch.prompts[b]!, canvas: z, scored: all.filter((i) => s[i]! >= first && s[i]! <= last), factor: 1 });
+        }
+      }
+      break;
+    }
+    case 'elbo': {
+      const samples = options.mcSamples ?? 1;
+      if (!(Number.isInteger(samples) && samples >= 1)) throw new InvalidArgumentError(`mcSamples = ${samples} must be a positive integer`);
+      if (options.masks && (!(options.masks instanceof Uint8Array) || options.masks.length !== samples * B * L))
+        throw new InvalidArgumentError(`masks must be a Uint8Array of length mcSamples * batch * genLength (${samples * B * L})`);
+      for (let k = 0; k < samples; k++)
+        for (let b = 0; b < B; b++) {
+          let masked: number[];
+          if (options.masks) {
+            masked = all.filter((i) => options.masks![(k * B + b) * L + i] !== 0);
+            if (masked.length === 0) throw new InvalidArgumentError(`masks of sample ${k}, sequence ${b} mask nothing (l must be >= 1)`);
+          } else {
+            // stratified mask counts across the batch, as LLaDA's get_log_likelihood
+            const l = 1 + Math.floor(((k * B + b + rng.random()) / (samples * B)) * L);
+            const order = [...all];
+            for (let i = L - 1; i > 0; i--) {
+              const j = rng.int(i + 1);
+              [order[i], order[j]] = [order[j]!, order[i]!];
+            }
+            masked = order.slice(0, Math.min(L, l)).sort((x, y) => x - y);
+          }
+          const canvas = completion(b).map((t, i) => (masked.includes(i) ? M : t));
+          passes.push({ sequence: b, prompt: batch.prompts[b]!, canvas, scored: masked, factor: L / masked.length / samples });
+        }
+      break;
+    }
+    default:
+      throw new InvalidArgumentError(`estimator must be 'mean-field', 'two-stage', 'trajectory' or 'elbo', got ${String(options.estimator)}`);
+  }
+  return { estimator: options.estimator, genLength: L, batch: B, passes };
+}
+
+/**
+ * Runs the plan's passes, batched into forwards of at most maxTokensPerForward tokens (prompts
+ * left-padded with shifted positions). Returns per-token estimates (batch x genLength): each token's
+ * log-probability from its pass, or for the ELBO the sum over samples of factor * log p. With
+ * `tokenWeights` (batch x genLength) and backward, accumulates the gradient of
+ * -sum(tokenWeights * estimate) into the model.
+ */
+export async function runPlan(
+  model: DiffusionLM,
+  batch: CompletionBatch,
+  plan: EstimatorPlan,
+  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
+): Promise<Float32Array> {
+  const { genLength: L, batch: B } = plan;
+  const out = new Float32Array(B * L);
+  const maxTokens = options.maxTokensPerForward ?? 65536;
+  const P = Math.max(...plan.passes.map((p) => p.prompt.length));
+  const T = P + L;
+  const rowsPerForward = Math.max(1, Math.floor(maxTokens / T));
+  for (let start = 0; start < plan.passes.length; start += rowsPerForward) {
+    const group = plan.passes.slice(start, start + rowsPerForward);
+    const R = group.length;
+    const tokens = new Int32Array(R * T),
+      attentionMask = new Uint8Array(R * T),
+      positions = new Int32Array(R * T);
+    const rows: number[] = [],
+      targets: number[] = [],
+      weights: number[] = [],
+      slots: number[] = [];
+    group.forEach((pass, r) => {
+      const pad = P - pass.prompt.length;
+      for (let t = 0; t < T; t++) {
+        const i = r * T + t;
+        attentionMask[i] = t >= pad ? 1 : 0;
+        positions[i] = Math.max(0, t - pad);
+        tokens[i] = t < pad ? 0 : t < P ? pass.prompt[t - pad]! : pass.canvas[t - P]!;
+      }
+      for (const g of pass.scored) {
+        rows.push(r * T + P + g);
+        targets.push(batch.completions[pass.sequence * L + g]!);
+        const w = options.tokenWeights ? options.tokenWeights[pass.sequence * L + g]! : 0;
+        weights.push(w * pass.factor);
+        slots.push(pass.sequence * L + g);
+      }
+    });
+    const { logProbs } = await model.selectedLogProbs(
+      { tokens, batch: R, seqLen: T, attentionMask, positions, rows: Int32Array.from(rows), targets: Int32Array.from(targets), weights: Float32Array.from(weights) },
+      { backward: options.backward ?? false, signal: options.signal },
+    );
+    let s = 0;
+    for (const pass of group)
+      for (let j = 0; j < pass.scored.length; j++, s++) {
+        const slot = slots[s]!;
+        out[slot] = out[slot]! + pass.factor * logProbs[s]!;
+      }
+  }
+  return out;
+}
