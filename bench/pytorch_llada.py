@@ -82,6 +82,24 @@ class LLaDA(torch.nn.Module):
         return logits / math.sqrt(D) if c["scale_logits"] else logits
 
 
+def mean_field_logps(model, c, B, P, L, backward, p_mask_prompt=0.15):
+    """d1's get_per_token_logps: one forward on [prompt with tokens masked at p_mask_prompt ; M*L],
+    log-softmax over the vocabulary at the completion positions, gathered at the completion tokens."""
+    M = c["mask_token_id"]
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, M, (B, P), generator=g)
+    completion = torch.randint(0, M, (B, L), generator=g)
+    prompt = torch.where(torch.rand(B, P, generator=g) < p_mask_prompt, torch.full_like(prompt, M), prompt)
+    x = torch.cat([prompt, torch.full((B, L), M)], 1)
+    with torch.set_grad_enabled(backward):
+        logits = model(x)[:, P:]
+        logps = torch.log_softmax(logits.float(), -1).gather(-1, completion[..., None]).squeeze(-1)
+        if backward:
+            model.zero_grad(set_to_none=True)
+            (-logps.sum()).backward()
+    return logps
+
+
 @torch.no_grad()
 def threshold_decode(model, c, B, P, L, block, tau):
     """Fast-dLLM's threshold decoding without cache, as its reference code does it: the whole batch
@@ -163,6 +181,12 @@ def main():
         if words[0] == "decode":
             forwards = threshold_decode(model, c, *[int(w) for w in words[1:5]], float(words[5]))
             print(json.dumps({"seconds": time.perf_counter() - t0, "forwards": forwards}), flush=True)
+            continue
+        if words[0] == "meanfield":
+            B, P, L, backward = (int(w) for w in words[1:5])
+            t0 = time.perf_counter()
+            mean_field_logps(model, c, B, P, L, bool(backward))
+            print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
             continue
         {"forward": forward, "train": train}[words[0]]()
         print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)

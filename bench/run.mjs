@@ -4,6 +4,7 @@ const benches = {
   model: () => import('./model.mjs'),
   step: () => import('./step.mjs'),
   decode: () => import('./decode.mjs'),
+  likelihood: () => import('./likelihood.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {
