@@ -14,3 +14,5 @@ export { AbortError, CheckpointError, ConfigError, DiffpoError, DisposedError, I
 export { buildSafetensorsHeader, readSafetensorsHeader } from './safetensors.js';
 export type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safetensors.js';
 export { Rng } from './rng.js';
+export { CharTokenizer, SPECIAL_TOKENS, TASK_ALPHABET } from './tokenizer.js';
+export * from './tasks/index.js';

@@ -49,6 +49,15 @@ export class Rng {
     return Math.floor(this.random() * n);
   }
 
+  /** Shuffles xs in place (Fisher-Yates) and returns it. */
+  shuffle<T>(xs: T[]): T[] {
+    for (let i = xs.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+    }
+    return xs;
+  }
+
   /** The state, for checkpoints. */
   getState(): number[] {
     return Array.from(this.#s);

@@ -1,0 +1,80 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { Task } from './task.js';
+
+/**
+ * Multi-step arithmetic with a chain of thought [ours]: an expression of `terms` integers in 1..20
+ * with + - *, answered by its intermediate results (products first, then left to right) before the
+ * final answer, e.g. "12+7*3-5" -> "7*3=21;12+21=33;33-5=28#28".
+ */
+export interface ArithItem {
+  expression: string;
+  steps: string[];
+  answer: number;
+}
+
+type Op = '+' | '-' | '*';
+const calc = (a: number, op: Op, b: number) => (op === '+' ? a + b : op === '-' ? a - b : a * b);
+
+/** The worked steps of an expression over + - * (precedence respected), and its value. */
+export function solveArith(expression: string): { steps: string[]; answer: number } {
+  const tokens = expression.match(/\d+|[+\-*]/g) ?? [];
+  let nums = tokens.filter((_, i) => i % 2 === 0).map(Number);
+  let ops = tokens.filter((_, i) => i % 2 === 1) as Op[];
+  const steps: string[] = [];
+  for (const pass of [['*'], ['+', '-']] as Op[][])
+    for (let i = 0; i < ops.length; ) {
+      if (!pass.includes(ops[i]!)) {
+        i++;
+        continue;
+      }
+      const v = calc(nums[i]!, ops[i]!, nums[i + 1]!);
+      steps.push(`${nums[i]}${ops[i]}${nums[i + 1]}=${v}`);
+      nums = [...nums.slice(0, i), v, ...nums.slice(i + 2)];
+      ops = [...ops.slice(0, i), ...ops.slice(i + 1)];
+    }
+  return { steps, answer: nums[0]! };
+}
+
+export function arithTask(options: { terms?: number } = {}): Task<ArithItem> {
+  const terms = options.terms ?? 4;
+  if (!Number.isInteger(terms) || terms < 2 || terms > 8) throw new InvalidArgumentError(`terms = ${terms} must be an integer in [2, 8]`);
+  return {
+    name: 'arith',
+    generate(rng) {
+      let expression = String(1 + rng.int(20));
+      for (let t = 1; t < terms; t++) expression += '+-*'[rng.int(3)]! + String(1 + rng.int(20));
+      return { expression, ...solveArith(expression) };
+    },
+    prompt: (item) => `A${item.expression}\n`,
+    response: (item) => `${item.steps.join(';')}#${item.answer}`,
+    reward(item, completion) {
+      // 2 for the right final answer, plus small format terms: 0.1 for a well-formed "#answer", and
+      // up to 0.1 for the fraction of the expected steps shown correctly
+      const m = /#(-?\d+)\s*$/.exec(completion.trim());
+      let r = m && Number(m[1]) === item.answer ? 2 : 0;
+      if (m) r += 0.1;
+      const shown = new Set(completion.split('#')[0]!.split(';').map((s) => s.trim()));
+      r += (0.1 * item.steps.filter((s) => shown.has(s)).length) / Math.max(1, item.steps.length);
+      return r;
+    },
+    correct(item, completion) {
+      const m = /#(-?\d+)\s*$/.exec(completion.trim());
+      return !!m && Number(m[1]) === item.answer;
+    },
+    key: (item) => item.expression,
+    parseTestSet(text) {
+      return text
+        .split(/\r?\n/)
+        .filter((l) => l.trim() !== '')
+        .map((line, i) => {
+          const row = JSON.parse(line) as { input?: string; output?: string };
+          if (typeof row.input !== 'string' || !/^\d+([+\-*]\d+)+$/.test(row.input))
+            throw new InvalidArgumentError(`line ${i + 1}: expected {"input": "12+7*3", "output": "33"}`);
+          const solved = solveArith(row.input);
+          if (row.output !== undefined && Number(row.output) !== solved.answer)
+            throw new InvalidArgumentError(`line ${i + 1}: output ${row.output} is not the value of ${row.input} (${solved.answer})`);
+          return { expression: row.input, ...solved };
+        });
+    },
+  };
+}

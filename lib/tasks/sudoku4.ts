@@ -1,0 +1,109 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { Task } from './task.js';
+
+/** A 4x4 Sudoku: 16 characters row-major, '0' = empty. */
+export interface Sudoku4Item {
+  puzzle: string;
+  solution: string;
+}
+
+const BOXES = (r: number, c: number) => Math.floor(r / 2) * 2 + Math.floor(c / 2);
+
+/** Number of solutions of a puzzle, counting up to `limit`. */
+export function countSudoku4Solutions(puzzle: string, limit = 2): number {
+  const grid = [...puzzle].map(Number);
+  let count = 0;
+  const ok = (i: number, d: number) => {
+    const r = Math.floor(i / 4),
+      c = i % 4;
+    for (let j = 0; j < 16; j++) {
+      if (j === i || grid[j] !== d) continue;
+      const rj = Math.floor(j / 4),
+        cj = j % 4;
+      if (rj === r || cj === c || BOXES(rj, cj) === BOXES(r, c)) return false;
+    }
+    return true;
+  };
+  const solve = (i: number): void => {
+    if (count >= limit) return;
+    if (i === 16) {
+      count++;
+      return;
+    }
+    if (grid[i] !== 0) return solve(i + 1);
+    for (let d = 1; d <= 4; d++)
+      if (ok(i, d)) {
+        grid[i] = d;
+        solve(i + 1);
+        grid[i] = 0;
+      }
+  };
+  // the givens must not already conflict
+  for (let i = 0; i < 16; i++) if (grid[i] !== 0 && !ok(i, grid[i]!)) return 0;
+  solve(0);
+  return count;
+}
+
+/** Whether a 16-digit grid is a complete, valid 4x4 Sudoku. */
+export function isSudoku4Solution(grid: string): boolean {
+  return /^[1-4]{16}$/.test(grid) && countSudoku4Solutions(grid, 1) === 1;
+}
+
+/** 4x4 Sudoku with `empty` empty cells (default 8, as the external test set) and a unique solution. */
+export function sudoku4Task(options: { empty?: number } = {}): Task<Sudoku4Item> {
+  const empty = options.empty ?? 8;
+  if (!Number.isInteger(empty) || empty < 1 || empty > 12) throw new InvalidArgumentError(`empty = ${empty} must be an integer in [1, 12]`);
+  return {
+    name: 'sudoku4',
+    testSetFile: 'sudoku4_test.csv',
+    generate(rng) {
+      // a random valid grid: the symmetries of a base grid (digits, rows within bands, bands,
+      // columns within stacks, stacks, transpose) reach every 4x4 Sudoku
+      const digits = rng.shuffle([1, 2, 3, 4]);
+      const rows = [...rng.shuffle([0, 1]), ...rng.shuffle([2, 3])];
+      const cols = [...rng.shuffle([0, 1]), ...rng.shuffle([2, 3])];
+      const bandSwap = rng.int(2) === 1,
+        stackSwap = rng.int(2) === 1,
+        transpose = rng.int(2) === 1;
+      const base = [1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1];
+      const cell = (r: number, c: number) => {
+        let rr = rows[bandSwap ? (r + 2) % 4 : r]!,
+          cc = cols[stackSwap ? (c + 2) % 4 : c]!;
+        if (transpose) [rr, cc] = [cc, rr];
+        return digits[base[rr * 4 + cc]! - 1]!;
+      };
+      const solution = Array.from({ length: 16 }, (_, i) => cell(Math.floor(i / 4), i % 4)).join('');
+      for (;;) {
+        const holes = new Set(rng.shuffle([...Array(16).keys()]).slice(0, empty));
+        const puzzle = [...solution].map((d, i) => (holes.has(i) ? '0' : d)).join('');
+        if (countSudoku4Solutions(puzzle) === 1) return { puzzle, solution };
+      }
+    },
+    prompt: (item) => `S${item.puzzle}\n`,
+    response: (item) => item.solution,
+    reward(item, completion) {
+      // digits of the answer, padded/truncated to 16; the fraction of empty cells filled correctly
+      const digits = completion.replace(/[^0-9]/g, '').padEnd(16, '0').slice(0, 16);
+      let holes = 0,
+        right = 0;
+      for (let i = 0; i < 16; i++)
+        if (item.puzzle[i] === '0') {
+          holes++;
+          if (digits[i] === item.solution[i]) right++;
+        }
+      return holes ? right / holes : 1;
+    },
+    correct: (item, completion) => completion.replace(/[^0-9]/g, '').slice(0, 16) === item.solution,
+    key: (item) => item.puzzle,
+    parseTestSet(text) {
+      const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+      if (lines[0]?.trim() !== 'Puzzle,Solution') throw new InvalidArgumentError('a Sudoku test set is a CSV with the header "Puzzle,Solution"');
+      return lines.slice(1).map((line, i) => {
+        const [puzzle, solution] = line.trim().split(',');
+        if (!/^[0-4]{16}$/.test(puzzle ?? '') || !/^[1-4]{16}$/.test(solution ?? ''))
+          throw new InvalidArgumentError(`line ${i + 2}: expected two 16-digit grids, got ${JSON.stringify(line)}`);
+        return { puzzle: puzzle!, solution: solution! };
+      });
+    },
+  };
+}

@@ -1,0 +1,176 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import {
+  arithTask,
+  CharTokenizer,
+  countdown3Task,
+  countSudoku4Solutions,
+  evaluateExpression,
+  getTask,
+  InvalidArgumentError,
+  isSudoku4Solution,
+  loadTestSet,
+  Rng,
+  solveArith,
+  sudoku4Task,
+  trainingStream,
+} from 'diffpo';
+
+describe('sudoku4', () => {
+  const task = sudoku4Task();
+  it('generates puzzles with 8 empty cells, a unique solution and consistent givens', () => {
+    const rng = new Rng(1);
+    for (let i = 0; i < 200; i++) {
+      const item = task.generate(rng);
+      expect([...item.puzzle].filter((c) => c === '0').length).toBe(8);
+      expect(countSudoku4Solutions(item.puzzle)).toBe(1);
+      expect(isSudoku4Solution(item.solution)).toBe(true);
+      for (let j = 0; j < 16; j++) if (item.puzzle[j] !== '0') expect(item.puzzle[j]).toBe(item.solution[j]);
+    }
+    // other sizes, still unique
+    for (const empty of [4, 10]) {
+      const p = sudoku4Task({ empty }).generate(new Rng(empty)).puzzle;
+      expect([...p].filter((c) => c === '0').length).toBe(empty);
+      expect(countSudoku4Solutions(p)).toBe(1);
+    }
+  });
+
+  it('rewards the fraction of empty cells filled correctly (digits padded/truncated to 16)', () => {
+    const item = { puzzle: '3102200002100320', solution: '3142243142131324' };
+    expect(task.reward(item, '3142243142131324')).toBe(1);
+    expect(task.correct(item, '3142243142131324')).toBe(true);
+    expect(task.reward(item, '')).toBe(0);
+    expect(task.reward(item, '3142243142131324999')).toBe(1); // truncated to 16
+    expect(task.reward(item, '3142 2431 4213 1324')).toBe(1); // non-digits are ignored
+    // 8 empty cells at 2,3,5,6,7,8,11,15: get the first four right
+    expect(task.reward(item, '3142243100000320')).toBe(4 / 8);
+    expect(task.correct(item, '3142243100000320')).toBe(false);
+    expect(task.reward(item, '31')).toBe(0); // too short: padded with zeros
+  });
+
+  it("loads the external test set (500 puzzles, valid solutions) and training streams never emit its items", async () => {
+    const test = await loadTestSet(task);
+    expect(test.length).toBe(500);
+    for (const item of test.slice(0, 100)) {
+      expect(isSudoku4Solution(item.solution)).toBe(true);
+      expect(countSudoku4Solutions(item.puzzle)).toBeGreaterThanOrEqual(1);
+    }
+    const keys = new Set(test.map((t) => task.key(t)));
+    // a stream whose first generated item is excluded skips it
+    const first = task.generate(new Rng(9));
+    const stream = trainingStream(task, new Rng(9), new Set([task.key(first)]));
+    expect(task.key(stream.next().value!)).not.toBe(task.key(first));
+    const training = trainingStream(task, new Rng(5), keys);
+    for (let i = 0; i < 300; i++) expect(keys.has(task.key(training.next().value!))).toBe(false);
+    expect(() => task.parseTestSet('a,b\n1,2')).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('countdown3', () => {
+  const task = countdown3Task();
+  it('generates reachable targets in 1..100 from three numbers in 1..100', () => {
+    const rng = new Rng(2);
+    for (let i = 0; i < 300; i++) {
+      const item = task.generate(rng);
+      expect(item.target >= 1 && item.target <= 100).toBe(true);
+      for (const n of item.numbers) expect(n >= 1 && n <= 100).toBe(true);
+      expect(task.reward(item, task.response(item))).toBe(1);
+    }
+  });
+
+  it("rewards as d1: 1 for a right expression, 0.1 for a wrong or malformed one, 0 for none", () => {
+    const item = { numbers: [30, 100, 93] as [number, number, number], target: 23 };
+    expect(task.reward(item, '100-(93-30)')).toBeCloseTo(0.1); // = 37
+    expect(task.reward(item, '30-(100-93)')).toBe(1);
+    expect(task.reward(item, ' 30 - ( 100 - 93 ) ')).toBe(1);
+    expect(task.reward(item, '')).toBe(0);
+    expect(task.reward(item, '   ')).toBe(0);
+    expect(task.reward(item, '30-(100-93)=23')).toBeCloseTo(0.1); // other characters
+    expect(task.reward(item, 'x+1')).toBeCloseTo(0.1);
+    expect(task.reward(item, '30-(100-100)')).toBeCloseTo(0.1); // a number reused, one missing
+    expect(task.reward(item, '30-7')).toBeCloseTo(0.1); // other numbers
+    expect(task.reward(item, '93/(100-100)+30')).toBeCloseTo(0.1); // division by zero
+    expect(task.reward(item, '((30-100)+93')).toBeCloseTo(0.1); // does not parse
+    const frac = { numbers: [7, 2, 4] as [number, number, number], target: 14 };
+    expect(task.reward(frac, '7/2*4')).toBe(1); // exact through a fraction
+    expect(task.correct(item, '30-(100-93)')).toBe(true);
+  });
+
+  it('loads the external test set (256 problems)', async () => {
+    const test = await loadTestSet(task);
+    expect(test.length).toBe(256);
+    expect(test[0]).toEqual({ numbers: [30, 100, 93], target: 23 });
+  });
+});
+
+describe('arith', () => {
+  const task = arithTask();
+  it('solves with products first and shows every intermediate result', () => {
+    expect(solveArith('12+7*3-5')).toEqual({ steps: ['7*3=21', '12+21=33', '33-5=28'], answer: 28 });
+    const rng = new Rng(3);
+    for (let i = 0; i < 200; i++) {
+      const item = task.generate(rng);
+      expect(item.answer).toBe(evaluateExpression(item.expression)!.value);
+      expect(item.steps.length).toBe(3);
+      expect(task.reward(item, task.response(item))).toBeCloseTo(2.2);
+    }
+  });
+
+  it('rewards 2 for the final answer plus small format terms', () => {
+    const item = { expression: '12+7*3-5', ...solveArith('12+7*3-5') };
+    expect(task.reward(item, '7*3=21;12+21=33;33-5=28#28')).toBeCloseTo(2.2);
+    expect(task.reward(item, '#28')).toBeCloseTo(2.1);
+    expect(task.reward(item, '7*3=21;12+21=33;33-5=27#27')).toBeCloseTo(0.1 + 0.1 * (2 / 3));
+    expect(task.reward(item, '28')).toBe(0);
+    expect(task.reward(item, '')).toBe(0);
+    expect(task.correct(item, '#28')).toBe(true);
+    expect(task.correct(item, '#27')).toBe(false);
+  });
+});
+
+describe('expression evaluator', () => {
+  it('follows precedence and parentheses and rejects anything else', () => {
+    expect(evaluateExpression('2+3*4')).toEqual({ value: 14, numbers: [2, 3, 4] });
+    expect(evaluateExpression('(2+3)*4')!.value).toBe(20);
+    expect(evaluateExpression('8/4/2')!.value).toBe(1);
+    expect(evaluateExpression('10-4-3')!.value).toBe(3);
+    expect(evaluateExpression('1/0')!.value).toBe(Infinity);
+    for (const bad of ['', '2+', '(2', '2)', '2**3', '-2', 'a']) expect(evaluateExpression(bad)).toBeNull();
+  });
+});
+
+describe('tokenizer', () => {
+  const tok = new CharTokenizer();
+  it('round-trips every task format, with EOS and mask as the last two ids of 64', () => {
+    const rng = new Rng(4);
+    for (const name of ['sudoku4', 'countdown3', 'arith'] as const) {
+      const task = getTask(name);
+      for (let i = 0; i < 20; i++) {
+        const item = task.generate(rng);
+        const text = task.prompt(item) + task.response(item);
+        expect(tok.decode(tok.encode(text))).toBe(text);
+      }
+    }
+    expect([tok.eosId, tok.maskId]).toEqual([62, 63]);
+    expect(tok.decode(Int32Array.from([...tok.encode('12'), tok.eosId, ...tok.encode('3')]))).toBe('12');
+    expect(tok.decode([tok.maskId])).toBe('_');
+    expect(() => tok.encode('hello')).toThrow(/"h" at 0 is not in the vocabulary/);
+  });
+
+  it('saves and loads a Hugging Face tokenizer.json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-tok-'));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
+    const back = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+    expect(back.chars).toBe(tok.chars);
+    expect(back.vocabSize).toBe(64);
+    const json = tok.toJSON() as { model: { type: string; vocab: Record<string, number> }; added_tokens: { content: string }[] };
+    expect(json.model.type).toBe('WordLevel');
+    expect(json.added_tokens.map((t) => t.content)).toEqual(['<|eos|>', '<|mdm_mask|>']);
+    writeFileSync(join(dir, 'bad.json'), '{"model": {"type": "BPE"}}');
+    await expect(CharTokenizer.fromFile(join(dir, 'bad.json'))).rejects.toThrow(/not a diffpo character-level tokenizer/);
+  });
+});
