@@ -16,3 +16,6 @@ export type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safeten
 export { Rng } from './rng.js';
 export { CharTokenizer, SPECIAL_TOKENS, TASK_ALPHABET } from './tokenizer.js';
 export * from './tasks/index.js';
+export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
+export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';

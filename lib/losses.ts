@@ -18,6 +18,8 @@ export interface MaskedDiffusionInput {
   pMask?: Float32Array;
   /** (batch*seqLen) key-padding mask, as in logits(). */
   attentionMask?: Uint8Array;
+  /** (batch*seqLen) RoPE positions, as in logits(). */
+  positions?: Int32Array;
   /** Seed for this call's mask sampling (default: the model's own RNG stream). */
   seed?: number;
 }

@@ -155,6 +155,13 @@ export class DiffusionLM {
     return this.#views(this.#native.gradBuffer());
   }
 
+  /** @internal AdamW's first and second moments as flat views (for training checkpoints). */
+  _optimizerState(): [Float32Array, Float32Array] {
+    this.#live();
+    const [m, v] = this.#native.optimizerBuffers();
+    return [new Float32Array(m), new Float32Array(v)];
+  }
+
   /** Sets every gradient to zero. */
   async zeroGrad(): Promise<void> {
     await this.#run(undefined, async () => this.#native.zeroGrad());
@@ -207,7 +214,7 @@ export class DiffusionLM {
     const rng = input.seed !== undefined ? new Rng(input.seed) : this.#rng;
     const b = buildMaskedDiffusionBatch(input, this.config, rng);
     const { loss } = await this.selectedLogProbs(
-      { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, rows: b.rows, targets: b.targets, weights: b.weights },
+      { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, positions: input.positions, rows: b.rows, targets: b.targets, weights: b.weights },
       options,
     );
     return { loss, maskedTokens: b.rows.length, pMask: b.pMask };

@@ -82,6 +82,21 @@ export class AdamW {
     return { gradNorm, step: t, lr };
   }
 
+  /** The state to checkpoint: the step count and the moments (copies). */
+  state(): { step: number; m: Float32Array; v: Float32Array } {
+    const [m, v] = this.model._optimizerState();
+    return { step: this.#step, m: m.slice(), v: v.slice() };
+  }
+
+  /** Restores a state from state(). */
+  loadState(state: { step: number; m: Float32Array; v: Float32Array }): void {
+    const [m, v] = this.model._optimizerState();
+    if (state.m.length !== m.length || state.v.length !== v.length) throw new InvalidArgumentError('optimizer state does not match this model');
+    m.set(state.m);
+    v.set(state.v);
+    this.#step = state.step;
+  }
+
   /** Zeroes the model's gradients. */
   zeroGrad(): Promise<void> {
     return this.model.zeroGrad();

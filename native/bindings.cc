@@ -142,6 +142,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        {InstanceMethod("tensors", &NativeModel::Tensors),
                         InstanceMethod("paramBuffer", &NativeModel::ParamBuffer),
                         InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
+                        InstanceMethod("optimizerBuffers", &NativeModel::OptimizerBuffers),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
                         InstanceMethod("zeroGrad", &NativeModel::ZeroGrad),
                         InstanceMethod("logits", &NativeModel::Logits),
@@ -223,6 +224,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
     return guarded(info.Env(), [&] { return block_buffer(info.Env(), model_->grads()); });
+  }
+  // [m, v]: AdamW's moments (zero until the first step), for training checkpoints
+  Napi::Value OptimizerBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    return guarded(env, [&] {
+      Napi::Array arr = Napi::Array::New(env, 2);
+      arr.Set(0u, block_buffer(env, m.adam_m()));
+      arr.Set(1u, block_buffer(env, m.adam_v()));
+      return arr;
+    });
   }
   Napi::Value InitRandom(const Napi::CallbackInfo& info) {
     Model& m = live(info.Env());

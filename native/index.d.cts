@@ -65,6 +65,7 @@ export declare class NativeModel {
   tensors(): NativeTensorSpec[];
   paramBuffer(): ArrayBuffer;
   gradBuffer(): ArrayBuffer;
+  optimizerBuffers(): [ArrayBuffer, ArrayBuffer];
   initRandom(seed: number, std: number): void;
   zeroGrad(): void;
   logits(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;

@@ -86,6 +86,16 @@ BlockPtr Model::grads() {
   return grads_;
 }
 
+BlockPtr Model::adam_m() {
+  if (!adam_m_) adam_m_ = std::make_shared<Block>(params_->size);
+  return adam_m_;
+}
+
+BlockPtr Model::adam_v() {
+  if (!adam_v_) adam_v_ = std::make_shared<Block>(params_->size);
+  return adam_v_;
+}
+
 void Model::zero_grad() {
   if (grads_) std::memset(grads_->data, 0, grads_->size * sizeof(float));
 }
@@ -338,10 +348,8 @@ void Model::head(const float* h, int rows, float* out) {
 
 double Model::adamw_step(AdamWStep step, float max_grad_norm) {
   float* g = grads()->data;
-  if (!adam_m_) {
-    adam_m_ = std::make_shared<Block>(params_->size);
-    adam_v_ = std::make_shared<Block>(params_->size);
-  }
+  adam_m();
+  adam_v();
   double ss = 0;
   for (const auto& t : tensors_) ss += backend_->sum_squares(g + t.offset, (long)t.numel);
   const double norm = std::sqrt(ss) * step.grad_scale;

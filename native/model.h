@@ -83,8 +83,8 @@ class Model {
   // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
   // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
   double adamw_step(AdamWStep step, float max_grad_norm);
-  BlockPtr adam_m() const { return adam_m_; }
-  BlockPtr adam_v() const { return adam_v_; }
+  BlockPtr adam_m();  // allocated on first use
+  BlockPtr adam_v();
 
   // Checked between layers; a set flag aborts the current call with Error("ABORT_ERR").
   std::atomic<bool> cancel{false};

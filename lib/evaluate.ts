@@ -1,0 +1,66 @@
+import { InvalidArgumentError } from './errors.js';
+import type { DiffusionLM } from './model.js';
+import type { GenerateOptions } from './sampler.js';
+import { encodePrompts } from './tasks/encode.js';
+import type { Task } from './tasks/task.js';
+import type { CharTokenizer } from './tokenizer.js';
+
+export interface EvaluateOptions {
+  items: unknown[];
+  tokenizer: CharTokenizer;
+  /** Tokens generated per item (the response length, including EOS). */
+  genLength: number;
+  /** Generation options (strategy, blockLength, cache, ...); default threshold 0.9, one block. */
+  sampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
+  /** Items per generate call (default 32). */
+  batchSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface EvaluateResult {
+  items: number;
+  accuracy: number;
+  meanReward: number;
+  meanNfe: number;
+  /** Generated tokens per second of wall time. */
+  tokensPerS: number;
+  completions: string[];
+}
+
+/** Accuracy, mean reward and mean NFE of a model on a task's items, with the given sampler. */
+export async function evaluate<Item>(model: DiffusionLM, task: Task<Item>, options: EvaluateOptions): Promise<EvaluateResult> {
+  const items = options.items as Item[];
+  if (!Array.isArray(items) || items.length === 0) throw new InvalidArgumentError('evaluate needs a non-empty items array');
+  const bs = options.batchSize ?? 32;
+  const completions: string[] = [];
+  let right = 0,
+    reward = 0,
+    nfe = 0;
+  const t0 = performance.now();
+  for (let start = 0; start < items.length; start += bs) {
+    const chunk = items.slice(start, start + bs);
+    const prompts = encodePrompts(task, chunk, options.tokenizer);
+    const r = await model.generate(prompts, {
+      strategy: { kind: 'threshold', threshold: 0.9 },
+      ...options.sampler,
+      genLength: options.genLength,
+      signal: options.signal,
+    });
+    chunk.forEach((item, b) => {
+      const text = options.tokenizer.decode(r.tokens.subarray(b * options.genLength, (b + 1) * options.genLength));
+      completions.push(text);
+      if (task.correct(item, text)) right++;
+      reward += task.reward(item, text);
+      nfe += r.nfe[b]!;
+    });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    items: items.length,
+    accuracy: right / items.length,
+    meanReward: reward / items.length,
+    meanNfe: nfe / items.length,
+    tokensPerS: (items.length * options.genLength) / seconds,
+    completions,
+  };
+}

@@ -1,0 +1,45 @@
+import type { CharTokenizer } from '../tokenizer.js';
+import type { Task } from './task.js';
+
+/** A batch of prompts (left-padded to the longest, positions shifted) and responses padded with EOS. */
+export interface EncodedBatch {
+  tokens: Int32Array;
+  attentionMask: Uint8Array;
+  positions: Int32Array;
+  batch: number;
+  seqLen: number;
+  /** Padded prompt length: the response region starts here in every row. */
+  promptLength: number;
+}
+
+export function encodePrompts<Item>(task: Task<Item>, items: Item[], tokenizer: CharTokenizer): Int32Array[] {
+  return items.map((item) => tokenizer.encode(task.prompt(item)));
+}
+
+/** Prompt + response + EOS padding up to responseLength, one row per item. */
+export function encodeSftBatch<Item>(task: Task<Item>, items: Item[], tokenizer: CharTokenizer, responseLength: number): EncodedBatch {
+  const prompts = encodePrompts(task, items, tokenizer);
+  const P = Math.max(...prompts.map((p) => p.length));
+  const T = P + responseLength;
+  const B = items.length;
+  const tokens = new Int32Array(B * T),
+    attentionMask = new Uint8Array(B * T),
+    positions = new Int32Array(B * T);
+  items.forEach((item, b) => {
+    const prompt = prompts[b]!;
+    const response = tokenizer.encode(task.response(item)).subarray(0, responseLength);
+    const pad = P - prompt.length;
+    for (let t = 0; t < T; t++) {
+      const i = b * T + t;
+      attentionMask[i] = t >= pad ? 1 : 0;
+      positions[i] = Math.max(0, t - pad);
+      tokens[i] = t < pad ? tokenizer.eosId : t < P ? prompt[t - pad]! : t - P < response.length ? response[t - P]! : tokenizer.eosId;
+    }
+  });
+  return { tokens, attentionMask, positions, batch: B, seqLen: T, promptLength: P };
+}
+
+/** Longest response of `samples` generated items, plus one for EOS. */
+export function responseLengthOf<Item>(task: Task<Item>, sample: Item[], tokenizer: CharTokenizer): number {
+  return 1 + Math.max(...sample.map((item) => tokenizer.encode(task.response(item)).length));
+}

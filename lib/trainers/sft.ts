@@ -1,0 +1,185 @@
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { writeFileAtomic } from '../checkpoint.js';
+import { CheckpointError, InvalidArgumentError } from '../errors.js';
+import { evaluate, type EvaluateResult } from '../evaluate.js';
+import { DiffusionLM } from '../model.js';
+import { AdamW } from '../optim.js';
+import { Rng } from '../rng.js';
+import { buildSafetensorsHeader, readSafetensorsHeader } from '../safetensors.js';
+import type { GenerateOptions } from '../sampler.js';
+import { encodeSftBatch, responseLengthOf } from '../tasks/encode.js';
+import { trainingStream, type Task } from '../tasks/task.js';
+import { CharTokenizer } from '../tokenizer.js';
+
+export interface SftOptions {
+  task: Task<unknown>;
+  tokenizer?: CharTokenizer;
+  /** Sequences per step (default 32). */
+  batchSize?: number;
+  /** Peak learning rate (default 1e-3), reached after `warmup` steps (default 20). */
+  lr?: number;
+  warmup?: number;
+  /** 'cosine' (default: down to lr/10 at the last step) or 'constant'. */
+  schedule?: 'cosine' | 'constant';
+  maxGradNorm?: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  /** Response tokens per sequence including EOS padding (default: longest of 256 generated responses + 1). */
+  responseLength?: number;
+  /** Keys (Task.key) of items that training must never see, e.g. the test set's. */
+  exclude?: Iterable<string>;
+  /** Evaluate every N steps (0 = never) on evalItems with evalSampler. */
+  evalEvery?: number;
+  evalItems?: unknown[];
+  evalSampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
+  /** Save a resumable checkpoint to outDir every N steps (0 = only at the end). */
+  checkpointEvery?: number;
+  outDir?: string;
+  seed?: number;
+}
+
+export interface SftStepInfo {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  seconds: number;
+  eval?: Omit<EvaluateResult, 'completions'>;
+}
+
+interface TrainerState {
+  step: number;
+  rng: number[];
+  optimizerStep: number;
+  responseLength: number;
+  seed: number;
+}
+
+/**
+ * Supervised fine-tuning with LLaDA's SFT loss: prompts never masked, responses (with their EOS
+ * padding) masked at a random ratio. AdamW with warmup and a cosine schedule, periodic evaluation,
+ * JSONL metrics, and checkpoints that resume bit-exactly (weights, optimizer moments, data RNG).
+ */
+export class SftTrainer {
+  readonly model: DiffusionLM;
+  readonly task: Task<unknown>;
+  readonly tokenizer: CharTokenizer;
+  readonly responseLength: number;
+  readonly optimizer: AdamW;
+  step = 0;
+  readonly #o: Required<Pick<SftOptions, 'batchSize' | 'lr' | 'warmup' | 'schedule' | 'evalEvery' | 'checkpointEvery' | 'seed'>> & SftOptions;
+  readonly #rng: Rng;
+  readonly #stream: Generator<unknown>;
+
+  constructor(model: DiffusionLM, options: SftOptions) {
+    if (!options?.task) throw new InvalidArgumentError('SftTrainer needs a task');
+    this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...options };
+    const o = this.#o;
+    for (const [k, v] of Object.entries({ batchSize: o.batchSize, warmup: o.warmup + 1, evalEvery: o.evalEvery + 1, checkpointEvery: o.checkpointEvery + 1 }))
+      if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${k} must be a ${k === 'batchSize' ? 'positive' : 'non-negative'} integer`);
+    if (o.schedule !== 'cosine' && o.schedule !== 'constant') throw new InvalidArgumentError(`schedule must be 'cosine' or 'constant', got ${String(o.schedule)}`);
+    if (o.evalEvery > 0 && !o.evalItems?.length) throw new InvalidArgumentError('evalEvery needs evalItems');
+    if (o.checkpointEvery > 0 && !o.outDir) throw new InvalidArgumentError('checkpointEvery needs outDir');
+    this.model = model;
+    this.task = o.task;
+    this.tokenizer = o.tokenizer ?? new CharTokenizer();
+    if (this.tokenizer.vocabSize !== model.config.vocab_size || this.tokenizer.maskId !== model.config.mask_token_id)
+      throw new InvalidArgumentError(`the tokenizer (vocab ${this.tokenizer.vocabSize}, mask ${this.tokenizer.maskId}) does not match the model's config (vocab ${model.config.vocab_size}, mask ${model.config.mask_token_id})`);
+    this.#rng = new Rng(o.seed);
+    const probe = new Rng(o.seed + 1);
+    this.responseLength = o.responseLength ?? responseLengthOf(this.task, Array.from({ length: 256 }, () => this.task.generate(probe)), this.tokenizer);
+    this.#stream = trainingStream(this.task, this.#rng, new Set(o.exclude ?? []));
+    this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 1 });
+  }
+
+  /** Learning rate at a 1-based step of a run of `total` steps. */
+  lrAt(step: number, total: number): number {
+    const { lr, warmup, schedule } = this.#o;
+    if (step <= warmup) return (lr * step) / Math.max(1, warmup);
+    if (schedule === 'constant') return lr;
+    const progress = (step - warmup) / Math.max(1, total - warmup);
+    return lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+  }
+
+  /** Trains until `steps` steps have been taken in all (so a resumed run continues to the same end). */
+  async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: SftStepInfo) => void | Promise<void> }): Promise<SftStepInfo | null> {
+    const { steps, signal } = options;
+    if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
+    const o = this.#o;
+    let last: SftStepInfo | null = null;
+    while (this.step < steps) {
+      const t0 = performance.now();
+      const items = Array.from({ length: o.batchSize }, () => this.#stream.next().value);
+      const enc = encodeSftBatch(this.task, items, this.tokenizer, this.responseLength);
+      const step = this.step + 1;
+      await this.model.zeroGrad();
+      const { loss } = await this.model.maskedDiffusionLoss(
+        {
+          tokens: enc.tokens,
+          batch: enc.batch,
+          seqLen: enc.seqLen,
+          attentionMask: enc.attentionMask,
+          positions: enc.positions,
+          normalization: 'sft',
+          promptLengths: new Array(enc.batch).fill(enc.promptLength),
+          seed: o.seed * 1_000_003 + step, // masks depend on the step alone, so a resumed run draws the same
+        },
+        { backward: true, signal },
+      );
+      const lr = this.lrAt(step, steps);
+      const { gradNorm } = await this.optimizer.step({ lr, signal });
+      this.step = step;
+      const info: SftStepInfo = { step, steps, loss, lr, gradNorm, seconds: (performance.now() - t0) / 1000 };
+      if (o.evalEvery > 0 && (step % o.evalEvery === 0 || step === steps)) {
+        const { completions, ...r } = await evaluate(this.model, this.task, { items: o.evalItems!, tokenizer: this.tokenizer, genLength: this.responseLength, sampler: o.evalSampler, signal });
+        void completions;
+        info.eval = r;
+      }
+      if (o.outDir) await appendFile(join(o.outDir, 'metrics.jsonl'), JSON.stringify(info) + '\n');
+      if (o.outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps)) await this.save(o.outDir);
+      last = info;
+      await options.onStep?.(info);
+    }
+    return last;
+  }
+
+  /** Writes a resumable checkpoint: the model (F32), tokenizer.json, optimizer moments and trainer state. */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    await this.model.save(dir, { dtype: 'f32' });
+    await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
+    const { step, m, v } = this.optimizer.state();
+    const header = buildSafetensorsHeader([{ name: 'adamw.m', shape: [m.length] }, { name: 'adamw.v', shape: [v.length] }], 'F32');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
+    await writeFileAtomic(join(dir, 'optimizer.safetensors'), Buffer.concat([len, Buffer.from(header), Buffer.from(m.buffer, m.byteOffset, m.byteLength), Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
+    const state: TrainerState = { step: this.step, rng: this.#rng.getState(), optimizerStep: step, responseLength: this.responseLength, seed: this.#o.seed };
+    await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
+  }
+
+  /** Restores a checkpoint written by save() into a trainer with the same options (model included). */
+  static async resume(dir: string, options: SftOptions & { threads?: number }): Promise<SftTrainer> {
+    let state: TrainerState;
+    try {
+      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
+    } catch (err) {
+      throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
+    const trainer = new SftTrainer(model, { ...options, seed: state.seed, responseLength: state.responseLength });
+    const { tensors } = await readSafetensorsHeader(join(dir, 'optimizer.safetensors'));
+    const bytes = await readFile(join(dir, 'optimizer.safetensors'));
+    const read = (name: string) => {
+      const t = tensors.get(name);
+      if (!t || t.dtype !== 'F32') throw new CheckpointError(`${dir}/optimizer.safetensors lacks ${name}`);
+      return new Float32Array(bytes.buffer.slice(bytes.byteOffset + t.begin, bytes.byteOffset + t.end));
+    };
+    trainer.optimizer.loadState({ step: state.optimizerStep, m: read('adamw.m'), v: read('adamw.v') });
+    trainer.#rng.setState(state.rng);
+    trainer.step = state.step;
+    return trainer;
+  }
+}
