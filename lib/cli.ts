@@ -1,10 +1,17 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { presetConfig, type PresetName } from './config.js';
+import { evaluate } from './evaluate.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
+import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from './tasks/index.js';
+import { CharTokenizer } from './tokenizer.js';
+import { SftTrainer, type SftOptions } from './trainers/sft.js';
 
 const USAGE = `usage: diffpo <command> [options]
 
@@ -14,6 +21,13 @@ commands:
       all of the same length), for cross-checking against other implementations.
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
+  sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
+      [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume]
+      Supervised fine-tuning on generated items (never the external test set's), with a progress
+      line, metrics.jsonl and a resumable checkpoint in DIR.
+  eval --model DIR --task sudoku4|countdown3|arith [--data FILE] [--limit N]
+       [--threshold 0.9 | --steps N | --factor F | --gamma G] [--block-length N] [--cache none|prefix|dual] [--json]
+      Accuracy, mean reward, mean NFE and tokens/s on the task's external test set (or FILE).
   generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N [--block-length N]
            (--steps N | --threshold T | --factor F | --gamma G) [--temperature 0] [--seed 0]
            [--max-nfe N] [--json]
@@ -50,7 +64,6 @@ async function main(argv: string[]): Promise<void> {
       model: { type: 'string' },
       tokens: { type: 'string' },
       threads: { type: 'string' },
-      out: { type: 'string' },
       config: { type: 'string', default: 'tiny' },
       seed: { type: 'string', default: '0' },
       dtype: { type: 'string', default: 'f32' },
@@ -64,6 +77,15 @@ async function main(argv: string[]): Promise<void> {
       temperature: { type: 'string', default: '0' },
       'max-nfe': { type: 'string' },
       json: { type: 'boolean', default: false },
+      task: { type: 'string' },
+      out: { type: 'string' },
+      'batch-size': { type: 'string' },
+      lr: { type: 'string' },
+      'eval-every': { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      data: { type: 'string' },
+      limit: { type: 'string' },
+      cache: { type: 'string', default: 'none' },
     },
   });
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
@@ -93,12 +115,85 @@ async function main(argv: string[]): Promise<void> {
     }
   } else if (command === 'generate') {
     await generateCommand(values, threads);
+  } else if (command === 'sft') {
+    await sftCommand(values, threads);
+  } else if (command === 'eval') {
+    await evalCommand(values, threads);
   } else {
     throw new InvalidArgumentError(`unknown command '${command}'\n\n${USAGE}`);
   }
 }
 
-function strategyFromFlags(v: Record<string, string | boolean | undefined>): DecodingStrategy {
+type Flags = Record<string, string | boolean | undefined>;
+
+async function sftCommand(v: Flags, threads: number | undefined): Promise<void> {
+  if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME and --out DIR');
+  const task = getTask(v.task as TaskName);
+  const steps = Number(v.steps ?? 1000);
+  const test = task.testSetFile && findBenchmarksDir() ? await loadTestSet(task) : [];
+  const options: SftOptions = {
+    task,
+    outDir: v.out,
+    batchSize: v['batch-size'] !== undefined ? Number(v['batch-size']) : undefined,
+    lr: v.lr !== undefined ? Number(v.lr) : undefined,
+    seed: Number(v.seed),
+    checkpointEvery: 100,
+    exclude: test.map((t) => task.key(t)),
+    evalEvery: v['eval-every'] !== undefined ? Number(v['eval-every']) : 0,
+    evalItems: test.slice(0, 64),
+  };
+  const trainer = v.resume ? await SftTrainer.resume(v.out, { ...options, threads }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: Number(v.seed), threads }), options);
+  const tty = process.stderr.isTTY;
+  const t0 = performance.now();
+  try {
+    await trainer.train({
+      steps,
+      onStep: (i) => {
+        const evalText = i.eval ? `  eval acc ${i.eval.accuracy.toFixed(3)} NFE ${i.eval.meanNfe.toFixed(1)}` : '';
+        const line = `step ${i.step}/${i.steps}  loss ${i.loss.toFixed(4)}  lr ${i.lr.toExponential(2)}  ${((performance.now() - t0) / 1000).toFixed(0)}s${evalText}`;
+        if (tty) process.stderr.write(`\r${line}\x1b[K`);
+        else if (i.step % 50 === 0 || i.step === i.steps || i.eval) process.stderr.write(line + '\n');
+      },
+    });
+  } finally {
+    if (tty) process.stderr.write('\n');
+  }
+  process.stdout.write(`wrote ${v.out} after ${trainer.step} steps (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+  trainer.model.dispose();
+}
+
+async function evalCommand(v: Flags, threads: number | undefined): Promise<void> {
+  if (typeof v.model !== 'string' || typeof v.task !== 'string') throw new InvalidArgumentError('eval needs --model DIR and --task NAME');
+  const task = getTask(v.task as TaskName);
+  let items = await loadTestSet(task, typeof v.data === 'string' ? v.data : undefined);
+  if (v.limit !== undefined) items = items.slice(0, Number(v.limit));
+  const tokenizer = await CharTokenizer.fromFile(join(v.model, 'tokenizer.json'));
+  let genLength = v['gen-length'] !== undefined ? Number(v['gen-length']) : NaN;
+  if (!Number.isFinite(genLength)) {
+    try {
+      genLength = JSON.parse(await readFile(join(v.model, 'generation_config.json'), 'utf8')).gen_length;
+    } catch {
+      throw new InvalidArgumentError(`${v.model} has no generation_config.json: give --gen-length`);
+    }
+  }
+  const given = (['steps', 'threshold', 'factor', 'gamma'] as const).some((k) => v[k] !== undefined);
+  const strategy = given ? strategyFromFlags(v) : { kind: 'threshold' as const, threshold: 0.9 };
+  const model = await DiffusionLM.fromPretrained(v.model, { threads });
+  try {
+    const sampler = { strategy, blockLength: v['block-length'] !== undefined ? Number(v['block-length']) : genLength, cache: v.cache as 'none' };
+    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler });
+    void completions;
+    if (v.json) process.stdout.write(JSON.stringify({ task: task.name, strategy, ...r }) + '\n');
+    else
+      process.stdout.write(
+        `${task.name}: ${r.items} items  accuracy ${r.accuracy.toFixed(3)}  mean reward ${r.meanReward.toFixed(3)}  mean NFE ${r.meanNfe.toFixed(2)}  ${r.tokensPerS.toFixed(0)} tokens/s\n`,
+      );
+  } finally {
+    model.dispose();
+  }
+}
+
+function strategyFromFlags(v: Flags): DecodingStrategy {
   const given = (['steps', 'threshold', 'factor', 'gamma'] as const).filter((k) => v[k] !== undefined);
   if (given.length !== 1) throw new InvalidArgumentError('generate needs exactly one of --steps, --threshold, --factor, --gamma');
   const value = Number(v[given[0]!]);

@@ -43,6 +43,23 @@ describe('CLI', () => {
     expect(none.stderr).toMatch(/exactly one of --steps, --threshold, --factor, --gamma/);
   });
 
+  it('sft trains and checkpoints, eval reports accuracy, reward and NFE on the test set, resume continues', () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'sft');
+    const sft = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '6', '--batch-size', '8');
+    expect(sft.status, sft.stderr).toBe(0);
+    expect(sft.stdout).toMatch(/after 6 steps/);
+    const ev = cli('eval', '--model', dir, '--task', 'sudoku4', '--limit', '8', '--json');
+    expect(ev.status, ev.stderr).toBe(0);
+    const r = JSON.parse(ev.stdout) as { items: number; accuracy: number; meanReward: number; meanNfe: number };
+    expect(r.items).toBe(8);
+    expect(r.meanNfe).toBeGreaterThanOrEqual(1);
+    expect(r.meanNfe).toBeLessThanOrEqual(17);
+    expect(r.meanReward >= 0 && r.meanReward <= 1).toBe(true);
+    const more = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '8', '--batch-size', '8', '--resume');
+    expect(more.status, more.stderr).toBe(0);
+    expect(more.stdout).toMatch(/after 8 steps/);
+  });
+
   it('bad arguments exit 1 with a message naming the problem', () => {
     const a = cli('logits', '--model', '/nonexistent', '--tokens', '1,2');
     expect(a.status).toBe(1);

@@ -76,7 +76,8 @@ export class SftTrainer {
 
   constructor(model: DiffusionLM, options: SftOptions) {
     if (!options?.task) throw new InvalidArgumentError('SftTrainer needs a task');
-    this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...options };
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SftOptions;
+    this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...given };
     const o = this.#o;
     for (const [k, v] of Object.entries({ batchSize: o.batchSize, warmup: o.warmup + 1, evalEvery: o.evalEvery + 1, checkpointEvery: o.checkpointEvery + 1 }))
       if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${k} must be a ${k === 'batchSize' ? 'positive' : 'non-negative'} integer`);
@@ -109,6 +110,7 @@ export class SftTrainer {
     const { steps, signal } = options;
     if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
     const o = this.#o;
+    if (o.outDir) await mkdir(o.outDir, { recursive: true });
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
       const t0 = performance.now();
@@ -151,6 +153,7 @@ export class SftTrainer {
     await mkdir(dir, { recursive: true });
     await this.model.save(dir, { dtype: 'f32' });
     await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
+    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.responseLength }, null, 2) + '\n');
     const { step, m, v } = this.optimizer.state();
     const header = buildSafetensorsHeader([{ name: 'adamw.m', shape: [m.length] }, { name: 'adamw.v', shape: [v.length] }], 'F32');
     const len = Buffer.alloc(8);
