@@ -22,7 +22,7 @@ commands:
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
   sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
-      [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume]
+      [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume] [--export DIR]
       Supervised fine-tuning on generated items (never the external test set's), with a progress
       line, metrics.jsonl and a resumable checkpoint in DIR.
   eval --model DIR --task sudoku4|countdown3|arith [--data FILE] [--limit N]
@@ -83,6 +83,7 @@ async function main(argv: string[]): Promise<void> {
       lr: { type: 'string' },
       'eval-every': { type: 'string' },
       resume: { type: 'boolean', default: false },
+      export: { type: 'string' },
       data: { type: 'string' },
       limit: { type: 'string' },
       cache: { type: 'string', default: 'none' },
@@ -159,6 +160,10 @@ async function sftCommand(v: Flags, threads: number | undefined): Promise<void> 
     if (tty) process.stderr.write('\n');
   }
   process.stdout.write(`wrote ${v.out} after ${trainer.step} steps (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+  if (typeof v.export === 'string') {
+    await trainer.export(v.export, 'bf16');
+    process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
+  }
   trainer.model.dispose();
 }
 

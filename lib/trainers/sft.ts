@@ -148,12 +148,17 @@ export class SftTrainer {
     return last;
   }
 
-  /** Writes a resumable checkpoint: the model (F32), tokenizer.json, optimizer moments and trainer state. */
-  async save(dir: string): Promise<void> {
+  /** Writes what inference needs: the model, tokenizer.json and generation_config.json (the response length). */
+  async export(dir: string, dtype: 'f32' | 'bf16' = 'bf16'): Promise<void> {
     await mkdir(dir, { recursive: true });
-    await this.model.save(dir, { dtype: 'f32' });
+    await this.model.save(dir, { dtype });
     await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
     await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.responseLength }, null, 2) + '\n');
+  }
+
+  /** Writes a resumable checkpoint: export() in F32, plus the optimizer moments and trainer state. */
+  async save(dir: string): Promise<void> {
+    await this.export(dir, 'f32');
     const { step, m, v } = this.optimizer.state();
     const header = buildSafetensorsHeader([{ name: 'adamw.m', shape: [m.length] }, { name: 'adamw.v', shape: [v.length] }], 'F32');
     const len = Buffer.alloc(8);

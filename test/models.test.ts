@@ -1,0 +1,31 @@
+// The base checkpoints shipped in models/: they load from the package, and reach their model card's
+// accuracy on a slice of the external test set (temperature 0, so the numbers are reproducible).
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { CharTokenizer, DiffusionLM, evaluate, getTask, loadTestSet, type TaskName } from 'diffpo';
+
+const card = (task: string) => readFileSync(join('models', `${task}-base`, 'README.md'), 'utf8');
+const cardAccuracy = (task: string) => Number(/\| threshold 0\.9 \| ([\d.]+) \|/.exec(card(task))![1]);
+
+describe('shipped base checkpoints', () => {
+  for (const task of ['sudoku4', 'countdown3'] as TaskName[]) {
+    it(`${task}-base loads, is small, and reaches its model-card accuracy on the first 64 test items`, async () => {
+      const dir = join('models', `${task}-base`);
+      const size = ['config.json', 'model.safetensors', 'tokenizer.json', 'generation_config.json', 'README.md'].reduce((a, f) => a + statSync(join(dir, f)).size, 0);
+      expect(size).toBeLessThan(8 * 1024 * 1024);
+      const model = await DiffusionLM.fromPretrained(dir);
+      const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+      const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
+      const t = getTask(task);
+      const items = (await loadTestSet(t)).slice(0, 64);
+      const r = await evaluate(model, t, { items, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold: 0.9 } } });
+      expect(card(task)).toMatch(/npx diffpo sft --task/);
+      expect(r.accuracy).toBeGreaterThanOrEqual(cardAccuracy(task) - 0.12);
+      expect(r.accuracy).toBeLessThanOrEqual(cardAccuracy(task) + 0.12);
+      model.dispose();
+    });
+  }
+});
