@@ -164,25 +164,26 @@ export function planEstimate(model: DiffusionLM, batch: CompletionBatch, options
   return { estimator: options.estimator, genLength: L, batch: B, passes };
 }
 
-/**
- * Runs the plan's passes, batched into forwards of at most maxTokensPerForward tokens (prompts
- * left-padded with shifted positions). Returns per-token estimates (batch x genLength): each token's
- * log-probability from its pass, or for the ELBO the sum over samples of factor * log p. With
- * `tokenWeights` (batch x genLength) and backward, accumulates the gradient of
- * -sum(tokenWeights * estimate) into the model.
- */
-export async function runPlan(
-  model: DiffusionLM,
-  batch: CompletionBatch,
-  plan: EstimatorPlan,
-  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
-): Promise<Float32Array> {
-  const { genLength: L, batch: B } = plan;
-  const out = new Float32Array(B * L);
-  const maxTokens = options.maxTokensPerForward ?? 65536;
+/** The forwards of a plan: rows of passes (prompts left-padded, positions shifted) and what each scores. */
+export interface PassBatch {
+  tokens: Int32Array;
+  attentionMask: Uint8Array;
+  positions: Int32Array;
+  batch: number;
+  seqLen: number;
+  rows: Int32Array;
+  targets: Int32Array;
+  /** Per scored row: the token (sequence * genLength + position) it estimates, and its factor. */
+  slots: Int32Array;
+  factors: Float32Array;
+}
+
+export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxTokensPerForward = 65536): PassBatch[] {
+  const L = plan.genLength;
   const P = Math.max(...plan.passes.map((p) => p.prompt.length));
   const T = P + L;
-  const rowsPerForward = Math.max(1, Math.floor(maxTokens / T));
+  const rowsPerForward = Math.max(1, Math.floor(maxTokensPerForward / T));
+  const out: PassBatch[] = [];
   for (let start = 0; start < plan.passes.length; start += rowsPerForward) {
     const group = plan.passes.slice(start, start + rowsPerForward);
     const R = group.length;
@@ -191,8 +192,8 @@ export async function runPlan(
       positions = new Int32Array(R * T);
     const rows: number[] = [],
       targets: number[] = [],
-      weights: number[] = [],
-      slots: number[] = [];
+      slots: number[] = [],
+      factors: number[] = [];
     group.forEach((pass, r) => {
       const pad = P - pass.prompt.length;
       for (let t = 0; t < T; t++) {
@@ -204,21 +205,35 @@ export async function runPlan(
       for (const g of pass.scored) {
         rows.push(r * T + P + g);
         targets.push(batch.completions[pass.sequence * L + g]!);
-        const w = options.tokenWeights ? options.tokenWeights[pass.sequence * L + g]! : 0;
-        weights.push(w * pass.factor);
         slots.push(pass.sequence * L + g);
+        factors.push(pass.factor);
       }
     });
+    out.push({ tokens, attentionMask, positions, batch: R, seqLen: T, rows: Int32Array.from(rows), targets: Int32Array.from(targets), slots: Int32Array.from(slots), factors: Float32Array.from(factors) });
+  }
+  return out;
+}
+
+/**
+ * Runs the plan's passes, batched into forwards of at most maxTokensPerForward tokens. Returns
+ * per-token estimates (batch x genLength): each token's log-probability from its pass, or for the
+ * ELBO the sum over samples of factor * log p. With `tokenWeights` (batch x genLength) and backward,
+ * accumulates the gradient of -sum(tokenWeights * estimate) into the model.
+ */
+export async function runPlan(
+  model: DiffusionLM,
+  batch: CompletionBatch,
+  plan: EstimatorPlan,
+  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
+): Promise<Float32Array> {
+  const out = new Float32Array(plan.batch * plan.genLength);
+  for (const b of passBatches(batch, plan, options.maxTokensPerForward)) {
+    const weights = options.tokenWeights ? b.factors.map((f, s) => f * options.tokenWeights![b.slots[s]!]!) : new Float32Array(b.rows.length);
     const { logProbs } = await model.selectedLogProbs(
-      { tokens, batch: R, seqLen: T, attentionMask, positions, rows: Int32Array.from(rows), targets: Int32Array.from(targets), weights: Float32Array.from(weights) },
+      { tokens: b.tokens, batch: b.batch, seqLen: b.seqLen, attentionMask: b.attentionMask, positions: b.positions, rows: b.rows, targets: b.targets, weights },
       { backward: options.backward ?? false, signal: options.signal },
     );
-    let s = 0;
-    for (const pass of group)
-      for (let j = 0; j < pass.scored.length; j++, s++) {
-        const slot = slots[s]!;
-        out[slot] = out[slot]! + pass.factor * logProbs[s]!;
-      }
+    b.slots.forEach((slot, s) => (out[slot] = out[slot]! + b.factors[s]! * logProbs[s]!));
   }
   return out;
 }

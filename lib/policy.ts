@@ -39,7 +39,7 @@ function lengthCheck(name: string, a: ArrayLike<number> | undefined, n: number, 
 }
 
 /** The objective and its gradient with respect to each token's log-prob (token mean over the mask). */
-export function policyObjective(input: PolicyLossInput, logp: Float32Array, L: number) {
+export function policyObjective(input: PolicyLossInput, logp: ArrayLike<number>, L: number) {
   const B = input.advantages.length;
   const eps = input.clipEps ?? 0.5,
     cap = input.isCap ?? 2,

@@ -468,6 +468,26 @@ Napi::Value ModelCheck(const Napi::CallbackInfo& info) {
   });
 }
 
+// referenceLogProbs(config, params: Float64Array, ids, keymask|null, positions|null, B, T, rows, targets) -> Float64Array
+Napi::Value ReferenceLogProbs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&] {
+    const ModelConfig cfg = parse_config(info[0].As<Napi::Object>());
+    const int B = info[5].As<Napi::Number>().Int32Value(), T = info[6].As<Napi::Number>().Int32Value();
+    const size_t N = (size_t)B * T;
+    auto params = info[1].As<Napi::Float64Array>();
+    const int32_t* ids = typed<int32_t, napi_int32_array>(info[2], N, "tokens");
+    const uint8_t* mask = info[3].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[3], N, "attentionMask");
+    const int32_t* pos = info[4].IsNull() ? nullptr : typed<int32_t, napi_int32_array>(info[4], N, "positions");
+    auto rows = info[7].As<Napi::Int32Array>(), targets = info[8].As<Napi::Int32Array>();
+    const std::vector<int32_t> r(rows.Data(), rows.Data() + rows.ElementLength()), t(targets.Data(), targets.Data() + targets.ElementLength());
+    const std::vector<double> logp = reference_logprobs(cfg, params.Data(), ids, mask, pos, B, T, r, t);
+    Napi::Float64Array out = Napi::Float64Array::New(env, logp.size());
+    std::copy(logp.begin(), logp.end(), out.Data());
+    return out;
+  });
+}
+
 // gemmBench(M, N, K, threads, reps, kernel: 'auto'|'portable', layout: 'nt'|'nn'|'tn') -> best GFLOP/s.
 // nt: out = inp W^T (linear forward), nn: dinp = dout W, tn: dW = dout^T inp.
 Napi::Value GemmBench(const Napi::CallbackInfo& info) {
@@ -504,6 +524,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opCheck", Napi::Function::New(env, OpCheck));
   exports.Set("modelCheck", Napi::Function::New(env, ModelCheck));
   exports.Set("gemmBench", Napi::Function::New(env, GemmBench));
+  exports.Set("referenceLogProbs", Napi::Function::New(env, ReferenceLogProbs));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("gemmKernel", Napi::String::New(env, gemm_kernel_name()));
   return exports;

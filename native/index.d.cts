@@ -101,6 +101,17 @@ export declare class NativeModel {
 export declare function opCheckNames(): string[];
 export declare function opCheck(op: string, seed: number): CheckResult;
 export declare function modelCheck(config: NativeConfig, seed: number): CheckResult;
+export declare function referenceLogProbs(
+  config: NativeConfig,
+  params: Float64Array,
+  ids: Int32Array,
+  keymask: Uint8Array | null,
+  positions: Int32Array | null,
+  batch: number,
+  seqLen: number,
+  rows: Int32Array,
+  targets: Int32Array,
+): Float64Array;
 export declare function gemmBench(m: number, n: number, k: number, threads: number, reps: number, kernel: 'auto' | 'portable'): number;
 export declare function fmaPeak(threads: number, seconds: number): number;
 export declare const gemmKernel: string;

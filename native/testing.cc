@@ -333,7 +333,8 @@ CheckResult gemm_check(std::mt19937_64& rng) {
 template <typename T>
 T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const T* P, const int32_t* ids,
                   const uint8_t* keymask, const int32_t* pos, int B, int Tn, const std::vector<int32_t>& rows,
-                  const std::vector<int32_t>& targets, const std::vector<T>& weights, std::vector<T>* logits_out) {
+                  const std::vector<int32_t>& targets, const std::vector<T>& weights, std::vector<T>* logits_out,
+                  std::vector<T>* logp_out = nullptr) {
   const int N = B * Tn, D = c.d_model, F = c.mlp_hidden_size, H = c.n_heads, KV = c.n_kv_heads, hd = c.head_dim();
   const int E = c.embedding_size, KVd = KV * hd, S = (int)rows.size();
   auto W = [&](size_t i) { return P + ts[i].offset; };
@@ -379,10 +380,20 @@ T reference_model(const ModelConfig& c, const std::vector<TensorSpec>& ts, const
   ref::lmhead_logprob_forward(logp.data(), lse.data(), h.data(), head, rows.data(), targets.data(), S, D, E, scale);
   T loss = 0;
   for (int s = 0; s < S; s++) loss -= weights[s] * logp[s];
+  if (logp_out) *logp_out = logp;
   return loss;
 }
 
 }  // namespace
+
+std::vector<double> reference_logprobs(const ModelConfig& cfg, const double* params, const int32_t* ids,
+                                       const uint8_t* keymask, const int32_t* pos, int B, int T,
+                                       const std::vector<int32_t>& rows, const std::vector<int32_t>& targets) {
+  Model layout(cfg, std::unique_ptr<Backend>(new ReferenceBackend()));  // for the tensor offsets only
+  std::vector<double> logp, weights(rows.size(), 0.0);
+  reference_model<double>(cfg, layout.tensors(), params, ids, keymask, pos, B, T, rows, targets, weights, nullptr, &logp);
+  return logp;
+}
 
 std::vector<std::string> op_check_names() {
   return {"gemm", "embedding", "rmsnorm", "linear", "rope", "attention", "swiglu", "lmhead", "adamw"};

@@ -22,4 +22,10 @@ CheckResult op_check(const std::string& op, uint64_t seed);
 // the reference loops, with finite differences over every parameter.
 CheckResult model_check(const ModelConfig& cfg, uint64_t seed);
 
+// log p(targets[s]) at rows[s] under a float64 reference model with the given parameters (laid out
+// like Model's parameter block), for finite-difference checks of anything built on the log-probs.
+std::vector<double> reference_logprobs(const ModelConfig& cfg, const double* params, const int32_t* ids,
+                                       const uint8_t* keymask, const int32_t* pos, int B, int T,
+                                       const std::vector<int32_t>& rows, const std::vector<int32_t>& targets);
+
 }  // namespace diffpo
