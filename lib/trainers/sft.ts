@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../checkpoint.js';
@@ -110,7 +110,10 @@ export class SftTrainer {
     const { steps, signal } = options;
     if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
     const o = this.#o;
-    if (o.outDir) await mkdir(o.outDir, { recursive: true });
+    if (o.outDir) {
+      await mkdir(o.outDir, { recursive: true });
+      if (this.step === 0) await writeFile(join(o.outDir, 'metrics.jsonl'), ''); // a fresh run starts a fresh log
+    }
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
       const t0 = performance.now();
