@@ -19,3 +19,4 @@ export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';
+export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoStepInfo, type RlMethod } from './trainers/diffpo.js';

@@ -1,0 +1,208 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { EstimatorOptions } from '../likelihood.js';
+import { planEstimate, runPlan } from '../likelihood.js';
+import { DiffusionLM } from '../model.js';
+import { AdamW } from '../optim.js';
+import { Rng } from '../rng.js';
+import type { DecodingStrategy } from '../sampler.js';
+import { encodePrompts } from '../tasks/encode.js';
+import { trainingStream, type Task } from '../tasks/task.js';
+import { CharTokenizer } from '../tokenizer.js';
+
+/** 'd1': mean-field surrogate, no importance weight; 'diffpo': two-stage surrogate with the truncated importance weight; 'trace': the exact trajectory likelihood. */
+export type RlMethod = 'd1' | 'diffpo' | 'trace';
+
+export interface DiffpoOptions {
+  model: DiffusionLM;
+  task: Task<unknown>;
+  tokenizer?: CharTokenizer;
+  method?: RlMethod;
+  /** Tokens generated per rollout (the task's response length with EOS padding). */
+  genLength: number;
+  blockLength?: number;
+  /** Rollout decoding (default threshold 0.9) and temperature (default 1). */
+  strategy?: DecodingStrategy;
+  temperature?: number;
+  /** Prompts per step and completions per prompt G (defaults 8 and 6). */
+  promptsPerStep?: number;
+  groupSize?: number;
+  /** Inner iterations mu over each batch of rollouts (default 2). */
+  innerIterations?: number;
+  clipEps?: number;
+  isCap?: number;
+  /** k3 KL coefficient against a frozen copy of the starting model (default 0.04; 0 skips the reference). */
+  beta?: number;
+  pMaskPrompt?: number;
+  /** 'mean' (d1: r - mean of the group) or 'mean-std' (also divided by the group's std). */
+  advantage?: 'mean' | 'mean-std';
+  lr?: number;
+  betas?: [number, number];
+  weightDecay?: number;
+  maxGradNorm?: number;
+  exclude?: Iterable<string>;
+  seed?: number;
+}
+
+export interface DiffpoStepInfo {
+  step: number;
+  steps: number;
+  meanReward: number;
+  accuracy: number;
+  meanNfe: number;
+  loss: number;
+  klMean: number;
+  clipFraction: number;
+  isWeightMean: number;
+  isWeightMax: number;
+  truncatedFraction: number;
+  seconds: { rollout: number; likelihood: number; update: number };
+}
+
+/** Group-relative advantages: rewards minus their group's mean (divided by the group's std with 'mean-std'). */
+export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, mode: 'mean' | 'mean-std' = 'mean'): Float32Array {
+  const out = new Float32Array(rewards.length);
+  for (let g = 0; g < rewards.length; g += groupSize) {
+    const group = Array.from({ length: groupSize }, (_, i) => rewards[g + i]!);
+    const mean = group.reduce((a, r) => a + r, 0) / groupSize;
+    const std = Math.sqrt(group.reduce((a, r) => a + (r - mean) ** 2, 0) / Math.max(1, groupSize - 1));
+    group.forEach((r, i) => (out[g + i] = mode === 'mean-std' ? (r - mean) / (std + 1e-4) : r - mean));
+  }
+  return out;
+}
+
+/**
+ * The DiFFPO RL trainer (ALGORITHMS.md §5), model-only with a fixed sampler: rollouts of G completions
+ * per prompt, group-relative advantages, and mu inner iterations of the clipped objective with the
+ * chosen surrogate (d1's mean-field, DiFFPO's two-stage with truncated importance weights, or the
+ * exact trajectory likelihood), k3 KL against the starting model, AdamW.
+ */
+export class DiffpoTrainer {
+  readonly model: DiffusionLM;
+  readonly task: Task<unknown>;
+  readonly tokenizer: CharTokenizer;
+  readonly optimizer: AdamW;
+  step = 0;
+  readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
+  readonly #stream: Generator<unknown>;
+  #reference: Promise<DiffusionLM> | null = null;
+
+  constructor(options: DiffpoOptions) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DiffpoOptions;
+    this.#o = { method: 'diffpo', promptsPerStep: 8, groupSize: 6, innerIterations: 2, clipEps: 0.5, isCap: 2, beta: 0.04, pMaskPrompt: 0.15, advantage: 'mean', seed: 0, temperature: 1, ...given };
+    const o = this.#o;
+    if (!['d1', 'diffpo', 'trace'].includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
+    for (const [k, v] of Object.entries({ promptsPerStep: o.promptsPerStep, groupSize: o.groupSize, innerIterations: o.innerIterations, genLength: o.genLength }))
+      if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`${k} must be a positive integer, got ${String(v)}`);
+    if (o.groupSize < 2) throw new InvalidArgumentError('groupSize must be at least 2 (advantages are group-relative)');
+    this.model = o.model;
+    this.task = o.task;
+    this.tokenizer = o.tokenizer ?? new CharTokenizer();
+    this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
+    this.#stream = trainingStream(this.task, new Rng(o.seed), new Set(o.exclude ?? []));
+  }
+
+  /** A frozen copy of the starting weights (made on first use), for the KL term. */
+  async #referenceModel(): Promise<DiffusionLM> {
+    this.#reference ??= (async () => {
+      const ref = DiffusionLM.create(this.model.config, { threads: this.model.threads });
+      const dst = ref.parameters();
+      for (const [name, p] of this.model.parameters()) dst.get(name)!.set(p);
+      return ref;
+    })();
+    return this.#reference;
+  }
+
+  async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: DiffpoStepInfo) => void | Promise<void> }): Promise<DiffpoStepInfo | null> {
+    const o = this.#o;
+    const { steps, signal } = options;
+    if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
+    const reference = o.beta > 0 ? await this.#referenceModel() : null;
+    const estimator: EstimatorOptions['estimator'] = o.method === 'd1' ? 'mean-field' : o.method === 'diffpo' ? 'two-stage' : 'trajectory';
+    let last: DiffpoStepInfo | null = null;
+    while (this.step < steps) {
+      const step = this.step + 1;
+      // rollouts: G completions of each prompt from the current (behaviour) policy
+      let t0 = performance.now();
+      const items = Array.from({ length: o.promptsPerStep }, () => this.#stream.next().value);
+      const groupItems = items.flatMap((item) => new Array(o.groupSize).fill(item));
+      const prompts = encodePrompts(this.task, groupItems, this.tokenizer);
+      const rollout = await this.model.generate(prompts, {
+        genLength: o.genLength,
+        blockLength: o.blockLength,
+        strategy: o.strategy ?? { kind: 'threshold', threshold: 0.9 },
+        temperature: o.temperature,
+        seed: o.seed * 1_000_003 + step,
+        signal,
+      });
+      const L = o.genLength;
+      const texts = groupItems.map((_, b) => this.tokenizer.decode(rollout.tokens.subarray(b * L, (b + 1) * L)));
+      const rewards = groupItems.map((item, b) => this.task.reward(item, texts[b]!));
+      const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
+      // the loss covers each completion up to and including its first EOS
+      const tokenMask = new Uint8Array(rollout.tokens.length);
+      for (let b = 0; b < groupItems.length; b++)
+        for (let i = 0; i < L; i++) {
+          tokenMask[b * L + i] = 1;
+          if (rollout.tokens[b * L + i] === this.tokenizer.eosId) break;
+        }
+      const rolloutS = (performance.now() - t0) / 1000;
+      // the surrogate's passes for every inner iteration, with old (and reference) log-probs, before any update
+      t0 = performance.now();
+      const batch = { prompts, completions: rollout.tokens, decodeStep: rollout.decodeStep };
+      const plans = [],
+        olds = [],
+        refs = [];
+      for (let it = 0; it < o.innerIterations; it++) {
+        const plan = planEstimate(this.model, batch, { estimator, pMaskPrompt: o.pMaskPrompt, seed: o.seed * 7919 + step * 31 + it });
+        plans.push(plan);
+        olds.push(await runPlan(this.model, batch, plan, { signal }));
+        refs.push(reference ? await runPlan(reference, batch, plan, { signal }) : undefined);
+      }
+      const likelihoodS = (performance.now() - t0) / 1000;
+      t0 = performance.now();
+      let res = null;
+      for (let it = 0; it < o.innerIterations; it++) {
+        await this.model.zeroGrad();
+        res = await this.model.policyLoss(
+          {
+            ...batch,
+            advantages,
+            logpOld: olds[it]!,
+            logpBehaviour: o.method === 'diffpo' ? rollout.behaviourLogProb : undefined,
+            logpRef: refs[it],
+            tokenMask,
+            clipEps: o.clipEps,
+            isCap: o.isCap,
+            beta: o.beta,
+          },
+          plans[it]!,
+          { backward: true, signal },
+        );
+        await this.optimizer.step({ signal });
+      }
+      this.step = step;
+      last = {
+        step,
+        steps,
+        meanReward: rewards.reduce((a, r) => a + r, 0) / rewards.length,
+        accuracy: groupItems.filter((item, b) => this.task.correct(item, texts[b]!)).length / groupItems.length,
+        meanNfe: rollout.nfe.reduce((a, n) => a + n, 0) / rollout.nfe.length,
+        loss: res!.loss,
+        klMean: res!.klMean,
+        clipFraction: res!.clipFraction,
+        isWeightMean: res!.isWeightMean,
+        isWeightMax: res!.isWeightMax,
+        truncatedFraction: res!.truncatedFraction,
+        seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
+      };
+      await options.onStep?.(last);
+    }
+    return last;
+  }
+
+  /** Frees the frozen reference copy. */
+  async dispose(): Promise<void> {
+    if (this.#reference) (await this.#reference).dispose();
+    this.#reference = null;
+  }
+}
