@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -58,6 +58,16 @@ describe('CLI', () => {
     const more = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '8', '--batch-size', '8', '--resume');
     expect(more.status, more.stderr).toBe(0);
     expect(more.stdout).toMatch(/after 8 steps/);
+  });
+
+  it('train runs RL from the shipped base and prints a before/after table and the report path', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'rl');
+    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '16', '--out', out, '--method', 'd1');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\| sudoku4-base \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+    expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
+    expect(r.stdout).toContain(`report: ${join(out, 'report.md')}`);
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
   });
 
   it('bad arguments exit 1 with a message naming the problem', () => {
