@@ -14,7 +14,7 @@ export { AbortError, CheckpointError, ConfigError, DiffpoError, DisposedError, I
 export { buildSafetensorsHeader, readSafetensorsHeader } from './safetensors.js';
 export type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safetensors.js';
 export { Rng } from './rng.js';
-export { CharTokenizer, SPECIAL_TOKENS, TASK_ALPHABET } from './tokenizer.js';
+export { CharTokenizer, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABET, type TextTokenizer } from './tokenizer.js';
 export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';

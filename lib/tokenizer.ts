@@ -1,4 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { Tokenizer } from '@huggingface/tokenizers';
 
 import { CheckpointError, InvalidArgumentError } from './errors.js';
 
@@ -86,5 +89,70 @@ export class CharTokenizer {
     if (vocab[SPECIAL_TOKENS.eos] !== size - 2 || vocab[SPECIAL_TOKENS.mask] !== size - 1 || chars.some((c, i) => vocab[c] !== i))
       throw new CheckpointError(`${path}: unexpected layout (characters first, then EOS and mask as the last two ids)`);
     return new CharTokenizer(chars.join(''), size);
+  }
+}
+
+/** What the library needs of a tokenizer. */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  encode(text: string): Int32Array;
+  decode(ids: ArrayLike<number>): string;
+}
+
+/**
+ * Any Hugging Face tokenizer.json (BPE, WordPiece, ...; e.g. LLaDA's byte-level BPE), through the
+ * maintained pure-JS @huggingface/tokenizers. Special tokens such as LLaDA's <|mdm_mask|> encode to
+ * their single ids.
+ */
+export class HfTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  readonly #tok: Tokenizer;
+
+  constructor(tokenizerJson: object, tokenizerConfig: object = {}) {
+    this.#tok = new Tokenizer(tokenizerJson, tokenizerConfig);
+    const json = tokenizerJson as { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
+    const vocab = json.model?.vocab ?? {};
+    const ids = [...(Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab)), ...(json.added_tokens ?? []).map((t) => t.id)];
+    this.vocabSize = ids.length ? Math.max(...ids) + 1 : 0;
+  }
+
+  encode(text: string): Int32Array {
+    return Int32Array.from(this.#tok.encode(text, { add_special_tokens: false }).ids);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    return this.#tok.decode(Array.from(ids), { skip_special_tokens: false });
+  }
+}
+
+/**
+ * The tokenizer of a checkpoint directory: diffpo's character tokenizer when tokenizer.json is one,
+ * else a Hugging Face tokenizer (with tokenizer_config.json when present).
+ */
+export async function loadTokenizer(dir: string): Promise<CharTokenizer | HfTokenizer> {
+  const path = join(dir, 'tokenizer.json');
+  let json: { model?: { type?: string } };
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new CheckpointError(`cannot read tokenizer ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (json.model?.type === 'WordLevel') {
+    try {
+      return await CharTokenizer.fromFile(path);
+    } catch {
+      // a WordLevel tokenizer of another layout: let the general loader take it
+    }
+  }
+  let config = {};
+  try {
+    config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8'));
+  } catch {
+    // optional
+  }
+  try {
+    return new HfTokenizer(json, config);
+  } catch (err) {
+    throw new CheckpointError(`${path} is not a tokenizer this library can load: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -11,7 +11,9 @@ import {
   countSudoku4Solutions,
   evaluateExpression,
   getTask,
+  HfTokenizer,
   InvalidArgumentError,
+  loadTokenizer,
   isSudoku4Solution,
   loadTestSet,
   Rng,
@@ -172,5 +174,40 @@ describe('tokenizer', () => {
     expect(json.added_tokens.map((t) => t.content)).toEqual(['<|eos|>', '<|mdm_mask|>']);
     writeFileSync(join(dir, 'bad.json'), '{"model": {"type": "BPE"}}');
     await expect(CharTokenizer.fromFile(join(dir, 'bad.json'))).rejects.toThrow(/not a diffpo character-level tokenizer/);
+  });
+
+  it("is a valid Hugging Face tokenizer: @huggingface/tokenizers gives the same ids", () => {
+    const hf = new HfTokenizer(tok.toJSON());
+    const text = 'S3102200002100320\n3142#28';
+    expect(Array.from(hf.encode(text))).toEqual(Array.from(tok.encode(text)));
+    expect(hf.decode(tok.encode(text))).toBe(text);
+  });
+
+  it("loads a byte-level BPE tokenizer.json like LLaDA's, with its mask token as one id", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-bpe-'));
+    const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    const bpe = {
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: [special(6, '<|eot_id|>'), special(7, '<|mdm_mask|>')],
+      normalizer: null,
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      post_processor: null,
+      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab: { a: 0, b: 1, ab: 2, 'Ġ': 3, 'Ġab': 4, c: 5 }, merges: ['a b', 'Ġ ab'] },
+    };
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(bpe));
+    const t = await loadTokenizer(dir);
+    expect(t).toBeInstanceOf(HfTokenizer);
+    expect(t.vocabSize).toBe(8);
+    expect(Array.from(t.encode('ab ab'))).toEqual([2, 4]);
+    expect(Array.from(t.encode('ab<|mdm_mask|>c'))).toEqual([2, 7, 5]);
+    expect(t.decode([2, 4])).toBe('ab ab');
+    // and diffpo's own files come back as the character tokenizer
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
+    expect(await loadTokenizer(dir)).toBeInstanceOf(CharTokenizer);
+    writeFileSync(join(dir, 'tokenizer.json'), '{');
+    await expect(loadTokenizer(dir)).rejects.toThrow(/cannot read tokenizer/);
   });
 });
