@@ -2,11 +2,12 @@
 import { parseArgs } from 'node:util';
 
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { presetConfig, type PresetName } from './config.js';
 import { evaluate } from './evaluate.js';
+import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
@@ -35,6 +36,8 @@ commands:
   eval --model DIR --task sudoku4|countdown3|arith [--data FILE] [--limit N]
        [--threshold 0.9 | --steps N | --factor F | --gamma G] [--block-length N] [--cache none|prefix|dual] [--json]
       Accuracy, mean reward, mean NFE and tokens/s on the task's external test set (or FILE).
+       --pareto [--out FILE.svg]: sweeps thresholds 0.5..0.95 and one token per step instead, prints
+      the accuracy-vs-NFE table and draws it as an SVG (default runs/<task>-pareto.svg).
   generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N [--block-length N]
            (--steps N | --threshold T | --factor F | --gamma G) [--temperature 0] [--seed 0]
            [--max-nfe N] [--json]
@@ -95,6 +98,7 @@ async function main(argv: string[]): Promise<void> {
       data: { type: 'string' },
       limit: { type: 'string' },
       cache: { type: 'string', default: 'none' },
+      pareto: { type: 'boolean', default: false },
     },
   });
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
@@ -262,6 +266,24 @@ async function evalCommand(v: Flags, threads: number | undefined): Promise<void>
   const given = (['steps', 'threshold', 'factor', 'gamma'] as const).some((k) => v[k] !== undefined);
   const strategy = given ? strategyFromFlags(v) : { kind: 'threshold' as const, threshold: 0.9 };
   const model = await DiffusionLM.fromPretrained(v.model, { threads });
+  if (v.pareto) {
+    try {
+      const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength: v['block-length'] !== undefined ? Number(v['block-length']) : undefined });
+      const front = new Set(paretoFront(points));
+      const svg = typeof v.out === 'string' ? v.out : join('runs', `${task.name}-pareto.svg`);
+      await mkdir(dirname(svg), { recursive: true });
+      await writeFile(svg, paretoSvg([{ name: v.model, points }], [], `${task.name}: accuracy vs mean NFE`));
+      if (v.json) process.stdout.write(JSON.stringify({ task: task.name, points, svg }) + '\n');
+      else {
+        process.stdout.write('| decoding | accuracy | mean NFE | on the front |\n|---|---|---|---|\n');
+        for (const p of points) process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${front.has(p) ? 'yes' : ''} |\n`);
+        process.stdout.write(`\nplot: ${svg}\n`);
+      }
+    } finally {
+      model.dispose();
+    }
+    return;
+  }
   try {
     const sampler = { strategy, blockLength: v['block-length'] !== undefined ? Number(v['block-length']) : genLength, cache: v.cache as 'none' };
     const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler });

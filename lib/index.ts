@@ -18,5 +18,6 @@ export { CharTokenizer, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABE
 export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
+export { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';
 export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoStepInfo, type RlMethod } from './trainers/diffpo.js';

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { CharTokenizer, DiffusionLM, loadTestSet, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
+
+const pt = (label: string, accuracy: number, meanNfe: number): ParetoPoint => ({ label, strategy: { kind: 'threshold', threshold: 0 }, accuracy, meanReward: 0, meanNfe });
+
+describe('accuracy vs NFE', () => {
+  it('paretoFront keeps exactly the undominated points', () => {
+    const a = pt('a', 0.5, 1),
+      b = pt('b', 0.7, 2),
+      c = pt('c', 0.6, 3), // dominated by b
+      d = pt('d', 0.9, 10),
+      e = pt('e', 0.5, 1.5); // dominated by a
+    expect(paretoFront([a, b, c, d, e]).map((p) => p.label)).toEqual(['a', 'b', 'd']);
+  });
+
+  it('paretoSvg draws one polyline per curve, a marker per point and per extra point, and a legend', () => {
+    const svg = paretoSvg([{ name: 'base <1>', points: [pt('x', 0.5, 1), pt('y', 0.8, 4)] }, { name: 'rl', points: [pt('z', 0.9, 2)] }], [{ name: 'learned', point: pt('l', 0.85, 1.5) }]);
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<polyline/g)!.length).toBe(2);
+    expect(svg.match(/<circle/g)!.length).toBe(3);
+    expect(svg).toContain('base &lt;1&gt;');
+    expect(svg).toContain('learned: accuracy 0.850, NFE 1.50');
+  });
+
+  it('paretoSweep of the shipped sudoku4 base: NFE grows with the threshold, one token per step costs genLength', async () => {
+    const dir = join('models', 'sudoku4-base');
+    const model = await DiffusionLM.fromPretrained(dir);
+    const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+    const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
+    const items = (await loadTestSet(sudoku4Task())).slice(0, 32);
+    const points = await paretoSweep(model, sudoku4Task(), { items, tokenizer, genLength, thresholds: [0.5, 0.9, 1.01], gammas: [0.5] });
+    expect(points.map((p) => p.label)).toEqual(['threshold 0.5', 'threshold 0.9', 'one token per step', 'gamma 0.5']);
+    expect(points[0]!.meanNfe).toBeLessThanOrEqual(points[1]!.meanNfe);
+    expect(points[2]!.meanNfe).toBe(genLength);
+    expect(points[2]!.accuracy).toBeGreaterThanOrEqual(points[0]!.accuracy);
+    model.dispose();
+  });
+});
