@@ -25,10 +25,11 @@ commands:
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
   train --task sudoku4|countdown3 [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
-      [--threshold 0.9] [--lr 1e-4] [--limit N]
+      [--threshold 0.9] [--lr 1e-4] [--limit N] [--resume]
       RL from the shipped base checkpoint models/<task>-base: evaluates it on the external test set,
       trains with the DiFFPO trainer (progress line per step), evaluates again, prints a before/after
-      table, and writes the model, metrics.jsonl and report.md to DIR (default runs/<task>-<method>).
+      table, and writes a resumable checkpoint (every 25 steps), metrics.jsonl and report.md to DIR
+      (default runs/<task>-<method>); --resume continues a run in DIR to --steps.
   sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
       [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume] [--export DIR]
       Supervised fine-tuning on generated items (never the external test set's), with a progress
@@ -189,9 +190,9 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   const out = typeof v.out === 'string' ? v.out : join('runs', `${task.name}-${method}`);
   const steps = Number(v.steps ?? 100);
   await mkdir(out, { recursive: true });
-  const model = await DiffusionLM.fromPretrained(base, { threads });
-  const tokenizer = await CharTokenizer.fromFile(join(base, 'tokenizer.json'));
-  const genLength = JSON.parse(await readFile(join(base, 'generation_config.json'), 'utf8')).gen_length as number;
+  const from = v.resume ? out : base;
+  const tokenizer = await CharTokenizer.fromFile(join(from, 'tokenizer.json'));
+  const genLength = JSON.parse(await readFile(join(from, 'generation_config.json'), 'utf8')).gen_length as number;
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, Number(v.limit));
   const threshold = v.threshold !== undefined ? Number(v.threshold) : 0.9;
@@ -201,10 +202,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     void completions;
     return r;
   };
-  process.stderr.write(`evaluating ${base} on ${test.length} test items...\n`);
-  const before = await run();
-  const rl = new DiffpoTrainer({
-    model,
+  const options = {
     task,
     tokenizer,
     method,
@@ -213,9 +211,15 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     lr: v.lr !== undefined ? Number(v.lr) : 1e-4,
     seed: Number(v.seed),
     exclude: test.map((t) => task.key(t)),
-  });
+    outDir: out,
+    checkpointEvery: 25,
+  };
+  const rl = v.resume ? await DiffpoTrainer.resume(out, { ...options, threads }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, { threads }) });
+  const model = rl.model;
+  process.stderr.write(`evaluating ${v.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items...\n`);
+  const before = await run();
   const metrics = join(out, 'metrics.jsonl');
-  await writeFile(metrics, '');
+  if (!v.resume) await writeFile(metrics, '');
   const t0 = performance.now();
   const tty = process.stderr.isTTY;
   try {
@@ -234,13 +238,10 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   }
   const seconds = (performance.now() - t0) / 1000;
   const after = await run();
-  await model.save(out, { dtype: 'bf16' });
-  await writeFile(join(out, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()));
-  await writeFile(join(out, 'generation_config.json'), JSON.stringify({ task: task.name, gen_length: genLength }, null, 2) + '\n');
   const table = [
     `| model | accuracy | mean reward | mean NFE |`,
     `|---|---|---|---|`,
-    `| ${task.name}-base | ${before.accuracy.toFixed(3)} | ${before.meanReward.toFixed(3)} | ${before.meanNfe.toFixed(2)} |`,
+    `| ${v.resume ? 'resumed run' : `${task.name}-base`} | ${before.accuracy.toFixed(3)} | ${before.meanReward.toFixed(3)} | ${before.meanNfe.toFixed(2)} |`,
     `| after ${steps} ${method} steps | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
   ].join('\n');
   const report = `# ${task.name}: ${method} RL from ${task.name}-base\n\n${steps} steps in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}); evaluated on ${test.length} external test items with threshold ${threshold} decoding.\n\n${table}\n\nPer-step metrics: metrics.jsonl.\n`;

@@ -1,6 +1,10 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
-import { DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoStepInfo, type Task } from 'diffpo';
+import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoStepInfo, type Task } from 'diffpo';
 
 // Copy four digits; the reward is the fraction of digits right (dense, so RL has a gradient to follow).
 const copy4: Task<string> = {
@@ -46,6 +50,27 @@ describe('DiffpoTrainer', () => {
       model.dispose();
     });
   }
+
+  it('resumes bit-exactly: weights, optimizer, data RNG and the frozen reference', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-rl-'));
+    const start = DiffusionLM.create(TINY, { seed: 8, initStd: 0.05 });
+    const common = { task: copy4 as Task<unknown>, method: 'diffpo' as const, genLength: 5, promptsPerStep: 4, groupSize: 3, lr: 1e-3, beta: 0.05, seed: 3 };
+    const a = DiffusionLM.create(TINY, { seed: 8, initStd: 0.05 });
+    const ac = new AbortController();
+    const first = new DiffpoTrainer({ ...common, model: a, outDir: dir, checkpointEvery: 2 });
+    await expect(first.train({ steps: 4, signal: ac.signal, onStep: (i) => void (i.step === 2 && ac.abort()) })).rejects.toBeInstanceOf(AbortError);
+    await first.dispose();
+    const resumed = await DiffpoTrainer.resume(dir, common);
+    expect(resumed.step).toBe(2);
+    await resumed.train({ steps: 4 });
+    const straight = new DiffpoTrainer({ ...common, model: start });
+    await straight.train({ steps: 4 });
+    const want = start.parameters();
+    for (const [name, t] of resumed.model.parameters()) expect(new Uint32Array(t.slice().buffer), name).toEqual(new Uint32Array(want.get(name)!.slice().buffer));
+    await resumed.dispose();
+    await straight.dispose();
+    for (const m of [a, start, resumed.model]) m.dispose();
+  });
 
   it('rejects bad options by name', () => {
     const model = DiffusionLM.create(TINY);

@@ -1,4 +1,9 @@
-import { InvalidArgumentError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { writeFileAtomic } from '../checkpoint.js';
+import { CheckpointError, InvalidArgumentError } from '../errors.js';
 import type { EstimatorOptions } from '../likelihood.js';
 import { planEstimate, runPlan } from '../likelihood.js';
 import { DiffusionLM } from '../model.js';
@@ -8,6 +13,7 @@ import type { DecodingStrategy } from '../sampler.js';
 import { encodePrompts } from '../tasks/encode.js';
 import { trainingStream, type Task } from '../tasks/task.js';
 import { CharTokenizer } from '../tokenizer.js';
+import { loadOptimizer, saveOptimizer } from './state.js';
 
 /** 'd1': mean-field surrogate, no importance weight; 'diffpo': two-stage surrogate with the truncated importance weight; 'trace': the exact trajectory likelihood. */
 export type RlMethod = 'd1' | 'diffpo' | 'trace';
@@ -41,6 +47,9 @@ export interface DiffpoOptions {
   maxGradNorm?: number;
   exclude?: Iterable<string>;
   seed?: number;
+  /** Save a resumable checkpoint to outDir every N steps (0: only at the end, when outDir is set). */
+  checkpointEvery?: number;
+  outDir?: string;
 }
 
 export interface DiffpoStepInfo {
@@ -83,6 +92,7 @@ export class DiffpoTrainer {
   readonly optimizer: AdamW;
   step = 0;
   readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
+  readonly #rng: Rng;
   readonly #stream: Generator<unknown>;
   #reference: Promise<DiffusionLM> | null = null;
 
@@ -98,7 +108,8 @@ export class DiffpoTrainer {
     this.task = o.task;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
-    this.#stream = trainingStream(this.task, new Rng(o.seed), new Set(o.exclude ?? []));
+    this.#rng = new Rng(o.seed);
+    this.#stream = trainingStream(this.task, this.#rng, new Set(o.exclude ?? []));
   }
 
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
@@ -195,9 +206,39 @@ export class DiffpoTrainer {
         truncatedFraction: res!.truncatedFraction,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };
+      const every = o.checkpointEvery ?? 0;
+      if (o.outDir && ((every > 0 && step % every === 0) || step === steps)) await this.save(o.outDir);
       await options.onStep?.(last);
     }
     return last;
+  }
+
+  /** Writes a resumable checkpoint: the model (F32) with its tokenizer, the optimizer, the data RNG and the frozen reference. */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    await this.model.save(dir, { dtype: 'f32' });
+    await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
+    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.#o.genLength }, null, 2) + '\n');
+    await saveOptimizer(dir, this.optimizer);
+    if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
+    await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
+  }
+
+  /** Restores a checkpoint written by save() (same options, without the model: it is loaded from dir). */
+  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number }): Promise<DiffpoTrainer> {
+    let state: { step: number; rng: number[]; seed: number };
+    try {
+      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
+    } catch (err) {
+      throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
+    const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });
+    await loadOptimizer(dir, trainer.optimizer);
+    trainer.#rng.setState(state.rng);
+    trainer.step = state.step;
+    if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads });
+    return trainer;
   }
 
   /** Frees the frozen reference copy. */

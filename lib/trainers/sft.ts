@@ -7,10 +7,10 @@ import { evaluate, type EvaluateResult } from '../evaluate.js';
 import { DiffusionLM } from '../model.js';
 import { AdamW } from '../optim.js';
 import { Rng } from '../rng.js';
-import { buildSafetensorsHeader, readSafetensorsHeader } from '../safetensors.js';
 import type { GenerateOptions } from '../sampler.js';
 import { encodeSftBatch, responseLengthOf } from '../tasks/encode.js';
 import { trainingStream, type Task } from '../tasks/task.js';
+import { loadOptimizer, saveOptimizer } from './state.js';
 import { CharTokenizer } from '../tokenizer.js';
 
 export interface SftOptions {
@@ -53,7 +53,6 @@ export interface SftStepInfo {
 interface TrainerState {
   step: number;
   rng: number[];
-  optimizerStep: number;
   responseLength: number;
   seed: number;
 }
@@ -162,12 +161,8 @@ export class SftTrainer {
   /** Writes a resumable checkpoint: export() in F32, plus the optimizer moments and trainer state. */
   async save(dir: string): Promise<void> {
     await this.export(dir, 'f32');
-    const { step, m, v } = this.optimizer.state();
-    const header = buildSafetensorsHeader([{ name: 'adamw.m', shape: [m.length] }, { name: 'adamw.v', shape: [v.length] }], 'F32');
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
-    await writeFileAtomic(join(dir, 'optimizer.safetensors'), Buffer.concat([len, Buffer.from(header), Buffer.from(m.buffer, m.byteOffset, m.byteLength), Buffer.from(v.buffer, v.byteOffset, v.byteLength)]));
-    const state: TrainerState = { step: this.step, rng: this.#rng.getState(), optimizerStep: step, responseLength: this.responseLength, seed: this.#o.seed };
+    await saveOptimizer(dir, this.optimizer);
+    const state: TrainerState = { step: this.step, rng: this.#rng.getState(), responseLength: this.responseLength, seed: this.#o.seed };
     await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
   }
 
@@ -181,14 +176,7 @@ export class SftTrainer {
     }
     const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
     const trainer = new SftTrainer(model, { ...options, seed: state.seed, responseLength: state.responseLength });
-    const { tensors } = await readSafetensorsHeader(join(dir, 'optimizer.safetensors'));
-    const bytes = await readFile(join(dir, 'optimizer.safetensors'));
-    const read = (name: string) => {
-      const t = tensors.get(name);
-      if (!t || t.dtype !== 'F32') throw new CheckpointError(`${dir}/optimizer.safetensors lacks ${name}`);
-      return new Float32Array(bytes.buffer.slice(bytes.byteOffset + t.begin, bytes.byteOffset + t.end));
-    };
-    trainer.optimizer.loadState({ step: state.optimizerStep, m: read('adamw.m'), v: read('adamw.v') });
+    await loadOptimizer(dir, trainer.optimizer);
     trainer.#rng.setState(state.rng);
     trainer.step = state.step;
     return trainer;
