@@ -41,7 +41,7 @@ commands:
       the accuracy-vs-NFE table and draws it as an SVG (default runs/<task>-pareto.svg).
   generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N [--block-length N]
            (--steps N | --threshold T | --factor F | --gamma G) [--temperature 0] [--seed 0]
-           [--max-nfe N] [--json]
+           [--max-nfe N] [--cache none|prefix|dual] [--json]
       Decodes a completion per prompt and prints the tokens, the NFE and a per-step trace
       (positions, tokens, confidences); --json prints it all as one JSON object.
 `;
@@ -327,6 +327,7 @@ async function generateCommand(v: Record<string, string | boolean | undefined>, 
     temperature: Number(v.temperature),
     seed: Number(v.seed),
     maxNfe: v['max-nfe'] !== undefined ? Number(v['max-nfe']) : undefined,
+    cache: v.cache as GenerateOptions['cache'],
   };
   const trace: { step: number; unmasked: { sequence: number; position: number; token: number; confidence: number }[] }[] = [];
   options.onStep = (e) => {

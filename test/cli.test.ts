@@ -38,6 +38,12 @@ describe('CLI', () => {
     expect(got.steps.map((s) => s.step)).toEqual([1, 2, 3, 4]);
     for (const s of got.steps) for (const u of s.unmasked) expect(want.decodeStep[u.sequence * 8 + u.position]).toBe(s.step);
     model.dispose();
+    const dual = cli('generate', '--model', dir, '--prompt', '1,2,3;4,5', '--gen-length', '8', '--block-length', '4', '--threshold', '0.5', '--cache', 'dual', '--json');
+    expect(dual.status, dual.stderr).toBe(0);
+    expect((JSON.parse(dual.stdout) as { tokens: number[][] }).tokens.length).toBe(2);
+    const badCache = cli('generate', '--model', dir, '--prompt', '1', '--gen-length', '4', '--threshold', '0.5', '--cache', 'full');
+    expect(badCache.status).toBe(1);
+    expect(badCache.stderr).toMatch(/cache must be/);
     const none = cli('generate', '--model', dir, '--prompt', '1', '--gen-length', '4');
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/exactly one of --steps, --threshold, --factor, --gamma/);
