@@ -19,5 +19,6 @@ export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 export { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
+export { ThresholdHead } from './threshold-head.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';
 export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoStepInfo, type RlMethod } from './trainers/diffpo.js';

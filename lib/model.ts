@@ -178,6 +178,15 @@ export class DiffusionLM {
     return out;
   }
 
+  /** Final hidden states (after the last RMSNorm), (batch, seqLen, d_model) row-major. */
+  async hiddenStates(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
+    const { batch, seqLen } = options;
+    this.#checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
+    const out = new Float32Array(batch * seqLen * this.config.d_model);
+    await this.#run(options.signal, () => this.#native.hidden(tokens, options.attentionMask ?? null, options.positions ?? null, batch, seqLen, out));
+    return out;
+  }
+
   /**
    * Log-probabilities of chosen tokens at chosen positions in one forward pass, and optionally the
    * gradient of loss = -sum_s weights[s] * logp[s]. Every likelihood estimator is built on this.

@@ -2,6 +2,7 @@ import type { NativeModel, NativeSamplerOptions } from 'diffpo/native';
 
 import { InvalidArgumentError } from './errors.js';
 import type { DiffusionLM } from './model.js';
+import { ThresholdHead } from './threshold-head.js';
 
 /** How many masked positions each forward unmasks (ALGORITHMS.md §3). */
 export type DecodingStrategy =
@@ -12,7 +13,9 @@ export type DecodingStrategy =
   /** Fast-dLLM's dynamic rule: the largest n with c(r) >= 1 - factor/(r+1) for all r <= n. */
   | { kind: 'factor'; factor: number }
   /** Entropy-bounded (EB) sampler: the lowest-entropy prefix with sum(H) - max(H) <= gamma; one gamma per sequence allowed. */
-  | { kind: 'entropy'; gamma: number | Float32Array };
+  | { kind: 'entropy'; gamma: number | Float32Array }
+  /** DiFFPO's learned sampler: each prompt gets the head's most likely threshold (or gamma). */
+  | { kind: 'learned'; head: ThresholdHead };
 
 export interface GenerateOptions {
   /** Tokens to generate after each prompt. */
@@ -127,6 +130,8 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     case 'entropy':
       threshold = perSequence('strategy.gamma', strategy.gamma, B, (v) => Number.isFinite(v) && v >= 0, 'a finite number >= 0');
       break;
+    case 'learned':
+      throw new InvalidArgumentError("strategy 'learned' is resolved by generate(), not by samplerOptions()");
     default:
       throw new InvalidArgumentError(`strategy.kind must be 'steps', 'threshold', 'factor' or 'entropy', got ${String((strategy as { kind?: unknown })?.kind)}`);
   }
@@ -144,7 +149,7 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     blockLength,
     temperature,
     seed,
-    strategy: STRATEGY_CODE[strategy.kind],
+    strategy: STRATEGY_CODE[strategy.kind as keyof typeof STRATEGY_CODE],
     steps,
     randomRemasking,
     threshold,
@@ -162,6 +167,13 @@ export async function generate(
   prompts: Int32Array[],
   options: GenerateOptions,
 ): Promise<GenerateResult> {
+  if (options.strategy?.kind === 'learned') {
+    const head = options.strategy.head;
+    if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead as head");
+    if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
+    const features = await ThresholdHead.features(model, prompts, options.signal);
+    options = { ...options, strategy: head.strategy(features.map((f) => head.mostLikely(f))) };
+  }
   const native = samplerOptions(model, prompts, options);
   const id = await run(options.signal, async (m) => m.decoderCreate(prompts, native));
   try {

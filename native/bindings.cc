@@ -146,6 +146,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
                         InstanceMethod("zeroGrad", &NativeModel::ZeroGrad),
                         InstanceMethod("logits", &NativeModel::Logits),
+                        InstanceMethod("hidden", &NativeModel::Hidden),
                         InstanceMethod("logprobLoss", &NativeModel::LogprobLoss),
                         InstanceMethod("adamwStep", &NativeModel::AdamwStep),
                         InstanceMethod("loadTensors", &NativeModel::LoadTensors),
@@ -270,6 +271,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     float* out = typed<float, napi_float32_array>(info[5], (size_t)a.B * a.T * m.config().embedding_size, "logits output");
     return start(env, [&m, a, out] { m.logits(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr,
                  {info[0], info[1], info[2], info[5]});
+  }
+  // hidden(ids, keymask|null, positions|null, B, T, out (B*T*D))
+  Napi::Value Hidden(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    const Batch a = batch_args(info);
+    float* out = typed<float, napi_float32_array>(info[5], (size_t)a.B * a.T * m.config().d_model, "hidden output");
+    return start(env, [&m, a, out] { m.hidden(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr, {info[0], info[1], info[2], info[5]});
   }
   // logprobLoss(ids, keymask|null, positions|null, B, T, rows, targets, weights, logpOut|null, backward) -> loss
   Napi::Value LogprobLoss(const Napi::CallbackInfo& info) {

@@ -68,6 +68,7 @@ export declare class NativeModel {
   optimizerBuffers(): [ArrayBuffer, ArrayBuffer];
   initRandom(seed: number, std: number): void;
   zeroGrad(): void;
+  hidden(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
   logits(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
   logprobLoss(
     ids: Int32Array,

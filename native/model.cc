@@ -341,6 +341,13 @@ void Model::logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t*
   head(h, S, out);
 }
 
+void Model::hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out) {
+  validate_inputs(ids, keymask, pos, B, T);
+  plan(B, T, 0, false);
+  forward(ids, keymask, pos, B, T);
+  std::memcpy(out, acts_->hf, sizeof(float) * (size_t)B * T * cfg_.d_model);
+}
+
 void Model::head(const float* h, int rows, float* out) {
   backend_->linear_forward(out, h, head_weight(), rows, cfg_.d_model, cfg_.embedding_size, false);
   if (cfg_.scale_logits) backend_->scale(out, (long)rows * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));

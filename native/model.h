@@ -79,6 +79,8 @@ class Model {
   void logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
                  int S, float* out, const CacheUse* cache = nullptr);
   void resize_cache(KVCache& cache, int slots, int T) const;
+  // Final hidden states (after ln_f), (B*T, D) into out: the features of the learned sampler head.
+  void hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
 
   // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
   // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.

@@ -12,6 +12,7 @@ import { Rng } from '../rng.js';
 import type { DecodingStrategy } from '../sampler.js';
 import { encodePrompts } from '../tasks/encode.js';
 import { trainingStream, type Task } from '../tasks/task.js';
+import { ThresholdHead } from '../threshold-head.js';
 import { CharTokenizer } from '../tokenizer.js';
 import { loadOptimizer, saveOptimizer } from './state.js';
 
@@ -47,6 +48,12 @@ export interface DiffpoOptions {
   maxGradNorm?: number;
   exclude?: Iterable<string>;
   seed?: number;
+  /**
+   * The rollout threshold: 'fixed' (default: `strategy`), or a learned per-prompt threshold (§6) on a
+   * grid, trained jointly with the model ('learned') or alone with the model frozen ('sampler-only'),
+   * rewarded by r - lambda * NFE / genLength.
+   */
+  sampler?: { mode: 'fixed' } | { mode: 'learned' | 'sampler-only'; grid: number[]; lambda: number; kind?: 'threshold' | 'entropy'; lr?: number };
   /** Save a resumable checkpoint to outDir every N steps (0: only at the end, when outDir is set). */
   checkpointEvery?: number;
   outDir?: string;
@@ -64,6 +71,8 @@ export interface DiffpoStepInfo {
   isWeightMean: number;
   isWeightMax: number;
   truncatedFraction: number;
+  /** Mean grid value the learned sampler chose for the rollouts (the fixed threshold otherwise, NaN for other strategies). */
+  meanThreshold: number;
   seconds: { rollout: number; likelihood: number; update: number };
 }
 
@@ -90,6 +99,8 @@ export class DiffpoTrainer {
   readonly task: Task<unknown>;
   readonly tokenizer: CharTokenizer;
   readonly optimizer: AdamW;
+  /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
+  head: ThresholdHead | null = null;
   step = 0;
   readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
   readonly #rng: Rng;
@@ -108,6 +119,11 @@ export class DiffpoTrainer {
     this.task = o.task;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
+    const s = o.sampler ?? { mode: 'fixed' };
+    if (s.mode === 'learned' || s.mode === 'sampler-only') {
+      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
+      if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
+    } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
     this.#rng = new Rng(o.seed);
     this.#stream = trainingStream(this.task, this.#rng, new Set(o.exclude ?? []));
   }
@@ -137,10 +153,20 @@ export class DiffpoTrainer {
       const items = Array.from({ length: o.promptsPerStep }, () => this.#stream.next().value);
       const groupItems = items.flatMap((item) => new Array(o.groupSize).fill(item));
       const prompts = encodePrompts(this.task, groupItems, this.tokenizer);
+      let strategy: DecodingStrategy = o.strategy ?? { kind: 'threshold', threshold: 0.9 };
+      let features: Float64Array[] = [],
+        choices: number[] = [];
+      if (this.head) {
+        // each rollout draws its own threshold from the head's distribution for its prompt
+        const perItem = await ThresholdHead.features(this.model, encodePrompts(this.task, items, this.tokenizer), signal);
+        features = perItem.flatMap((f) => new Array(o.groupSize).fill(f));
+        choices = features.map((f) => this.head!.sample(f, this.#rng));
+        strategy = this.head.strategy(choices);
+      }
       const rollout = await this.model.generate(prompts, {
         genLength: o.genLength,
         blockLength: o.blockLength,
-        strategy: o.strategy ?? { kind: 'threshold', threshold: 0.9 },
+        strategy,
         temperature: o.temperature,
         seed: o.seed * 1_000_003 + step,
         signal,
@@ -156,14 +182,23 @@ export class DiffpoTrainer {
           tokenMask[b * L + i] = 1;
           if (rollout.tokens[b * L + i] === this.tokenizer.eosId) break;
         }
+      let meanThreshold = strategy.kind === 'threshold' && typeof strategy.threshold === 'number' ? strategy.threshold : NaN;
+      const sampler = o.sampler;
+      if (this.head && sampler && sampler.mode !== 'fixed') {
+        // the head's reward trades correctness against compute
+        const R = rewards.map((r, b) => r - (sampler.lambda * rollout.nfe[b]!) / L);
+        this.head.update(features, choices, groupAdvantages(R, o.groupSize, o.advantage), sampler.lr ?? 0.5);
+        meanThreshold = choices.reduce((a, k) => a + this.head!.grid[k]!, 0) / choices.length;
+      }
       const rolloutS = (performance.now() - t0) / 1000;
+      const modelFrozen = sampler?.mode === 'sampler-only';
       // the surrogate's passes for every inner iteration, with old (and reference) log-probs, before any update
       t0 = performance.now();
       const batch = { prompts, completions: rollout.tokens, decodeStep: rollout.decodeStep };
       const plans = [],
         olds = [],
         refs = [];
-      for (let it = 0; it < o.innerIterations; it++) {
+      for (let it = 0; it < (modelFrozen ? 0 : o.innerIterations); it++) {
         const plan = planEstimate(this.model, batch, { estimator, pMaskPrompt: o.pMaskPrompt, seed: o.seed * 7919 + step * 31 + it });
         plans.push(plan);
         olds.push(await runPlan(this.model, batch, plan, { signal }));
@@ -172,7 +207,7 @@ export class DiffpoTrainer {
       const likelihoodS = (performance.now() - t0) / 1000;
       t0 = performance.now();
       let res = null;
-      for (let it = 0; it < o.innerIterations; it++) {
+      for (let it = 0; it < (modelFrozen ? 0 : o.innerIterations); it++) {
         await this.model.zeroGrad();
         res = await this.model.policyLoss(
           {
@@ -198,12 +233,13 @@ export class DiffpoTrainer {
         meanReward: rewards.reduce((a, r) => a + r, 0) / rewards.length,
         accuracy: groupItems.filter((item, b) => this.task.correct(item, texts[b]!)).length / groupItems.length,
         meanNfe: rollout.nfe.reduce((a, n) => a + n, 0) / rollout.nfe.length,
-        loss: res!.loss,
-        klMean: res!.klMean,
-        clipFraction: res!.clipFraction,
-        isWeightMean: res!.isWeightMean,
-        isWeightMax: res!.isWeightMax,
-        truncatedFraction: res!.truncatedFraction,
+        loss: res?.loss ?? 0,
+        klMean: res?.klMean ?? 0,
+        clipFraction: res?.clipFraction ?? 0,
+        isWeightMean: res?.isWeightMean ?? 1,
+        isWeightMax: res?.isWeightMax ?? 1,
+        truncatedFraction: res?.truncatedFraction ?? 0,
+        meanThreshold,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };
       const every = o.checkpointEvery ?? 0;
@@ -221,6 +257,7 @@ export class DiffpoTrainer {
     await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.#o.genLength }, null, 2) + '\n');
     await saveOptimizer(dir, this.optimizer);
     if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
+    if (this.head) await this.head.save(dir);
     await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
   }
 
@@ -237,6 +274,7 @@ export class DiffpoTrainer {
     await loadOptimizer(dir, trainer.optimizer);
     trainer.#rng.setState(state.rng);
     trainer.step = state.step;
+    if (trainer.head && existsSync(join(dir, 'sampler_head.json'))) trainer.head = await ThresholdHead.load(dir);
     if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads });
     return trainer;
   }

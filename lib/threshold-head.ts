@@ -1,0 +1,139 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { writeFileAtomic } from './checkpoint.js';
+import { CheckpointError, InvalidArgumentError } from './errors.js';
+import type { DiffusionLM } from './model.js';
+import type { Rng } from './rng.js';
+import type { DecodingStrategy } from './sampler.js';
+
+/**
+ * DiFFPO's learned sampler (ALGORITHMS.md §6) [ours, following the abstract]: a linear softmax head
+ * on the mean-pooled final hidden states of the prompt, choosing per prompt a decoding threshold
+ * (tau for threshold decoding, or gamma for the entropy-bounded sampler) from a grid. Trained by a
+ * group-relative policy gradient on r - lambda * NFE / L; at inference the most likely grid value is
+ * used for each prompt.
+ */
+export class ThresholdHead {
+  readonly kind: 'threshold' | 'entropy';
+  readonly grid: number[];
+  readonly dModel: number;
+  /** (grid x dModel) and (grid), float64 (the head is tiny and trained in JS). */
+  readonly weight: Float64Array;
+  readonly bias: Float64Array;
+
+  constructor(options: { grid: number[]; dModel: number; kind?: 'threshold' | 'entropy' }) {
+    const { grid, dModel } = options;
+    if (!Array.isArray(grid) || grid.length < 2 || grid.some((g) => !Number.isFinite(g) || g < 0))
+      throw new InvalidArgumentError('the threshold grid needs at least two finite values >= 0');
+    if (!Number.isInteger(dModel) || dModel < 1) throw new InvalidArgumentError(`dModel must be a positive integer, got ${dModel}`);
+    this.kind = options.kind ?? 'threshold';
+    this.grid = [...grid];
+    this.dModel = dModel;
+    // zero weights: the head starts uniform over the grid
+    this.weight = new Float64Array(grid.length * dModel);
+    this.bias = new Float64Array(grid.length);
+  }
+
+  /** Mean-pooled final hidden states of each prompt (one forward, prompts left-padded). */
+  static async features(model: DiffusionLM, prompts: Int32Array[], signal?: AbortSignal): Promise<Float64Array[]> {
+    const P = Math.max(...prompts.map((p) => p.length));
+    const B = prompts.length,
+      D = model.config.d_model;
+    const tokens = new Int32Array(B * P),
+      attentionMask = new Uint8Array(B * P),
+      positions = new Int32Array(B * P);
+    prompts.forEach((p, b) => {
+      const pad = P - p.length;
+      for (let t = 0; t < P; t++) {
+        attentionMask[b * P + t] = t >= pad ? 1 : 0;
+        positions[b * P + t] = Math.max(0, t - pad);
+        tokens[b * P + t] = t >= pad ? p[t - pad]! : 0;
+      }
+    });
+    const h = await model.hiddenStates(tokens, { batch: B, seqLen: P, attentionMask, positions, signal });
+    return prompts.map((p, b) => {
+      const f = new Float64Array(D);
+      for (let t = P - p.length; t < P; t++) for (let d = 0; d < D; d++) f[d] += h[(b * P + t) * D + d]! / p.length;
+      return f;
+    });
+  }
+
+  /** The head's distribution over the grid for one prompt's features. */
+  probs(features: Float64Array): Float64Array {
+    const K = this.grid.length,
+      D = this.dModel;
+    const z = new Float64Array(K);
+    for (let k = 0; k < K; k++) {
+      let s = this.bias[k]!;
+      for (let d = 0; d < D; d++) s += this.weight[k * D + d]! * features[d]!;
+      z[k] = s;
+    }
+    const m = Math.max(...z);
+    let sum = 0;
+    for (let k = 0; k < K; k++) sum += (z[k] = Math.exp(z[k]! - m));
+    return z.map((v) => v / sum);
+  }
+
+  sample(features: Float64Array, rng: Rng): number {
+    const p = this.probs(features);
+    let u = rng.random();
+    for (let k = 0; k < p.length; k++) if ((u -= p[k]!) < 0) return k;
+    return p.length - 1;
+  }
+
+  mostLikely(features: Float64Array): number {
+    const p = this.probs(features);
+    return p.indexOf(Math.max(...p));
+  }
+
+  /** The decoding strategy with each prompt's chosen grid value. */
+  strategy(choices: number[]): DecodingStrategy {
+    const values = Float32Array.from(choices, (k) => this.grid[k]!);
+    return this.kind === 'entropy' ? { kind: 'entropy', gamma: values } : { kind: 'threshold', threshold: values };
+  }
+
+  /**
+   * One gradient step on -(1/n) sum_i A_i log pi(choice_i | prompt_i) (plain SGD at rate lr);
+   * returns that loss before the step.
+   */
+  update(features: Float64Array[], choices: number[], advantages: ArrayLike<number>, lr: number): number {
+    const K = this.grid.length,
+      D = this.dModel,
+      n = features.length;
+    const gw = new Float64Array(K * D),
+      gb = new Float64Array(K);
+    let loss = 0;
+    features.forEach((f, i) => {
+      const p = this.probs(f);
+      const A = advantages[i]!;
+      loss -= (A * Math.log(p[choices[i]!]!)) / n;
+      for (let k = 0; k < K; k++) {
+        const dz = (-A * ((k === choices[i] ? 1 : 0) - p[k]!)) / n; // d loss / d logit k
+        gb[k] += dz;
+        for (let d = 0; d < D; d++) gw[k * D + d] += dz * f[d]!;
+      }
+    });
+    for (let i = 0; i < gw.length; i++) this.weight[i] -= lr * gw[i]!;
+    for (let k = 0; k < K; k++) this.bias[k] -= lr * gb[k]!;
+    return loss;
+  }
+
+  /** Saves to dir/sampler_head.json (beside the checkpoint; LLaDA loaders never look at it). */
+  async save(dir: string): Promise<void> {
+    await writeFileAtomic(join(dir, 'sampler_head.json'), JSON.stringify({ kind: this.kind, grid: this.grid, dModel: this.dModel, weight: Array.from(this.weight), bias: Array.from(this.bias) }) + '\n');
+  }
+
+  static async load(dir: string): Promise<ThresholdHead> {
+    try {
+      const j = JSON.parse(await readFile(join(dir, 'sampler_head.json'), 'utf8'));
+      const head = new ThresholdHead({ grid: j.grid, dModel: j.dModel, kind: j.kind });
+      if (j.weight.length !== head.weight.length || j.bias.length !== head.bias.length) throw new Error('weight shapes do not match the grid');
+      head.weight.set(j.weight);
+      head.bias.set(j.bias);
+      return head;
+    } catch (err) {
+      throw new CheckpointError(`cannot load the sampler head from ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,93 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { DiffpoTrainer, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
+
+const copy4: Task<string> = {
+  name: 'copy4',
+  generate: (rng: Rng) => Array.from({ length: 4 }, () => rng.int(10)).join(''),
+  prompt: (x) => `S${x}\n`,
+  response: (x) => x,
+  reward: (x, c) => [...x].filter((d, i) => c[i] === d).length / 4,
+  correct: (x, c) => c === x,
+  key: (x) => x,
+  parseTestSet: (t) => t.split('\n'),
+};
+const TINY = { vocab_size: 64, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128, rope_theta: 10000 };
+
+describe('learned threshold head', () => {
+  it('its policy-gradient step follows the gradient of -mean(A log pi), checked by finite differences', () => {
+    const head = new ThresholdHead({ grid: [0.3, 0.6, 0.9], dModel: 4 });
+    const rng = new Rng(1);
+    head.weight.forEach((_, i) => (head.weight[i] = rng.random() - 0.5));
+    const feats = [0, 1, 2].map(() => Float64Array.from({ length: 4 }, () => rng.random() * 2 - 1));
+    const choices = [0, 2, 1],
+      adv = [0.7, -0.4, 1.1];
+    const loss = () => -feats.reduce((a, f, i) => a + adv[i]! * Math.log(head.probs(f)[choices[i]!]!), 0) / 3;
+    const numeric = Array.from(head.weight, (w, i) => {
+      head.weight[i] = w + 1e-6;
+      const up = loss();
+      head.weight[i] = w - 1e-6;
+      const down = loss();
+      head.weight[i] = w;
+      return (up - down) / 2e-6;
+    });
+    const before = Float64Array.from(head.weight);
+    const lossBefore = loss();
+    expect(head.update(feats, choices, adv, 1)).toBeCloseTo(lossBefore, 12); // it reports the loss it stepped from
+    head.weight.forEach((w, i) => expect(before[i]! - w).toBeCloseTo(numeric[i]!, 6)); // lr 1: the step is the gradient
+    expect(loss()).toBeLessThan(lossBefore);
+  });
+
+  it('trained alone (model frozen) with a compute penalty, it prefers the low thresholds a confident model can afford', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 3 });
+    const sft = new SftTrainer(model, { task: copy4 as Task<unknown>, batchSize: 32, lr: 5e-3, warmup: 10, seed: 4 });
+    await sft.train({ steps: 150 });
+    const grid = [0.2, 0.5, 0.9, 1.01];
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 8, groupSize: 4, beta: 0, seed: 2, sampler: { mode: 'sampler-only', grid, lambda: 1, lr: 2 } });
+    const before = Float64Array.from(model.parameters().get('model.transformer.ln_f.weight')!);
+    await rl.train({ steps: 25 });
+    expect(model.parameters().get('model.transformer.ln_f.weight')).toEqual(Float32Array.from(before)); // frozen
+    const rng = new Rng(77);
+    const items = Array.from({ length: 64 }, () => copy4.generate(rng));
+    const common = { items, tokenizer: sft.tokenizer, genLength: 5 };
+    const learned = await evaluate(model, copy4, { ...common, sampler: { strategy: { kind: 'learned', head: rl.head! } } });
+    const slow = await evaluate(model, copy4, { ...common, sampler: { strategy: { kind: 'threshold', threshold: 1.01 } } });
+    expect(learned.meanNfe).toBeLessThan(slow.meanNfe * 0.7);
+    expect(learned.accuracy).toBeGreaterThanOrEqual(slow.accuracy - 0.1);
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-head-'));
+    await rl.head!.save(dir);
+    const back = await ThresholdHead.load(dir);
+    expect(Array.from(back.weight)).toEqual(Array.from(rl.head!.weight));
+    await rl.dispose();
+    model.dispose();
+  });
+
+  it("joint mode updates both the model and the head, logs the sampled thresholds, and checkpoints the head", async () => {
+    const model = DiffusionLM.create(TINY, { seed: 5 });
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-joint-'));
+    const grid = [0.3, 0.9];
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 4, groupSize: 3, seed: 6, sampler: { mode: 'learned', grid, lambda: 0.5 }, outDir: dir });
+    const w0 = Float64Array.from(rl.head!.weight);
+    const p0 = Float32Array.from(model.parameters().get('model.transformer.ln_f.weight')!);
+    const infos: number[] = [];
+    await rl.train({ steps: 3, onStep: (i) => void infos.push(i.meanThreshold) });
+    for (const t of infos) expect(t >= 0.3 && t <= 0.9).toBe(true);
+    expect(Array.from(rl.head!.weight)).not.toEqual(Array.from(w0));
+    expect(model.parameters().get('model.transformer.ln_f.weight')).not.toEqual(p0);
+    const resumed = await DiffpoTrainer.resume(dir, { task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 4, groupSize: 3, seed: 6, sampler: { mode: 'learned', grid, lambda: 0.5 } });
+    expect(Array.from(resumed.head!.weight)).toEqual(Array.from(rl.head!.weight));
+    await rl.dispose();
+    await resumed.dispose();
+    resumed.model.dispose();
+    model.dispose();
+  });
+
+  it('rejects a bad grid', () => {
+    expect(() => new ThresholdHead({ grid: [0.5], dModel: 4 })).toThrow(InvalidArgumentError);
+    expect(() => new ThresholdHead({ grid: [0.5, NaN], dModel: 4 })).toThrow(InvalidArgumentError);
+  });
+});
