@@ -12,6 +12,7 @@ import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from './tasks/index.js';
+import { ThresholdHead } from './threshold-head.js';
 import { CharTokenizer } from './tokenizer.js';
 import { DiffpoTrainer, type RlMethod } from './trainers/diffpo.js';
 import { SftTrainer, type SftOptions } from './trainers/sft.js';
@@ -26,6 +27,8 @@ commands:
       Writes a randomly initialised LLaDA-layout checkpoint.
   train --task sudoku4|countdown3 [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
       [--threshold 0.9] [--lr 1e-4] [--limit N] [--resume]
+      [--sampler fixed|learned|sampler-only] [--lambda 0.5]   (learned: a per-prompt threshold on the
+      grid 0.5, 0.7, 0.8, 0.9, 1.01, trained with the model or alone; evaluated with the head after)
       RL from the shipped base checkpoint models/<task>-base: evaluates it on the external test set,
       trains with the DiFFPO trainer (progress line per step), evaluates again, prints a before/after
       table, and writes a resumable checkpoint (every 25 steps), metrics.jsonl and report.md to DIR
@@ -100,6 +103,8 @@ async function main(argv: string[]): Promise<void> {
       limit: { type: 'string' },
       cache: { type: 'string', default: 'none' },
       pareto: { type: 'boolean', default: false },
+      sampler: { type: 'string', default: 'fixed' },
+      lambda: { type: 'string', default: '0.5' },
     },
   });
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
@@ -197,8 +202,10 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   if (v.limit !== undefined) test = test.slice(0, Number(v.limit));
   const threshold = v.threshold !== undefined ? Number(v.threshold) : 0.9;
   const sampler = { strategy: { kind: 'threshold' as const, threshold } };
+  let head: ThresholdHead | null = null; // after training, the learned sampler decides the threshold
   const run = async () => {
-    const { completions, ...r } = await evaluate(model, task, { items: test, tokenizer, genLength, sampler });
+    const strategy: DecodingStrategy = head ? { kind: 'learned', head } : sampler.strategy;
+    const { completions, ...r } = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy } });
     void completions;
     return r;
   };
@@ -213,6 +220,10 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     exclude: test.map((t) => task.key(t)),
     outDir: out,
     checkpointEvery: 25,
+    sampler:
+      v.sampler === 'fixed'
+        ? ({ mode: 'fixed' } as const)
+        : { mode: v.sampler as 'learned' | 'sampler-only', grid: [0.5, 0.7, 0.8, 0.9, 1.01], lambda: Number(v.lambda) },
   };
   const rl = v.resume ? await DiffpoTrainer.resume(out, { ...options, threads }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, { threads }) });
   const model = rl.model;
@@ -227,7 +238,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
       steps,
       onStep: async (i) => {
         await appendFile(metrics, JSON.stringify(i) + '\n');
-        const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
+        const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
         if (tty) process.stderr.write(`\r${line}\x1b[K`);
         else if (i.step % 10 === 0 || i.step === i.steps) process.stderr.write(line + '\n');
       },
@@ -237,12 +248,13 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     await rl.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
+  head = rl.head;
   const after = await run();
   const table = [
     `| model | accuracy | mean reward | mean NFE |`,
     `|---|---|---|---|`,
     `| ${v.resume ? 'resumed run' : `${task.name}-base`} | ${before.accuracy.toFixed(3)} | ${before.meanReward.toFixed(3)} | ${before.meanNfe.toFixed(2)} |`,
-    `| after ${steps} ${method} steps | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
+    `| after ${steps} ${method} steps${head ? ` (${v.sampler} sampler)` : ''} | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
   ].join('\n');
   const report = `# ${task.name}: ${method} RL from ${task.name}-base\n\n${steps} steps in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}); evaluated on ${test.length} external test items with threshold ${threshold} decoding.\n\n${table}\n\nPer-step metrics: metrics.jsonl.\n`;
   await writeFile(join(out, 'report.md'), report);

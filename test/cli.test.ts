@@ -74,6 +74,10 @@ describe('CLI', () => {
     expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
     expect(r.stdout).toContain(`report: ${join(out, 'report.md')}`);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
+    const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
+    expect(joint.status, joint.stderr).toBe(0);
+    expect(joint.stdout).toMatch(/\| after 2 diffpo steps \(learned sampler\) \|/);
+    expect(readFileSync(join(out + '-joint', 'sampler_head.json'), 'utf8')).toMatch(/"grid":\[0.5,0.7,0.8,0.9,1.01\]/);
   });
 
   it('bad arguments exit 1 with a message naming the problem', () => {
