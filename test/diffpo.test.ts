@@ -6,18 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoStepInfo, type Task } from 'diffpo';
 
-// Copy four digits; the reward is the fraction of digits right (dense, so RL has a gradient to follow).
-const copy4: Task<string> = {
-  name: 'copy4',
-  generate: (rng: Rng) => Array.from({ length: 4 }, () => rng.int(10)).join(''),
-  prompt: (x) => `S${x}\n`,
-  response: (x) => x,
-  reward: (x, c) => [...x].filter((d, i) => c[i] === d).length / 4,
-  correct: (x, c) => c === x,
-  key: (x) => x,
-  parseTestSet: (t) => t.split('\n'),
-};
-const TINY = { vocab_size: 64, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128, rope_theta: 10000 };
+import { copy4, TINY } from './helpers/copy-task.js';
 
 describe('DiffpoTrainer', () => {
   it('group-relative advantages: r - mean, or (r - mean) / std', () => {

@@ -6,19 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { AbortError, DiffusionLM, evaluate, Rng, SftTrainer, sudoku4Task, type Task } from 'diffpo';
 
-const TINY = { vocab_size: 64, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128, rope_theta: 10000 };
-
-// A trivial task: repeat four digits.
-const copy4: Task<string> = {
-  name: 'copy4',
-  generate: (rng: Rng) => Array.from({ length: 4 }, () => rng.int(10)).join(''),
-  prompt: (x) => `S${x}\n`,
-  response: (x) => x,
-  reward: (x, c) => (c === x ? 1 : 0),
-  correct: (x, c) => c === x,
-  key: (x) => x,
-  parseTestSet: (t) => t.split('\n'),
-};
+import { copy4, TINY } from './helpers/copy-task.js';
 
 describe('SftTrainer', () => {
   it('drives the SFT loss down on sudoku4', async () => {
