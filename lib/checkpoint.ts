@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
@@ -11,7 +11,14 @@ import { buildSafetensorsHeader, readSafetensorsHeader, type TensorEntry } from 
 /** Tensors with this prefix are library extras (e.g. a learned sampler head); LLaDA loaders ignore them. */
 export const EXTRA_TENSOR_PREFIX = 'diffpo.';
 
-const DTYPE_CODE = { F32: 0, F16: 1, BF16: 2 } as const;
+const DTYPE_CODE: Partial<Record<TensorEntry['dtype'], 0 | 1 | 2>> = { F32: 0, F16: 1, BF16: 2 };
+
+/** A library extra stored beside the model's tensors (name starting with `diffpo.`), in float64. */
+export interface ExtraTensor {
+  name: string;
+  shape: number[];
+  data: Float64Array;
+}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -86,9 +93,32 @@ export function planLoad(dir: string, entries: Map<string, TensorEntry>, specs: 
     if (!t) throw new CheckpointError(`${dir}: missing tensor '${spec.name}'`);
     if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i]))
       throw new CheckpointError(`${dir}: tensor '${spec.name}' has shape [${t.shape}] but the config needs [${spec.shape}]`);
-    reads.push({ file: t.file, byteOffset: t.begin, count: spec.numel, dtype: DTYPE_CODE[t.dtype], dstOffset: spec.offset });
+    const dtype = DTYPE_CODE[t.dtype];
+    if (dtype === undefined) throw new CheckpointError(`${dir}: tensor '${spec.name}' is ${t.dtype}; model tensors must be F32, F16 or BF16`);
+    reads.push({ file: t.file, byteOffset: t.begin, count: spec.numel, dtype, dstOffset: spec.offset });
   }
   return reads;
+}
+
+/** The `diffpo.` tensors of a checkpoint, read as float64 (they are small: a sampler head, ...). */
+export async function readExtraTensors(entries: Map<string, TensorEntry>): Promise<Map<string, ExtraTensor>> {
+  const out = new Map<string, ExtraTensor>();
+  for (const t of entries.values()) {
+    if (!t.name.startsWith(EXTRA_TENSOR_PREFIX)) continue;
+    if (t.dtype !== 'F64' && t.dtype !== 'F32') throw new CheckpointError(`${t.file}: extra tensor '${t.name}' must be F64 or F32, got ${t.dtype}`);
+    const buf = Buffer.alloc(t.end - t.begin);
+    const fh = await open(t.file, 'r');
+    try {
+      await fh.read(buf, 0, buf.length, t.begin);
+    } finally {
+      await fh.close();
+    }
+    const n = buf.length / (t.dtype === 'F64' ? 8 : 4);
+    const data = new Float64Array(n);
+    for (let i = 0; i < n; i++) data[i] = t.dtype === 'F64' ? buf.readDoubleLE(i * 8) : buf.readFloatLE(i * 4);
+    out.set(t.name, { name: t.name, shape: t.shape, data });
+  }
+  return out;
 }
 
 function tempName(path: string): string {
@@ -107,20 +137,33 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
 }
 
-/** Saves config.json and model.safetensors into dir, each written to a temporary file then renamed. */
+/**
+ * Saves config.json and model.safetensors into dir, each written to a temporary file then renamed.
+ * Extra tensors (float64, after the model's) are appended to the same file.
+ */
 export async function saveCheckpoint(
   dir: string,
   config: LLaDAConfig,
   native: NativeModel,
   specs: NativeTensorSpec[],
   dtype: 'f32' | 'bf16',
+  extras: ExtraTensor[] = [],
 ): Promise<void> {
   const sd = dtype === 'bf16' ? 'BF16' : 'F32';
-  const header = buildSafetensorsHeader(specs, sd);
+  for (const e of extras)
+    if (!e.name.startsWith(EXTRA_TENSOR_PREFIX) || e.data.length !== e.shape.reduce((a, d) => a * d, 1))
+      throw new CheckpointError(`extra tensor '${e.name}' needs the '${EXTRA_TENSOR_PREFIX}' prefix and data matching its shape [${e.shape}]`);
+  const header = buildSafetensorsHeader([...specs, ...extras.map((e) => ({ name: e.name, shape: e.shape, dtype: 'F64' as const }))], sd);
   const target = join(dir, 'model.safetensors');
   const tmp = tempName(target);
   try {
     await native.saveSafetensors(tmp, header, specs.map((s) => ({ srcOffset: s.offset, count: s.numel })), dtype === 'bf16' ? 2 : 0);
+    if (extras.length) {
+      const bytes = Buffer.alloc(extras.reduce((a, e) => a + e.data.length * 8, 0));
+      let o = 0;
+      for (const e of extras) for (const v of e.data) o = bytes.writeDoubleLE(v, o);
+      await appendFile(tmp, bytes, { flush: true });
+    }
     await writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ ...config, torch_dtype: dtype === 'bf16' ? 'bfloat16' : 'float32' }, null, 2) + '\n');
     await rename(tmp, target);
   } catch (err) {

@@ -151,7 +151,7 @@ async function sftCommand(v: Flags, threads: number | undefined): Promise<void> 
   if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME and --out DIR');
   const task = getTask(v.task as TaskName);
   const steps = Number(v.steps ?? 1000);
-  const test = task.testSetFile && findBenchmarksDir() ? await loadTestSet(task) : [];
+  const test = (task.testSetFile && findBenchmarksDir()) || task.heldOut ? await loadTestSet(task) : [];
   const options: SftOptions = {
     task,
     outDir: v.out,

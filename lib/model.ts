@@ -3,14 +3,15 @@ import { availableParallelism } from 'node:os';
 
 import native, { type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
-import { readCheckpointTensors, readConfig, planLoad, saveCheckpoint } from './checkpoint.js';
+import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
-import { AbortError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
+import { AbortError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
 import { buildMaskedDiffusionBatch, type MaskedDiffusionInput } from './losses.js';
 import { Rng } from './rng.js';
 import type { CompletionBatch, EstimatorOptions, EstimatorPlan } from './likelihood.js';
 import { policyLoss, tokenLogProbs, type PolicyLossInput, type PolicyLossResult } from './policy.js';
 import { generate, type GenerateOptions, type GenerateResult } from './sampler.js';
+import { ThresholdHead } from './threshold-head.js';
 
 export interface ModelOptions {
   /** Worker threads for the native kernels (default: all cores). */
@@ -80,6 +81,11 @@ export class DiffusionLM {
   readonly config: LLaDAConfig;
   /** Threads used by the native kernels. */
   readonly threads: number;
+  /**
+   * DiFFPO's learned sampler (§6) travelling with the weights: saved as `diffpo.` tensors in
+   * model.safetensors, loaded by fromPretrained, used by `strategy: { kind: 'learned' }`.
+   */
+  samplerHead: ThresholdHead | null = null;
   readonly #native: NativeModel;
   readonly #specs: NativeTensorSpec[];
   #queue: Promise<unknown> = Promise.resolve();
@@ -123,6 +129,9 @@ export class DiffusionLM {
     try {
       const reads = planLoad(dir, entries, model.#specs);
       await model.#run(options.signal, () => model.#native.loadTensors(reads));
+      model.samplerHead = ThresholdHead.fromTensors(await readExtraTensors(entries), dir);
+      if (model.samplerHead && model.samplerHead.dModel !== config.d_model)
+        throw new CheckpointError(`${dir}: the sampler head reads ${model.samplerHead.dModel} features but d_model is ${config.d_model}`);
     } catch (err) {
       model.dispose();
       throw err;
@@ -130,12 +139,13 @@ export class DiffusionLM {
     return model;
   }
 
-  /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even) into dir. */
+  /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the sampler head in float64) into dir. */
   async save(dir: string, options: { dtype?: 'f32' | 'bf16' } = {}): Promise<void> {
     const dtype = options.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
     await mkdir(dir, { recursive: true });
-    await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype));
+    const extras = this.samplerHead?.toTensors() ?? [];
+    await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras));
   }
 
   /** Total number of parameters. */

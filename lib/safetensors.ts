@@ -2,9 +2,9 @@ import { open, stat } from 'node:fs/promises';
 
 import { CheckpointError } from './errors.js';
 
-/** The dtypes this library reads; it writes F32 and BF16. */
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
-export const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+/** The dtypes this library reads; it writes F32 and BF16 (and F64 for the `diffpo.` extras). */
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64';
+export const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 
 export interface TensorEntry {
   name: string;
@@ -72,7 +72,7 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
     const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (v === null || typeof v !== 'object') throw new CheckpointError(`${file}: tensor '${name}' has no description`);
     if (typeof v.dtype !== 'string' || !(v.dtype in DTYPE_BYTES))
-      throw new CheckpointError(`${file}: tensor '${name}' has unknown or unsupported dtype ${JSON.stringify(v.dtype)} (F32, F16 and BF16 are supported)`);
+      throw new CheckpointError(`${file}: tensor '${name}' has unknown or unsupported dtype ${JSON.stringify(v.dtype)} (F32, F16, BF16 and F64 are supported)`);
     const dtype = v.dtype as SafetensorsDtype;
     if (!Array.isArray(v.shape) || v.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
       throw new CheckpointError(`${file}: tensor '${name}' has an invalid shape ${JSON.stringify(v.shape)}`);
@@ -99,15 +99,15 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
  * bytes as Hugging Face's writer does.
  */
 export function buildSafetensorsHeader(
-  tensors: { name: string; shape: number[] }[],
+  tensors: { name: string; shape: number[]; dtype?: SafetensorsDtype }[],
   dtype: 'F32' | 'BF16',
   metadata: Record<string, string> = { format: 'pt' },
 ): string {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
-    const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[dtype];
-    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    const bytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype ?? dtype];
+    header[t.name] = { dtype: t.dtype ?? dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let text = JSON.stringify(header);

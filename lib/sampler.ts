@@ -14,8 +14,8 @@ export type DecodingStrategy =
   | { kind: 'factor'; factor: number }
   /** Entropy-bounded (EB) sampler: the lowest-entropy prefix with sum(H) - max(H) <= gamma; one gamma per sequence allowed. */
   | { kind: 'entropy'; gamma: number | Float32Array }
-  /** DiFFPO's learned sampler: each prompt gets the head's most likely threshold (or gamma). */
-  | { kind: 'learned'; head: ThresholdHead };
+  /** DiFFPO's learned sampler: each prompt gets the head's most likely threshold (or gamma); default head: model.samplerHead. */
+  | { kind: 'learned'; head?: ThresholdHead };
 
 export interface GenerateOptions {
   /** Tokens to generate after each prompt. */
@@ -168,8 +168,8 @@ export async function generate(
   options: GenerateOptions,
 ): Promise<GenerateResult> {
   if (options.strategy?.kind === 'learned') {
-    const head = options.strategy.head;
-    if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead as head");
+    const head = options.strategy.head ?? model.samplerHead;
+    if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
     const features = await ThresholdHead.features(model, prompts, options.signal);
     options = { ...options, strategy: head.strategy(features.map((f) => head.mostLikely(f))) };

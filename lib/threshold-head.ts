@@ -1,7 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
-import { writeFileAtomic } from './checkpoint.js';
+import { EXTRA_TENSOR_PREFIX, readCheckpointTensors, readExtraTensors, type ExtraTensor } from './checkpoint.js';
 import { CheckpointError, InvalidArgumentError } from './errors.js';
 import type { DiffusionLM } from './model.js';
 import type { Rng } from './rng.js';
@@ -119,21 +116,39 @@ export class ThresholdHead {
     return loss;
   }
 
-  /** Saves to dir/sampler_head.json (beside the checkpoint; LLaDA loaders never look at it). */
-  async save(dir: string): Promise<void> {
-    await writeFileAtomic(join(dir, 'sampler_head.json'), JSON.stringify({ kind: this.kind, grid: this.grid, dModel: this.dModel, weight: Array.from(this.weight), bias: Array.from(this.bias) }) + '\n');
+  /** The head as checkpoint extras: `diffpo.{threshold,entropy}_head.{grid,weight,bias}`, float64 (exact). */
+  toTensors(): ExtraTensor[] {
+    const p = `${EXTRA_TENSOR_PREFIX}${this.kind}_head.`;
+    return [
+      { name: p + 'grid', shape: [this.grid.length], data: Float64Array.from(this.grid) },
+      { name: p + 'weight', shape: [this.grid.length, this.dModel], data: this.weight },
+      { name: p + 'bias', shape: [this.grid.length], data: this.bias },
+    ];
   }
 
-  static async load(dir: string): Promise<ThresholdHead> {
-    try {
-      const j = JSON.parse(await readFile(join(dir, 'sampler_head.json'), 'utf8'));
-      const head = new ThresholdHead({ grid: j.grid, dModel: j.dModel, kind: j.kind });
-      if (j.weight.length !== head.weight.length || j.bias.length !== head.bias.length) throw new Error('weight shapes do not match the grid');
-      head.weight.set(j.weight);
-      head.bias.set(j.bias);
+  /** The head stored among a checkpoint's extras, or null when there is none. */
+  static fromTensors(extras: Map<string, ExtraTensor>, where = 'the checkpoint'): ThresholdHead | null {
+    for (const kind of ['threshold', 'entropy'] as const) {
+      const p = `${EXTRA_TENSOR_PREFIX}${kind}_head.`;
+      const grid = extras.get(p + 'grid'),
+        weight = extras.get(p + 'weight'),
+        bias = extras.get(p + 'bias');
+      if (!grid && !weight && !bias) continue;
+      const K = grid?.data.length ?? 0;
+      if (!grid || !weight || !bias || weight.shape.length !== 2 || weight.shape[0] !== K || bias.data.length !== K)
+        throw new CheckpointError(`${where}: the ${kind} head needs ${p}grid (K), ${p}weight (K, d_model) and ${p}bias (K)`);
+      const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: weight.shape[1]!, kind });
+      head.weight.set(weight.data);
+      head.bias.set(bias.data);
       return head;
-    } catch (err) {
-      throw new CheckpointError(`cannot load the sampler head from ${dir}: ${(err as Error).message}`, { cause: err });
     }
+    return null;
+  }
+
+  /** The head saved in a checkpoint directory's model.safetensors (see DiffusionLM.samplerHead). */
+  static async load(dir: string): Promise<ThresholdHead> {
+    const head = ThresholdHead.fromTensors(await readExtraTensors(await readCheckpointTensors(dir)), dir);
+    if (!head) throw new CheckpointError(`${dir} holds no sampler head (no ${EXTRA_TENSOR_PREFIX}threshold_head.* or ${EXTRA_TENSOR_PREFIX}entropy_head.* tensors)`);
+    return head;
   }
 }

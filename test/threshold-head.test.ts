@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -48,10 +48,24 @@ describe('learned threshold head', () => {
     const slow = await evaluate(model, copy4, { ...common, sampler: { strategy: { kind: 'threshold', threshold: 1.01 } } });
     expect(learned.meanNfe).toBeLessThan(slow.meanNfe * 0.7);
     expect(learned.accuracy).toBeGreaterThanOrEqual(slow.accuracy - 0.1);
+    // the head travels with the weights as float64 `diffpo.` tensors, even in a BF16 checkpoint
     const dir = mkdtempSync(join(tmpdir(), 'diffpo-head-'));
-    await rl.head!.save(dir);
+    expect(model.samplerHead).toBe(rl.head);
+    await model.save(dir, { dtype: 'bf16' });
     const back = await ThresholdHead.load(dir);
     expect(Array.from(back.weight)).toEqual(Array.from(rl.head!.weight));
+    expect(back.grid).toEqual(grid);
+    const header = JSON.parse(readFileSync(join(dir, 'model.safetensors')).subarray(8, 8 + Number(readFileSync(join(dir, 'model.safetensors')).readBigUInt64LE(0))).toString());
+    expect(header['diffpo.threshold_head.weight']).toMatchObject({ dtype: 'F64', shape: [4, TINY.d_model] });
+    const loaded = await DiffusionLM.fromPretrained(dir);
+    expect(Array.from(loaded.samplerHead!.bias)).toEqual(Array.from(rl.head!.bias));
+    const fromCheckpoint = await evaluate(loaded, copy4, { ...common, sampler: { strategy: { kind: 'learned' } } });
+    const given = await evaluate(loaded, copy4, { ...common, sampler: { strategy: { kind: 'learned', head: back } } });
+    expect(fromCheckpoint.completions).toEqual(given.completions);
+    expect(fromCheckpoint.meanNfe).toBe(given.meanNfe);
+    loaded.samplerHead = null;
+    await expect(evaluate(loaded, copy4, { ...common, sampler: { strategy: { kind: 'learned' } } })).rejects.toThrow(/needs a ThresholdHead/);
+    loaded.dispose();
     await rl.dispose();
     model.dispose();
   });

@@ -1,10 +1,12 @@
 import { InvalidArgumentError } from '../errors.js';
+import { Rng } from '../rng.js';
 import type { Task } from './task.js';
 
 /**
- * Multi-step arithmetic with a chain of thought [ours]: an expression of `terms` integers in 1..20
- * with + - *, answered by its intermediate results (products first, then left to right) before the
- * final answer, e.g. "12+7*3-5" -> "7*3=21;12+21=33;33-5=28#28".
+ * Multi-step arithmetic with a chain of thought [ours]: an expression of `terms` integers in
+ * 1..maxOperand with + - *, answered by its intermediate results (products first, then left to right)
+ * before the final answer, e.g. "12+7*3-5" -> "7*3=21;12+21=33;33-5=28#28". The defaults (3 terms,
+ * operands 1..9) are what a 1M-parameter model learns in minutes; 4 terms in 1..20 stayed at chance.
  */
 export interface ArithItem {
   expression: string;
@@ -35,14 +37,19 @@ export function solveArith(expression: string): { steps: string[]; answer: numbe
   return { steps, answer: nums[0]! };
 }
 
-export function arithTask(options: { terms?: number } = {}): Task<ArithItem> {
-  const terms = options.terms ?? 4;
+/** Items held out of every training stream, for tasks without an external test set. */
+const HELD_OUT_SEED = 20261129;
+
+export function arithTask(options: { terms?: number; maxOperand?: number } = {}): Task<ArithItem> {
+  const terms = options.terms ?? 3;
+  const maxOperand = options.maxOperand ?? 9;
   if (!Number.isInteger(terms) || terms < 2 || terms > 8) throw new InvalidArgumentError(`terms = ${terms} must be an integer in [2, 8]`);
+  if (!Number.isInteger(maxOperand) || maxOperand < 1 || maxOperand > 99) throw new InvalidArgumentError(`maxOperand = ${maxOperand} must be an integer in [1, 99]`);
   return {
     name: 'arith',
     generate(rng) {
-      let expression = String(1 + rng.int(20));
-      for (let t = 1; t < terms; t++) expression += '+-*'[rng.int(3)]! + String(1 + rng.int(20));
+      let expression = String(1 + rng.int(maxOperand));
+      for (let t = 1; t < terms; t++) expression += '+-*'[rng.int(3)]! + String(1 + rng.int(maxOperand));
       return { expression, ...solveArith(expression) };
     },
     prompt: (item) => `A${item.expression}\n`,
@@ -62,6 +69,16 @@ export function arithTask(options: { terms?: number } = {}): Task<ArithItem> {
       return !!m && Number(m[1]) === item.answer;
     },
     key: (item) => item.expression,
+    heldOut() {
+      // 500 distinct items from a fixed seed: the evaluation set (training streams exclude their keys)
+      const rng = new Rng(HELD_OUT_SEED);
+      const seen = new Map<string, ArithItem>();
+      for (let tries = 0; seen.size < 500 && tries < 100_000; tries++) {
+        const item = this.generate(rng);
+        seen.set(item.expression, item);
+      }
+      return [...seen.values()];
+    },
     parseTestSet(text) {
       return text
         .split(/\r?\n/)

@@ -39,9 +39,13 @@ export function findBenchmarksDir(from = process.cwd()): string | null {
   }
 }
 
-/** Items of a test set: the given file, or the task's external test set in shared/benchmarks/. */
+/**
+ * Items of a test set: the given file, or the task's external test set in shared/benchmarks/, or
+ * (for a task without one, like arith) its fixed generated held-out set.
+ */
 export async function loadTestSet<Item>(task: Task<Item>, file?: string): Promise<Item[]> {
   let path = file;
+  if (!path && !task.testSetFile && task.heldOut) return task.heldOut();
   if (!path) {
     const dir = findBenchmarksDir();
     if (!task.testSetFile || !dir) throw new InvalidArgumentError(`no test set file given and none found for task '${task.name}' (looked for ../shared/benchmarks/)`);

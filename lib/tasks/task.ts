@@ -23,6 +23,8 @@ export interface Task<Item> {
   parseTestSet(text: string): Item[];
   /** File name of the task's external test set in shared/benchmarks/, if it has one. */
   readonly testSetFile?: string;
+  /** For a task without an external test set: a fixed generated evaluation set (from its own seed). */
+  heldOut?(): Item[];
 }
 
 /** Generated items that never coincide with an item of `exclude` (keys from Task.key). */

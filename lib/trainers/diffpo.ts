@@ -122,6 +122,7 @@ export class DiffpoTrainer {
     const s = o.sampler ?? { mode: 'fixed' };
     if (s.mode === 'learned' || s.mode === 'sampler-only') {
       this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
+      o.model.samplerHead = this.head; // saved with the model's checkpoints
       if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
     this.#rng = new Rng(o.seed);
@@ -257,7 +258,6 @@ export class DiffpoTrainer {
     await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.#o.genLength }, null, 2) + '\n');
     await saveOptimizer(dir, this.optimizer);
     if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
-    if (this.head) await this.head.save(dir);
     await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
   }
 
@@ -270,11 +270,12 @@ export class DiffpoTrainer {
       throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
     }
     const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
+    const savedHead = model.samplerHead;
     const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });
     await loadOptimizer(dir, trainer.optimizer);
     trainer.#rng.setState(state.rng);
     trainer.step = state.step;
-    if (trainer.head && existsSync(join(dir, 'sampler_head.json'))) trainer.head = await ThresholdHead.load(dir);
+    if (trainer.head && savedHead) model.samplerHead = trainer.head = savedHead;
     if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads });
     return trainer;
   }
