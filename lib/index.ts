@@ -21,4 +21,4 @@ export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.
 export { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
 export { ThresholdHead } from './threshold-head.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';
-export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoStepInfo, type RlMethod } from './trainers/diffpo.js';
+export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './trainers/diffpo.js';

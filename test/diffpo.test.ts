@@ -4,9 +4,9 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoStepInfo, type Task } from 'diffpo';
+import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type Task } from 'diffpo';
 
-import { copy4, TINY } from './helpers/copy-task.js';
+import { copy4, reverse4, TINY } from './helpers/copy-task.js';
 
 describe('DiffpoTrainer', () => {
   it('group-relative advantages: r - mean, or (r - mean) / std', () => {
@@ -63,9 +63,78 @@ describe('DiffpoTrainer', () => {
 
   it('rejects bad options by name', () => {
     const model = DiffusionLM.create(TINY);
-    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, method: 'ppo' as 'd1' })).toThrow(InvalidArgumentError);
-    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, groupSize: 1 })).toThrow(/groupSize/);
-    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 0 })).toThrow(/genLength/);
+    const task = copy4 as Task<unknown>;
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, method: 'ppo' as 'd1' })).toThrow(InvalidArgumentError);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, groupSize: 1 })).toThrow(/groupSize/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, groupSize: 1, advantage: 'mean-std' })).toThrow(/groupSize.*std/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, advantage: 'median' as 'mean' })).toThrow(/advantage/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 0 })).toThrow(/genLength/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, isCap: 0 })).toThrow(/isCap/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, isCap: -1 })).toThrow(/isCap/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, clipEps: 0 })).toThrow(/clipEps/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, beta: NaN })).toThrow(/beta/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, sampler: { mode: 'learned', grid: [], lambda: 0.5 } })).toThrow(/grid/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, sampler: { mode: 'learned', grid: [0.5, 0.9], lambda: -1 } })).toThrow(/lambda/);
+    expect(() => new DiffpoTrainer({ model, genLength: 5 })).toThrow(/task/);
+    expect(() => new DiffpoTrainer({ model, tasks: [], genLength: 5 })).toThrow(/task/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, rewardFns: [42 as unknown as RewardFn] })).toThrow(/rewardFns/);
     model.dispose();
+  });
+
+  for (const method of ['d1', 'diffpo'] as const)
+    it(`${method}: one RL step's loss equals a plain re-computation from the same rollouts`, async () => {
+      const model = DiffusionLM.create(TINY, { seed: 11, initStd: 0.1 });
+      const G = 4,
+        L = 5,
+        cap = 1.5;
+      const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, method, genLength: L, promptsPerStep: 3, groupSize: G, innerIterations: 1, beta: 0, isCap: cap, seed: 5 });
+      let seen: DiffpoRollout | null = null;
+      const info = await rl.train({ steps: 1, onRollout: (r) => void (seen = r) });
+      const r = seen! as DiffpoRollout;
+      const B = r.texts.length;
+      // rewards from the task itself, advantages as r minus the group mean
+      const rewards = r.items.map(({ item }, b) => copy4.reward(item as string, r.texts[b]!));
+      expect(r.rewards).toEqual(rewards);
+      const adv = rewards.map((x, b) => x - rewards.slice(b - (b % G), b - (b % G) + G).reduce((a, y) => a + y, 0) / G);
+      adv.forEach((a, b) => expect(r.advantages[b]).toBeCloseTo(a, 6));
+      // at the first inner iteration the ratio is exactly 1: loss = -mean over loss tokens of w * A
+      let sum = 0,
+        n = 0,
+        wMax = 0;
+      for (let b = 0; b < B; b++) {
+        const eos = Array.from(r.rollout.tokens.subarray(b * L, (b + 1) * L)).indexOf(62);
+        for (let i = 0; i < (eos < 0 ? L : eos + 1); i++) {
+          expect(r.tokenMask[b * L + i]).toBe(1);
+          const w = method === 'diffpo' ? Math.min(cap, Math.exp(r.logpOld![b * L + i]! - r.rollout.behaviourLogProb[b * L + i]!)) : 1;
+          wMax = Math.max(wMax, w);
+          sum += w * adv[b]!;
+          n++;
+        }
+      }
+      expect(r.tokenMask.reduce((a, m) => a + m, 0)).toBe(n);
+      expect(info!.loss).toBeCloseTo(-sum / n, 5);
+      expect(info!.isWeightMax).toBeCloseTo(wMax, 5);
+      expect(info!.clipFraction).toBe(0);
+      await rl.dispose();
+      model.dispose();
+    });
+
+  it('mixes tasks and adds extra reward functions to the task reward (advantages, hence updates, unchanged by a constant)', async () => {
+    const run = async (rewardFns?: RewardFn[]) => {
+      const model = DiffusionLM.create(TINY, { seed: 12, initStd: 0.1 });
+      const rl = new DiffpoTrainer({ model, tasks: [copy4 as Task<unknown>, reverse4 as Task<unknown>], rewardFns, genLength: 5, promptsPerStep: 4, groupSize: 2, innerIterations: 1, seed: 9 });
+      const names: string[] = [];
+      const info = await rl.train({ steps: 2, onRollout: (r) => void names.push(...r.items.map((x) => x.task.name)) });
+      const w = Float32Array.from(model.parameters().get('model.transformer.ln_f.weight')!);
+      await rl.dispose();
+      model.dispose();
+      return { info: info!, names, w };
+    };
+    const plain = await run();
+    const shifted = await run([() => 0.25, (c, item, task) => (typeof c === 'string' && typeof item === 'string' && task.name.length > 0 ? 0.5 : NaN)]);
+    expect(plain.names.filter((n) => n === 'copy4').length).toBe(8); // 2 steps x 4 prompts x 2, half of each task
+    expect(plain.names.filter((n) => n === 'reverse4').length).toBe(8);
+    expect(shifted.info.meanReward).toBeCloseTo(plain.info.meanReward + 0.75, 12);
+    expect(shifted.w).toEqual(plain.w); // group-relative advantages cancel a constant bonus
   });
 });

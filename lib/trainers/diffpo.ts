@@ -9,8 +9,7 @@ import { planEstimate, runPlan } from '../likelihood.js';
 import { DiffusionLM } from '../model.js';
 import { AdamW } from '../optim.js';
 import { Rng } from '../rng.js';
-import type { DecodingStrategy } from '../sampler.js';
-import { encodePrompts } from '../tasks/encode.js';
+import type { DecodingStrategy, GenerateResult } from '../sampler.js';
 import { trainingStream, type Task } from '../tasks/task.js';
 import { ThresholdHead } from '../threshold-head.js';
 import { CharTokenizer } from '../tokenizer.js';
@@ -19,9 +18,16 @@ import { loadOptimizer, saveOptimizer } from './state.js';
 /** 'd1': mean-field surrogate, no importance weight; 'diffpo': two-stage surrogate with the truncated importance weight; 'trace': the exact trajectory likelihood. */
 export type RlMethod = 'd1' | 'diffpo' | 'trace';
 
+/** An extra reward term (TRL's reward_funcs): added to the task's own reward of each completion. */
+export type RewardFn = (completion: string, item: unknown, task: Task<unknown>) => number;
+
 export interface DiffpoOptions {
   model: DiffusionLM;
-  task: Task<unknown>;
+  /** The task to train on, or `tasks` for a mixture (each step's prompts cycle through them). */
+  task?: Task<unknown>;
+  tasks?: Task<unknown>[];
+  /** Extra reward terms summed with each task's reward (default none). */
+  rewardFns?: RewardFn[];
   tokenizer?: CharTokenizer;
   method?: RlMethod;
   /** Tokens generated per rollout (the task's response length with EOS padding). */
@@ -73,7 +79,24 @@ export interface DiffpoStepInfo {
   truncatedFraction: number;
   /** Mean grid value the learned sampler chose for the rollouts (the fixed threshold otherwise, NaN for other strategies). */
   meanThreshold: number;
+  /** With a learned sampler: the fraction of this step's rollouts that drew each grid value. */
+  thresholdDistribution?: { value: number; fraction: number }[];
   seconds: { rollout: number; likelihood: number; update: number };
+}
+
+/** One step's rollouts as the trainer scored them (DiffpoTrainer.train's onRollout). */
+export interface DiffpoRollout {
+  step: number;
+  /** The task and item of each completion (G consecutive completions per prompt). */
+  items: { task: Task<unknown>; item: unknown }[];
+  rollout: GenerateResult;
+  texts: string[];
+  rewards: number[];
+  advantages: Float32Array;
+  /** (batch x genLength) 1 for the tokens in the loss: up to and including the first EOS. */
+  tokenMask: Uint8Array;
+  /** The surrogate's log-probs before the update for the first inner iteration (null when the model is frozen). */
+  logpOld: Float32Array | null;
 }
 
 /** Group-relative advantages: rewards minus their group's mean (divided by the group's std with 'mean-std'). */
@@ -96,7 +119,9 @@ export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, m
  */
 export class DiffpoTrainer {
   readonly model: DiffusionLM;
+  /** The first (or only) task. */
   readonly task: Task<unknown>;
+  readonly tasks: Task<unknown>[];
   readonly tokenizer: CharTokenizer;
   readonly optimizer: AdamW;
   /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
@@ -104,7 +129,7 @@ export class DiffpoTrainer {
   step = 0;
   readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
   readonly #rng: Rng;
-  readonly #stream: Generator<unknown>;
+  readonly #streams: Generator<unknown>[];
   #reference: Promise<DiffusionLM> | null = null;
 
   constructor(options: DiffpoOptions) {
@@ -114,9 +139,18 @@ export class DiffpoTrainer {
     if (!['d1', 'diffpo', 'trace'].includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
     for (const [k, v] of Object.entries({ promptsPerStep: o.promptsPerStep, groupSize: o.groupSize, innerIterations: o.innerIterations, genLength: o.genLength }))
       if (!Number.isInteger(v) || (v as number) < 1) throw new InvalidArgumentError(`${k} must be a positive integer, got ${String(v)}`);
-    if (o.groupSize < 2) throw new InvalidArgumentError('groupSize must be at least 2 (advantages are group-relative)');
+    if (o.groupSize < 2) throw new InvalidArgumentError(`groupSize must be at least 2 (advantages are group-relative${o.advantage === 'mean-std' ? ' and mean-std divides by the group std' : ''}), got ${o.groupSize}`);
+    if (o.advantage !== 'mean' && o.advantage !== 'mean-std') throw new InvalidArgumentError(`advantage must be 'mean' or 'mean-std', got ${String(o.advantage)}`);
+    if (!(o.isCap > 0 && Number.isFinite(o.isCap))) throw new InvalidArgumentError(`isCap must be a finite number > 0, got ${o.isCap}`);
+    if (!(o.clipEps > 0 && Number.isFinite(o.clipEps))) throw new InvalidArgumentError(`clipEps must be a finite number > 0, got ${o.clipEps}`);
+    if (!(o.beta >= 0 && Number.isFinite(o.beta))) throw new InvalidArgumentError(`beta must be a finite number >= 0, got ${o.beta}`);
+    if (!(o.pMaskPrompt >= 0 && o.pMaskPrompt < 1)) throw new InvalidArgumentError(`pMaskPrompt must be in [0, 1), got ${o.pMaskPrompt}`);
+    if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
+    this.tasks = o.tasks ?? (o.task ? [o.task] : []);
+    if (this.tasks.length === 0 || (o.task && o.tasks)) throw new InvalidArgumentError('give either task or a non-empty tasks array');
+    if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
     this.model = o.model;
-    this.task = o.task;
+    this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
     const s = o.sampler ?? { mode: 'fixed' };
@@ -126,7 +160,8 @@ export class DiffpoTrainer {
       if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
     this.#rng = new Rng(o.seed);
-    this.#stream = trainingStream(this.task, this.#rng, new Set(o.exclude ?? []));
+    const exclude = new Set(o.exclude ?? []);
+    this.#streams = this.tasks.map((task) => trainingStream(task, this.#rng, exclude));
   }
 
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
@@ -140,7 +175,16 @@ export class DiffpoTrainer {
     return this.#reference;
   }
 
-  async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: DiffpoStepInfo) => void | Promise<void> }): Promise<DiffpoStepInfo | null> {
+  /**
+   * Trains until `steps` steps have been taken in all. `onRollout` sees each step's rollouts, rewards
+   * and first-iteration old log-probs before any update (for logging samples or checking the loss).
+   */
+  async train(options: {
+    steps: number;
+    signal?: AbortSignal;
+    onStep?: (info: DiffpoStepInfo) => void | Promise<void>;
+    onRollout?: (r: DiffpoRollout) => void | Promise<void>;
+  }): Promise<DiffpoStepInfo | null> {
     const o = this.#o;
     const { steps, signal } = options;
     if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
@@ -151,15 +195,19 @@ export class DiffpoTrainer {
       const step = this.step + 1;
       // rollouts: G completions of each prompt from the current (behaviour) policy
       let t0 = performance.now();
-      const items = Array.from({ length: o.promptsPerStep }, () => this.#stream.next().value);
-      const groupItems = items.flatMap((item) => new Array(o.groupSize).fill(item));
-      const prompts = encodePrompts(this.task, groupItems, this.tokenizer);
+      const items = Array.from({ length: o.promptsPerStep }, (_, i) => {
+        const k = (this.step * o.promptsPerStep + i) % this.tasks.length;
+        return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
+      });
+      const groupItems = items.flatMap((item) => new Array<(typeof items)[number]>(o.groupSize).fill(item));
+      const encode = (list: typeof items) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
+      const prompts = encode(groupItems);
       let strategy: DecodingStrategy = o.strategy ?? { kind: 'threshold', threshold: 0.9 };
       let features: Float64Array[] = [],
         choices: number[] = [];
       if (this.head) {
         // each rollout draws its own threshold from the head's distribution for its prompt
-        const perItem = await ThresholdHead.features(this.model, encodePrompts(this.task, items, this.tokenizer), signal);
+        const perItem = await ThresholdHead.features(this.model, encode(items), signal);
         features = perItem.flatMap((f) => new Array(o.groupSize).fill(f));
         choices = features.map((f) => this.head!.sample(f, this.#rng));
         strategy = this.head.strategy(choices);
@@ -174,7 +222,8 @@ export class DiffpoTrainer {
       });
       const L = o.genLength;
       const texts = groupItems.map((_, b) => this.tokenizer.decode(rollout.tokens.subarray(b * L, (b + 1) * L)));
-      const rewards = groupItems.map((item, b) => this.task.reward(item, texts[b]!));
+      const rewards = groupItems.map(({ task, item }, b) => (o.rewardFns ?? []).reduce((r, f) => r + f(texts[b]!, item, task), task.reward(item, texts[b]!)));
+      if (rewards.some((r) => !Number.isFinite(r))) throw new InvalidArgumentError(`a reward is not a finite number (${rewards.find((r) => !Number.isFinite(r))})`);
       const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
       // the loss covers each completion up to and including its first EOS
       const tokenMask = new Uint8Array(rollout.tokens.length);
@@ -206,6 +255,7 @@ export class DiffpoTrainer {
         refs.push(reference ? await runPlan(reference, batch, plan, { signal }) : undefined);
       }
       const likelihoodS = (performance.now() - t0) / 1000;
+      await options.onRollout?.({ step, items: groupItems, rollout, texts, rewards, advantages, tokenMask, logpOld: olds[0] ?? null });
       t0 = performance.now();
       let res = null;
       for (let it = 0; it < (modelFrozen ? 0 : o.innerIterations); it++) {
@@ -232,7 +282,7 @@ export class DiffpoTrainer {
         step,
         steps,
         meanReward: rewards.reduce((a, r) => a + r, 0) / rewards.length,
-        accuracy: groupItems.filter((item, b) => this.task.correct(item, texts[b]!)).length / groupItems.length,
+        accuracy: groupItems.filter(({ task, item }, b) => task.correct(item, texts[b]!)).length / groupItems.length,
         meanNfe: rollout.nfe.reduce((a, n) => a + n, 0) / rollout.nfe.length,
         loss: res?.loss ?? 0,
         klMean: res?.klMean ?? 0,
@@ -241,6 +291,7 @@ export class DiffpoTrainer {
         isWeightMax: res?.isWeightMax ?? 1,
         truncatedFraction: res?.truncatedFraction ?? 0,
         meanThreshold,
+        thresholdDistribution: this.head ? this.head.grid.map((value, k) => ({ value, fraction: choices.filter((c) => c === k).length / choices.length })) : undefined,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };
       const every = o.checkpointEvery ?? 0;
@@ -255,7 +306,7 @@ export class DiffpoTrainer {
     await mkdir(dir, { recursive: true });
     await this.model.save(dir, { dtype: 'f32' });
     await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
-    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.#o.genLength }, null, 2) + '\n');
+    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.tasks.map((t) => t.name).join('+'), gen_length: this.#o.genLength }, null, 2) + '\n');
     await saveOptimizer(dir, this.optimizer);
     if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
     await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');

@@ -13,5 +13,8 @@ export const copy4: Task<string> = {
   parseTestSet: (t) => t.split('\n'),
 };
 
+/** The same digits reversed: a second task for mixtures. */
+export const reverse4: Task<string> = { ...copy4, name: 'reverse4', prompt: (x) => `C${x}\n`, response: (x) => [...x].reverse().join(''), reward: (x, c) => [...x].reverse().filter((d, i) => c[i] === d).length / 4, correct: (x, c) => c === [...x].reverse().join('') };
+
 /** A tiny config over the shared 64-id character vocabulary. */
 export const TINY = { vocab_size: 64, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128, rope_theta: 10000 };
