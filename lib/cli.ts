@@ -7,12 +7,12 @@ import { fileURLToPath } from 'node:url';
 
 import { presetConfig, type PresetName } from './config.js';
 import { evaluate } from './evaluate.js';
-import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
+import { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
+import { runReport } from './report.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from './tasks/index.js';
-import { ThresholdHead } from './threshold-head.js';
 import { CharTokenizer } from './tokenizer.js';
 import { DiffpoTrainer, type RlMethod } from './trainers/diffpo.js';
 import { SftTrainer, type SftOptions } from './trainers/sft.js';
@@ -29,9 +29,10 @@ commands:
       [--threshold 0.9] [--lr 1e-4] [--limit N] [--resume]
       [--sampler fixed|learned|sampler-only] [--lambda 0.5]   (learned: a per-prompt threshold on the
       grid 0.5, 0.7, 0.8, 0.9, 1.01, trained with the model or alone; evaluated with the head after)
-      RL from the shipped base checkpoint models/<task>-base: evaluates it on the external test set,
-      trains with the DiFFPO trainer (progress line per step), evaluates again, prints a before/after
-      table, and writes a resumable checkpoint (every 25 steps), metrics.jsonl and report.md to DIR
+      RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the external test
+      set, trains with the DiFFPO trainer (progress line per step), sweeps again, prints a before/after
+      table, and writes a resumable checkpoint (every 25 steps), metrics.jsonl and the report
+      (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg) to DIR
       (default runs/<task>-<method>); --resume continues a run in DIR to --steps.
   sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
       [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume] [--export DIR]
@@ -201,20 +202,16 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, Number(v.limit));
   const threshold = v.threshold !== undefined ? Number(v.threshold) : 0.9;
-  const sampler = { strategy: { kind: 'threshold' as const, threshold } };
-  let head: ThresholdHead | null = null; // after training, the learned sampler decides the threshold
-  const run = async () => {
-    const strategy: DecodingStrategy = head ? { kind: 'learned', head } : sampler.strategy;
-    const { completions, ...r } = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy } });
-    void completions;
-    return r;
-  };
+  const strategy = { kind: 'threshold' as const, threshold };
+  // the frontier before and after: a threshold sweep that includes the run's own threshold
+  const thresholds = [...new Set([0.5, 0.7, 0.9, 0.95, 1.01, threshold])].sort((a, b) => a - b);
+  const sweep = () => paretoSweep(model, task, { items: test, tokenizer, genLength, thresholds });
   const options = {
     task,
     tokenizer,
     method,
     genLength,
-    strategy: sampler.strategy,
+    strategy,
     lr: v.lr !== undefined ? Number(v.lr) : 1e-4,
     seed: Number(v.seed),
     exclude: test.map((t) => task.key(t)),
@@ -227,8 +224,8 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   };
   const rl = v.resume ? await DiffpoTrainer.resume(out, { ...options, threads }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, { threads }) });
   const model = rl.model;
-  process.stderr.write(`evaluating ${v.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items...\n`);
-  const before = await run();
+  process.stderr.write(`evaluating ${v.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...\n`);
+  const beforeSweep = await sweep();
   const metrics = join(out, 'metrics.jsonl');
   if (!v.resume) await writeFile(metrics, '');
   const t0 = performance.now();
@@ -238,7 +235,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
       steps,
       onStep: async (i) => {
         await appendFile(metrics, JSON.stringify(i) + '\n');
-        const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
+        const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
         if (tty) process.stderr.write(`\r${line}\x1b[K`);
         else if (i.step % 10 === 0 || i.step === i.steps) process.stderr.write(line + '\n');
       },
@@ -248,17 +245,37 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     await rl.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
-  head = rl.head;
-  const after = await run();
+  process.stderr.write(`evaluating the trained model...\n`);
+  const afterSweep = await sweep();
+  let learned: ParetoPoint | undefined;
+  if (rl.head) {
+    const { completions, ...r } = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
+    void completions;
+    learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
+  }
+  const at = (points: ParetoPoint[]) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === threshold)!;
+  const before = at(beforeSweep),
+    after = learned ?? at(afterSweep);
   const table = [
     `| model | accuracy | mean reward | mean NFE |`,
     `|---|---|---|---|`,
     `| ${v.resume ? 'resumed run' : `${task.name}-base`} | ${before.accuracy.toFixed(3)} | ${before.meanReward.toFixed(3)} | ${before.meanNfe.toFixed(2)} |`,
-    `| after ${steps} ${method} steps${head ? ` (${v.sampler} sampler)` : ''} | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
+    `| after ${steps} ${method} steps${learned ? ` (${v.sampler} sampler)` : ''} | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
   ].join('\n');
-  const report = `# ${task.name}: ${method} RL from ${task.name}-base\n\n${steps} steps in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}); evaluated on ${test.length} external test items with threshold ${threshold} decoding.\n\n${table}\n\nPer-step metrics: metrics.jsonl.\n`;
-  await writeFile(join(out, 'report.md'), report);
-  process.stdout.write(`${table}\n\nreport: ${join(out, 'report.md')}\n`);
+  const history = (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const report = runReport({
+    title: `${task.name}: ${method} RL${learned ? ` with a ${v.sampler} threshold` : ''}`,
+    summary: `${steps} RL steps from ${v.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${Number(v.lambda)}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
+    before: beforeSweep,
+    after: afterSweep,
+    learned,
+    metrics: history,
+  });
+  await writeFile(join(out, 'report.md'), report.markdown);
+  await writeFile(join(out, 'report.html'), report.html);
+  await writeFile(join(out, 'pareto.svg'), report.paretoSvg);
+  await writeFile(join(out, 'steps.svg'), report.stepsSvg);
+  process.stdout.write(`${table}\n\nreport: ${join(out, 'report.html')} (and report.md)\n`);
   model.dispose();
 }
 

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from './errors.js';
 import type { DiffusionLM } from './model.js';
-import type { GenerateOptions } from './sampler.js';
+import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 import { encodePrompts } from './tasks/encode.js';
 import type { Task } from './tasks/task.js';
 import type { CharTokenizer } from './tokenizer.js';
@@ -27,8 +27,26 @@ export interface EvaluateResult {
   completions: string[];
 }
 
-/** Accuracy, mean reward and mean NFE of a model on a task's items, with the given sampler. */
-export async function evaluate<Item>(model: DiffusionLM, task: Task<Item>, options: EvaluateOptions): Promise<EvaluateResult> {
+/**
+ * Accuracy, mean reward and mean NFE of a model on a task's items, with the given sampler; with
+ * `strategies`, one result per decoding strategy (the rest of `sampler` shared).
+ */
+export async function evaluate<Item>(model: DiffusionLM, task: Task<Item>, options: EvaluateOptions & { strategies: DecodingStrategy[] }): Promise<(EvaluateResult & { strategy: DecodingStrategy })[]>;
+export async function evaluate<Item>(model: DiffusionLM, task: Task<Item>, options: EvaluateOptions): Promise<EvaluateResult>;
+export async function evaluate<Item>(
+  model: DiffusionLM,
+  task: Task<Item>,
+  options: EvaluateOptions & { strategies?: DecodingStrategy[] },
+): Promise<EvaluateResult | (EvaluateResult & { strategy: DecodingStrategy })[]> {
+  const { strategies } = options;
+  if (strategies === undefined) return evaluateOne(model, task, options);
+  if (!Array.isArray(strategies) || strategies.length === 0) throw new InvalidArgumentError('strategies must be a non-empty array of decoding strategies');
+  const out = [];
+  for (const strategy of strategies) out.push({ strategy, ...(await evaluateOne(model, task, { ...options, sampler: { ...options.sampler, strategy } })) });
+  return out;
+}
+
+async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: EvaluateOptions): Promise<EvaluateResult> {
   const items = options.items as Item[];
   if (!Array.isArray(items) || items.length === 0) throw new InvalidArgumentError('evaluate needs a non-empty items array');
   const bs = options.batchSize ?? 32;

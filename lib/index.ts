@@ -19,6 +19,7 @@ export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 export { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
+export { runReport, stepsSvg, type RunReportInput } from './report.js';
 export { ThresholdHead } from './threshold-head.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';
 export { DiffpoTrainer, groupAdvantages, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './trainers/diffpo.js';

@@ -21,13 +21,8 @@ export async function paretoSweep<Item>(
     ...(options.thresholds ?? [0.5, 0.7, 0.8, 0.9, 0.95, 1.01]).map((t) => [t > 1 ? 'one token per step' : `threshold ${t}`, { kind: 'threshold', threshold: t }] as [string, DecodingStrategy]),
     ...(options.gammas ?? []).map((g) => [`gamma ${g}`, { kind: 'entropy', gamma: g }] as [string, DecodingStrategy]),
   ];
-  const points: ParetoPoint[] = [];
-  for (const [label, strategy] of strategies) {
-    const { completions, ...r } = await evaluate(model, task, { ...options, sampler: { strategy, blockLength: options.blockLength } });
-    void completions;
-    points.push({ label, strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe });
-  }
-  return points;
+  const results = await evaluate(model, task, { ...options, sampler: { blockLength: options.blockLength }, strategies: strategies.map(([, s]) => s) });
+  return results.map((r, i) => ({ label: strategies[i]![0], strategy: r.strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }));
 }
 
 /** The points no other point beats on both accuracy (higher) and mean NFE (lower). */

@@ -72,12 +72,18 @@ describe('CLI', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/\| sudoku4-base \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
     expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
-    expect(r.stdout).toContain(`report: ${join(out, 'report.md')}`);
+    expect(r.stdout).toContain(`report: ${join(out, 'report.html')}`);
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html.match(/<svg/g)!.length).toBe(2); // the frontier and the per-step curves
+    expect(html.match(/<polyline/g)!.length).toBe(2 + 3); // before/after curves; reward, accuracy, NFE
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| before RL \| one token per step \| [\d.]+ \| [\d.]+ \| 17.00 \|/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
     const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
     expect(joint.status, joint.stderr).toBe(0);
     expect(joint.stdout).toMatch(/\| after 2 diffpo steps \(learned sampler\) \|/);
     expect((await ThresholdHead.load(out + '-joint')).grid).toEqual([0.5, 0.7, 0.8, 0.9, 1.01]);
+    expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| after RL \| learned threshold \|/);
+    expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });
 
   it('bad arguments exit 1 with a message naming the problem', () => {

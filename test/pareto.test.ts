@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { CharTokenizer, DiffusionLM, loadTestSet, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
+import { CharTokenizer, DiffusionLM, evaluate, loadTestSet, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
 
 const pt = (label: string, accuracy: number, meanNfe: number): ParetoPoint => ({ label, strategy: { kind: 'threshold', threshold: 0 }, accuracy, meanReward: 0, meanNfe });
 
@@ -37,6 +37,15 @@ describe('accuracy vs NFE', () => {
     expect(points[0]!.meanNfe).toBeLessThanOrEqual(points[1]!.meanNfe);
     expect(points[2]!.meanNfe).toBe(genLength);
     expect(points[2]!.accuracy).toBeGreaterThanOrEqual(points[0]!.accuracy);
+    // evaluate with strategies: one result per strategy, each equal to evaluating it alone
+    const strategies = [{ kind: 'threshold', threshold: 0.7 }, { kind: 'entropy', gamma: 0.2 }] as const;
+    const many = await evaluate(model, sudoku4Task(), { items, tokenizer, genLength, strategies: [...strategies] });
+    for (const [i, strategy] of strategies.entries()) {
+      const one = await evaluate(model, sudoku4Task(), { items, tokenizer, genLength, sampler: { strategy } });
+      expect(many[i]!.strategy).toEqual(strategy);
+      expect([many[i]!.accuracy, many[i]!.meanNfe, many[i]!.completions]).toEqual([one.accuracy, one.meanNfe, one.completions]);
+    }
+    await expect(evaluate(model, sudoku4Task(), { items, tokenizer, genLength, strategies: [] })).rejects.toThrow(/strategies/);
     model.dispose();
   });
 });

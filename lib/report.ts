@@ -1,0 +1,87 @@
+import { paretoSvg, type ParetoPoint } from './pareto.js';
+import type { DiffpoStepInfo } from './trainers/diffpo.js';
+
+/** What an RL run's report shows: the run, its frontier before and after, and its per-step metrics. */
+export interface RunReportInput {
+  title: string;
+  /** One paragraph on how the run was made (command, steps, seed, test set). */
+  summary: string;
+  /** Threshold sweeps on the test set of the starting model and the trained one. */
+  before: ParetoPoint[];
+  after: ParetoPoint[];
+  /** The trained model decoding with its learned per-prompt threshold, when it has one. */
+  learned?: ParetoPoint;
+  metrics: DiffpoStepInfo[];
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** A small line chart of per-step series sharing one y axis from 0 to the largest value. */
+export function stepsSvg(title: string, series: { name: string; color: string; values: number[] }[]): string {
+  const W = 640,
+    H = 220,
+    left = 50,
+    right = 150,
+    top = 30,
+    bottom = 35;
+  const n = Math.max(1, ...series.map((s) => s.values.length));
+  const maxY = Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite))) * 1.05;
+  const x = (i: number) => left + (n === 1 ? 0 : (i / (n - 1)) * (W - left - right));
+  const y = (v: number) => H - bottom - (v / maxY) * (H - top - bottom);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${left}" y="${top - 12}" font-size="14">${esc(title)}</text>`,
+    `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="black"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="black"/>`,
+    `<text x="${(left + W - right) / 2}" y="${H - 6}" text-anchor="middle">step</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = (maxY * i) / 4;
+    parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(v < 10 ? 2 : 0)}</text>`, `<line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#eee"/>`);
+  }
+  parts.push(`<text x="${x(0)}" y="${H - bottom + 14}" text-anchor="middle">1</text>`, `<text x="${x(n - 1)}" y="${H - bottom + 14}" text-anchor="middle">${n}</text>`);
+  series.forEach((s, k) => {
+    const pts = s.values.map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : '')).filter(Boolean);
+    parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts.join(' ')}"/>`);
+    parts.push(`<line x1="${W - right + 15}" y1="${top + 18 * k}" x2="${W - right + 35}" y2="${top + 18 * k}" stroke="${s.color}" stroke-width="2"/>`, `<text x="${W - right + 40}" y="${top + 18 * k + 4}">${esc(s.name)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** The figures and tables of a run: Markdown (with the SVGs as files beside it) and one self-contained HTML page. */
+export function runReport(r: RunReportInput): { markdown: string; html: string; paretoSvg: string; stepsSvg: string } {
+  const pareto = paretoSvg(
+    [
+      { name: 'before RL', points: r.before },
+      { name: 'after RL', points: r.after },
+    ],
+    r.learned ? [{ name: 'after RL, learned threshold', point: r.learned }] : [],
+    `${r.title}: accuracy vs mean NFE`,
+  );
+  const m = r.metrics;
+  const curves = stepsSvg('rollouts per step', [
+    { name: 'mean reward', color: '#1f77b4', values: m.map((i) => i.meanReward) },
+    { name: 'accuracy', color: '#2ca02c', values: m.map((i) => i.accuracy) },
+    { name: 'mean NFE / max', color: '#d62728', values: m.map((i) => i.meanNfe / Math.max(...m.map((j) => j.meanNfe))) },
+  ]);
+  const rows = [
+    ...r.before.map((p) => ['before RL', p]),
+    ...r.after.map((p) => ['after RL', p]),
+    ...(r.learned ? [['after RL', r.learned]] : []),
+  ] as [string, ParetoPoint][];
+  const table = [
+    '| model | decoding | accuracy | mean reward | mean NFE |',
+    '|---|---|---|---|---|',
+    ...rows.map(([who, p]) => `| ${who} | ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanReward.toFixed(3)} | ${p.meanNfe.toFixed(2)} |`),
+  ].join('\n');
+  const sum = (f: (i: DiffpoStepInfo) => number) => m.reduce((a, i) => a + f(i), 0);
+  const time = `Time: rollouts ${sum((i) => i.seconds.rollout).toFixed(1)} s, likelihoods ${sum((i) => i.seconds.likelihood).toFixed(1)} s, updates ${sum((i) => i.seconds.update).toFixed(1)} s.`;
+  const last = m[m.length - 1];
+  const dist = last?.thresholdDistribution ? `Last step's sampled thresholds: ${last.thresholdDistribution.map((d) => `${d.value}: ${(100 * d.fraction).toFixed(0)}%`).join(', ')}.` : '';
+  const markdown = `# ${r.title}\n\n${r.summary}\n\n${table}\n\n![accuracy vs mean NFE](pareto.svg)\n\n![per-step metrics](steps.svg)\n\n${time} ${dist}\nPer-step metrics: metrics.jsonl.\n`;
+  const htmlTable = `<table><tr><th>model</th><th>decoding</th><th>accuracy</th><th>mean reward</th><th>mean NFE</th></tr>${rows.map(([who, p]) => `<tr><td>${who}</td><td>${esc(p.label)}</td><td>${p.accuracy.toFixed(3)}</td><td>${p.meanReward.toFixed(3)}</td><td>${p.meanNfe.toFixed(2)}</td></tr>`).join('')}</table>`;
+  const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>body{font-family:sans-serif;max-width:720px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>\n<h1>${esc(r.title)}</h1>\n<p>${esc(r.summary)}</p>\n${htmlTable}\n${pareto}\n${curves}\n<p>${esc(time)} ${esc(dist)}</p>\n</body></html>\n`;
+  return { markdown, html, paretoSvg: pareto, stepsSvg: curves };
+}
