@@ -26,13 +26,14 @@ commands:
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
   train --task sudoku4|countdown3 [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
-      [--threshold 0.9] [--lr 1e-4] [--limit N] [--resume]
+      [--threshold 0.9] [--lr 1e-4] [--limit N] [--time-budget SECONDS] [--resume]
       [--sampler fixed|learned|sampler-only] [--lambda 0.5]   (learned: a per-prompt threshold on the
       grid 0.5, 0.7, 0.8, 0.9, 1.01, trained with the model or alone; evaluated with the head after)
       RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the external test
       set, trains with the DiFFPO trainer (progress line per step), sweeps again, prints a before/after
       table, and writes a resumable checkpoint (every 25 steps), metrics.jsonl and the report
-      (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg) to DIR
+      (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json)
+      to DIR; --time-budget stops starting new steps after that many seconds of training
       (default runs/<task>-<method>); --resume continues a run in DIR to --steps.
   sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
       [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume] [--export DIR]
@@ -106,6 +107,7 @@ async function main(argv: string[]): Promise<void> {
       pareto: { type: 'boolean', default: false },
       sampler: { type: 'string', default: 'fixed' },
       lambda: { type: 'string', default: '0.5' },
+      'time-budget': { type: 'string' },
     },
   });
   const threads = values.threads !== undefined ? Number(values.threads) : undefined;
@@ -233,6 +235,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   try {
     await rl.train({
       steps,
+      maxSeconds: v['time-budget'] !== undefined ? Number(v['time-budget']) : undefined,
       onStep: async (i) => {
         await appendFile(metrics, JSON.stringify(i) + '\n');
         const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
@@ -260,12 +263,12 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
     `| model | accuracy | mean reward | mean NFE |`,
     `|---|---|---|---|`,
     `| ${v.resume ? 'resumed run' : `${task.name}-base`} | ${before.accuracy.toFixed(3)} | ${before.meanReward.toFixed(3)} | ${before.meanNfe.toFixed(2)} |`,
-    `| after ${steps} ${method} steps${learned ? ` (${v.sampler} sampler)` : ''} | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
+    `| after ${rl.step} ${method} steps${learned ? ` (${v.sampler} sampler)` : ''} | ${after.accuracy.toFixed(3)} | ${after.meanReward.toFixed(3)} | ${after.meanNfe.toFixed(2)} |`,
   ].join('\n');
   const history = (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
   const report = runReport({
     title: `${task.name}: ${method} RL${learned ? ` with a ${v.sampler} threshold` : ''}`,
-    summary: `${steps} RL steps from ${v.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${Number(v.lambda)}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
+    summary: `${rl.step} RL steps from ${v.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${Number(v.seed)}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${Number(v.lambda)}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
     before: beforeSweep,
     after: afterSweep,
     learned,
@@ -275,6 +278,8 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   await writeFile(join(out, 'report.html'), report.html);
   await writeFile(join(out, 'pareto.svg'), report.paretoSvg);
   await writeFile(join(out, 'steps.svg'), report.stepsSvg);
+  const result = { task: task.name, method, sampler: v.sampler, lambda: learned ? Number(v.lambda) : undefined, seed: Number(v.seed), steps: rl.step, seconds, testItems: test.length, threshold, before: beforeSweep, after: afterSweep, learned };
+  await writeFile(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`${table}\n\nreport: ${join(out, 'report.html')} (and report.md)\n`);
   model.dispose();
 }

@@ -61,6 +61,20 @@ describe('DiffpoTrainer', () => {
     for (const m of [a, start, resumed.model]) m.dispose();
   });
 
+  it('a wall-clock budget stops between steps and checkpoints the last one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-budget-'));
+    const model = DiffusionLM.create(TINY, { seed: 2 });
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 2, groupSize: 2, innerIterations: 1, outDir: dir, seed: 1 });
+    const last = await rl.train({ steps: 1000, maxSeconds: 1e-3 });
+    expect([rl.step, last!.step]).toEqual([1, 1]);
+    const resumed = await DiffpoTrainer.resume(dir, { task: copy4 as Task<unknown>, genLength: 5 });
+    expect(resumed.step).toBe(1);
+    resumed.model.dispose();
+    await expect(rl.train({ steps: 3, maxSeconds: 0 })).rejects.toThrow(/maxSeconds/);
+    await rl.dispose();
+    model.dispose();
+  });
+
   it('rejects bad options by name', () => {
     const model = DiffusionLM.create(TINY);
     const task = copy4 as Task<unknown>;

@@ -181,6 +181,8 @@ export class DiffpoTrainer {
    */
   async train(options: {
     steps: number;
+    /** A wall-clock budget: no step starts after it has run out (the last step is checkpointed). */
+    maxSeconds?: number;
     signal?: AbortSignal;
     onStep?: (info: DiffpoStepInfo) => void | Promise<void>;
     onRollout?: (r: DiffpoRollout) => void | Promise<void>;
@@ -188,6 +190,9 @@ export class DiffpoTrainer {
     const o = this.#o;
     const { steps, signal } = options;
     if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
+    const { maxSeconds } = options;
+    if (maxSeconds !== undefined && !(maxSeconds > 0)) throw new InvalidArgumentError(`maxSeconds must be a number > 0, got ${maxSeconds}`);
+    const deadline = performance.now() + (maxSeconds ?? Infinity) * 1000;
     const reference = o.beta > 0 ? await this.#referenceModel() : null;
     const estimator: EstimatorOptions['estimator'] = o.method === 'd1' ? 'mean-field' : o.method === 'diffpo' ? 'two-stage' : 'trajectory';
     let last: DiffpoStepInfo | null = null;
@@ -295,8 +300,10 @@ export class DiffpoTrainer {
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };
       const every = o.checkpointEvery ?? 0;
-      if (o.outDir && ((every > 0 && step % every === 0) || step === steps)) await this.save(o.outDir);
+      const outOfTime = performance.now() >= deadline;
+      if (o.outDir && ((every > 0 && step % every === 0) || step === steps || outOfTime)) await this.save(o.outDir);
       await options.onStep?.(last);
+      if (outOfTime) break;
     }
     return last;
   }
