@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { presetConfig, type PresetName } from './config.js';
 import { evaluate } from './evaluate.js';
 import { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
+import { Progress } from './progress.js';
 import { runReport } from './report.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
 import { DiffusionLM } from './model.js';
@@ -35,10 +36,11 @@ commands:
       (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json)
       to DIR; --time-budget stops starting new steps after that many seconds of training
       (default runs/<task>-<method>); --resume continues a run in DIR to --steps.
-  sft --task sudoku4|countdown3|arith --out DIR [--config tiny|small|medium] [--steps N]
+  sft --task sudoku4|countdown3|arith[,...] --out DIR [--config tiny|small|medium] [--steps N]
       [--batch-size 32] [--lr 1e-3] [--seed 0] [--eval-every N] [--resume] [--export DIR]
-      Supervised fine-tuning on generated items (never the external test set's), with a progress
-      line, metrics.jsonl and a resumable checkpoint in DIR.
+      Supervised fine-tuning on generated items (never an evaluation item), with a progress bar,
+      metrics.jsonl and a resumable checkpoint in DIR; several tasks (--task sudoku4,arith) mix
+      in every batch (--eval-every evaluates the first).
   eval --model DIR --task sudoku4|countdown3|arith [--data FILE] [--limit N]
        [--threshold 0.9 | --steps N | --factor F | --gamma G] [--block-length N] [--cache none|prefix|dual] [--json]
       Accuracy, mean reward, mean NFE and tokens/s on the task's external test set (or FILE).
@@ -151,38 +153,38 @@ async function main(argv: string[]): Promise<void> {
 type Flags = Record<string, string | boolean | undefined>;
 
 async function sftCommand(v: Flags, threads: number | undefined): Promise<void> {
-  if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME and --out DIR');
-  const task = getTask(v.task as TaskName);
+  if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME[,NAME...] and --out DIR');
+  const tasks = v.task.split(',').map((name) => getTask(name as TaskName));
   const steps = Number(v.steps ?? 1000);
-  const test = (task.testSetFile && findBenchmarksDir()) || task.heldOut ? await loadTestSet(task) : [];
+  // every task's evaluation items stay out of training; periodic evaluation uses the first task's
+  const tests = await Promise.all(tasks.map(async (t) => ((t.testSetFile && findBenchmarksDir()) || t.heldOut ? await loadTestSet(t) : [])));
+  const test = tests[0]!;
   const options: SftOptions = {
-    task,
+    ...(tasks.length === 1 ? { task: tasks[0]! } : { tasks }),
     outDir: v.out,
     batchSize: v['batch-size'] !== undefined ? Number(v['batch-size']) : undefined,
     lr: v.lr !== undefined ? Number(v.lr) : undefined,
     seed: Number(v.seed),
     checkpointEvery: 100,
-    exclude: test.map((t) => task.key(t)),
+    exclude: tests.flatMap((items, k) => items.map((t) => tasks[k]!.key(t))),
     evalEvery: v['eval-every'] !== undefined ? Number(v['eval-every']) : 0,
     evalItems: test.slice(0, 64),
   };
   const trainer = v.resume ? await SftTrainer.resume(v.out, { ...options, threads }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: Number(v.seed), threads }), options);
-  const tty = process.stderr.isTTY;
-  const t0 = performance.now();
+  const progress = new Progress(steps, 50);
+  const first = trainer.step;
   try {
     await trainer.train({
       steps,
       onStep: (i) => {
         const evalText = i.eval ? `  eval acc ${i.eval.accuracy.toFixed(3)} NFE ${i.eval.meanNfe.toFixed(1)}` : '';
-        const line = `step ${i.step}/${i.steps}  loss ${i.loss.toFixed(4)}  lr ${i.lr.toExponential(2)}  ${((performance.now() - t0) / 1000).toFixed(0)}s${evalText}`;
-        if (tty) process.stderr.write(`\r${line}\x1b[K`);
-        else if (i.step % 50 === 0 || i.step === i.steps || i.eval) process.stderr.write(line + '\n');
+        progress.update(i.step, `loss ${i.loss.toFixed(4)}  lr ${i.lr.toExponential(2)}${evalText}`, first, !!i.eval);
       },
     });
   } finally {
-    if (tty) process.stderr.write('\n');
+    progress.done();
   }
-  process.stdout.write(`wrote ${v.out} after ${trainer.step} steps (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+  process.stdout.write(`wrote ${v.out} after ${trainer.step} steps (${progress.seconds.toFixed(0)} s)\n`);
   if (typeof v.export === 'string') {
     await trainer.export(v.export, 'bf16');
     process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
@@ -230,24 +232,22 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   const beforeSweep = await sweep();
   const metrics = join(out, 'metrics.jsonl');
   if (!v.resume) await writeFile(metrics, '');
-  const t0 = performance.now();
-  const tty = process.stderr.isTTY;
+  const progress = new Progress(steps, 10);
+  const first = rl.step;
   try {
     await rl.train({
       steps,
       maxSeconds: v['time-budget'] !== undefined ? Number(v['time-budget']) : undefined,
       onStep: async (i) => {
         await appendFile(metrics, JSON.stringify(i) + '\n');
-        const line = `step ${i.step}/${i.steps}  reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}  ${((performance.now() - t0) / 1000).toFixed(0)}s`;
-        if (tty) process.stderr.write(`\r${line}\x1b[K`);
-        else if (i.step % 10 === 0 || i.step === i.steps) process.stderr.write(line + '\n');
+        progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
       },
     });
   } finally {
-    if (tty) process.stderr.write('\n');
+    progress.done();
     await rl.dispose();
   }
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = progress.seconds;
   process.stderr.write(`evaluating the trained model...\n`);
   const afterSweep = await sweep();
   let learned: ParetoPoint | undefined;

@@ -16,9 +16,10 @@ export type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safeten
 export { Rng } from './rng.js';
 export { CharTokenizer, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABET, type TextTokenizer } from './tokenizer.js';
 export * from './tasks/index.js';
-export { encodePrompts, encodeSftBatch, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
+export { encodePrompts, encodeSftBatch, encodeSftPairs, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 export { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.js';
+export { formatSeconds, Progress } from './progress.js';
 export { runReport, stepsSvg, type RunReportInput } from './report.js';
 export { ThresholdHead } from './threshold-head.js';
 export { SftTrainer, type SftOptions, type SftStepInfo } from './trainers/sft.js';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { AbortError, DiffusionLM, evaluate, Rng, SftTrainer, sudoku4Task, type Task } from 'diffpo';
 
-import { copy4, TINY } from './helpers/copy-task.js';
+import { copy4, reverse4, TINY } from './helpers/copy-task.js';
 
 describe('SftTrainer', () => {
   it('drives the SFT loss down on sudoku4', async () => {
@@ -29,6 +29,21 @@ describe('SftTrainer', () => {
     const r = await evaluate(model, copy4, { items, tokenizer: trainer.tokenizer, genLength: trainer.responseLength });
     expect(r.accuracy).toBeGreaterThanOrEqual(0.9);
     expect(r.meanNfe).toBeLessThanOrEqual(trainer.responseLength);
+    model.dispose();
+  });
+
+  it('multi-task SFT: one model learns two tasks from mixed batches', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 3 });
+    const trainer = new SftTrainer(model, { tasks: [copy4, reverse4] as Task<unknown>[], batchSize: 32, lr: 5e-3, warmup: 10, seed: 4 });
+    await trainer.train({ steps: 250 });
+    const rng = new Rng(98);
+    const items = Array.from({ length: 32 }, () => copy4.generate(rng));
+    for (const task of [copy4, reverse4]) {
+      const r = await evaluate(model, task, { items, tokenizer: trainer.tokenizer, genLength: trainer.responseLength });
+      expect(r.accuracy, task.name).toBeGreaterThanOrEqual(0.8);
+    }
+    expect(() => new SftTrainer(model, { tasks: [] })).toThrow(/task/);
+    expect(() => new SftTrainer(model, { task: copy4 as Task<unknown>, tasks: [copy4 as Task<unknown>] })).toThrow(/either/);
     model.dispose();
   });
 

@@ -18,14 +18,19 @@ export function encodePrompts<Item>(task: Task<Item>, items: Item[], tokenizer: 
 
 /** Prompt + response + EOS padding up to responseLength, one row per item. */
 export function encodeSftBatch<Item>(task: Task<Item>, items: Item[], tokenizer: CharTokenizer, responseLength: number): EncodedBatch {
-  const prompts = encodePrompts(task, items, tokenizer);
+  return encodeSftPairs(items.map((item) => ({ task: task as Task<unknown>, item })), tokenizer, responseLength);
+}
+
+/** encodeSftBatch for items of several tasks (a multi-task batch): each row uses its own task's format. */
+export function encodeSftPairs(pairs: { task: Task<unknown>; item: unknown }[], tokenizer: CharTokenizer, responseLength: number): EncodedBatch {
+  const prompts = pairs.map(({ task, item }) => tokenizer.encode(task.prompt(item)));
   const P = Math.max(...prompts.map((p) => p.length));
   const T = P + responseLength;
-  const B = items.length;
+  const B = pairs.length;
   const tokens = new Int32Array(B * T),
     attentionMask = new Uint8Array(B * T),
     positions = new Int32Array(B * T);
-  items.forEach((item, b) => {
+  pairs.forEach(({ task, item }, b) => {
     const prompt = prompts[b]!;
     const response = tokenizer.encode(task.response(item)).subarray(0, responseLength);
     const pad = P - prompt.length;

@@ -8,13 +8,15 @@ import { DiffusionLM } from '../model.js';
 import { AdamW } from '../optim.js';
 import { Rng } from '../rng.js';
 import type { GenerateOptions } from '../sampler.js';
-import { encodeSftBatch, responseLengthOf } from '../tasks/encode.js';
+import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
 import { trainingStream, type Task } from '../tasks/task.js';
 import { loadOptimizer, saveOptimizer } from './state.js';
 import { CharTokenizer } from '../tokenizer.js';
 
 export interface SftOptions {
-  task: Task<unknown>;
+  /** The task, or `tasks` for multi-task SFT (each batch cycles through them, one shared vocabulary). */
+  task?: Task<unknown>;
+  tasks?: Task<unknown>[];
   tokenizer?: CharTokenizer;
   /** Sequences per step (default 32). */
   batchSize?: number;
@@ -30,7 +32,7 @@ export interface SftOptions {
   responseLength?: number;
   /** Keys (Task.key) of items that training must never see, e.g. the test set's. */
   exclude?: Iterable<string>;
-  /** Evaluate every N steps (0 = never) on evalItems with evalSampler. */
+  /** Evaluate every N steps (0 = never) on evalItems (items of the first task) with evalSampler. */
   evalEvery?: number;
   evalItems?: unknown[];
   evalSampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
@@ -64,17 +66,20 @@ interface TrainerState {
  */
 export class SftTrainer {
   readonly model: DiffusionLM;
+  /** The first (or only) task; evaluation uses it. */
   readonly task: Task<unknown>;
+  readonly tasks: Task<unknown>[];
   readonly tokenizer: CharTokenizer;
   readonly responseLength: number;
   readonly optimizer: AdamW;
   step = 0;
   readonly #o: Required<Pick<SftOptions, 'batchSize' | 'lr' | 'warmup' | 'schedule' | 'evalEvery' | 'checkpointEvery' | 'seed'>> & SftOptions;
   readonly #rng: Rng;
-  readonly #stream: Generator<unknown>;
+  readonly #streams: Generator<unknown>[];
 
   constructor(model: DiffusionLM, options: SftOptions) {
-    if (!options?.task) throw new InvalidArgumentError('SftTrainer needs a task');
+    const tasks = options?.tasks ?? (options?.task ? [options.task] : []);
+    if (tasks.length === 0 || (options.task && options.tasks)) throw new InvalidArgumentError('SftTrainer needs either a task or a non-empty tasks array');
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SftOptions;
     this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...given };
     const o = this.#o;
@@ -84,14 +89,16 @@ export class SftTrainer {
     if (o.evalEvery > 0 && !o.evalItems?.length) throw new InvalidArgumentError('evalEvery needs evalItems');
     if (o.checkpointEvery > 0 && !o.outDir) throw new InvalidArgumentError('checkpointEvery needs outDir');
     this.model = model;
-    this.task = o.task;
+    this.tasks = tasks;
+    this.task = tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     if (this.tokenizer.vocabSize !== model.config.vocab_size || this.tokenizer.maskId !== model.config.mask_token_id)
       throw new InvalidArgumentError(`the tokenizer (vocab ${this.tokenizer.vocabSize}, mask ${this.tokenizer.maskId}) does not match the model's config (vocab ${model.config.vocab_size}, mask ${model.config.mask_token_id})`);
     this.#rng = new Rng(o.seed);
     const probe = new Rng(o.seed + 1);
-    this.responseLength = o.responseLength ?? responseLengthOf(this.task, Array.from({ length: 256 }, () => this.task.generate(probe)), this.tokenizer);
-    this.#stream = trainingStream(this.task, this.#rng, new Set(o.exclude ?? []));
+    this.responseLength = o.responseLength ?? Math.max(...tasks.map((t) => responseLengthOf(t, Array.from({ length: 256 }, () => t.generate(probe)), this.tokenizer)));
+    const exclude = new Set(o.exclude ?? []);
+    this.#streams = tasks.map((t) => trainingStream(t, this.#rng, exclude));
     this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 1 });
   }
 
@@ -116,8 +123,11 @@ export class SftTrainer {
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
       const t0 = performance.now();
-      const items = Array.from({ length: o.batchSize }, () => this.#stream.next().value);
-      const enc = encodeSftBatch(this.task, items, this.tokenizer, this.responseLength);
+      const pairs = Array.from({ length: o.batchSize }, (_, i) => {
+        const k = (this.step * o.batchSize + i) % this.tasks.length;
+        return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
+      });
+      const enc = encodeSftPairs(pairs, this.tokenizer, this.responseLength);
       const step = this.step + 1;
       await this.model.zeroGrad();
       const { loss } = await this.model.maskedDiffusionLoss(
@@ -155,7 +165,7 @@ export class SftTrainer {
     await mkdir(dir, { recursive: true });
     await this.model.save(dir, { dtype });
     await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
-    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.task.name, gen_length: this.responseLength }, null, 2) + '\n');
+    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.tasks.map((t) => t.name).join('+'), gen_length: this.responseLength }, null, 2) + '\n');
   }
 
   /** Writes a resumable checkpoint: export() in F32, plus the optimizer moments and trainer state. */

@@ -1,0 +1,68 @@
+// Gathers the result.json of every run under DIR (scripts/experiment.sh) into the README's tables and
+// one accuracy-vs-NFE plot per task (curves: the base and each arm's threshold sweep, averaged over
+// seeds; squares: the learned threshold). Usage: node scripts/experiment-table.mjs DIR OUTDIR
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { paretoSvg } from '../dist/esm/index.js';
+
+const [dir = 'runs/experiment', outDir = 'docs/results'] = process.argv.slice(2);
+const runs = readdirSync(dir)
+  .filter((d) => existsSync(join(dir, d, 'result.json')))
+  .map((d) => ({ name: d, ...JSON.parse(readFileSync(join(dir, d, 'result.json'), 'utf8')) }));
+if (runs.length === 0) throw new Error(`no result.json under ${dir}`);
+
+const ARMS = {
+  d1: 'd1 (mean-field, no IS), threshold 0.9',
+  diffpo: 'DiFFPO (two-stage + IS), threshold 0.9',
+  'joint0.1': 'DiFFPO + learned threshold (joint, lambda 0.1)',
+  'joint0.5': 'DiFFPO + learned threshold (joint, lambda 0.5)',
+};
+const armOf = (r) => r.name.split('-')[2];
+const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
+const at = (points, t) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === t);
+// a run's headline point: the learned threshold when it has one, else its fixed threshold
+const headline = (r) => r.learned ?? at(r.after, r.threshold);
+
+const lines = [];
+const summary = {};
+mkdirSync(outDir, { recursive: true });
+for (const task of [...new Set(runs.map((r) => r.task))]) {
+  const mine = runs.filter((r) => r.task === task);
+  const base = mine[0].before;
+  lines.push(`| ${task} | base, threshold 0.9 | - | ${at(base, 0.9).accuracy.toFixed(3)} | ${at(base, 0.9).accuracy.toFixed(3)} | ${at(base, 0.9).meanNfe.toFixed(2)} | - | - |`);
+  lines.push(`| ${task} | base, one token per step | - | ${at(base, 1.01).accuracy.toFixed(3)} | ${at(base, 1.01).accuracy.toFixed(3)} | ${at(base, 1.01).meanNfe.toFixed(2)} | - | - |`);
+  const curves = [{ name: 'base', points: base }];
+  const extra = [];
+  for (const budget of ['steps', 'time']) {
+    for (const [arm, label] of Object.entries(ARMS)) {
+      const group = mine.filter((r) => r.name.startsWith(budget + '-') && armOf(r) === arm).sort((a, b) => a.seed - b.seed);
+      if (!group.length) continue;
+      const pts = group.map(headline);
+      const row = {
+        accuracy: mean(pts.map((p) => p.accuracy)),
+        meanNfe: mean(pts.map((p) => p.meanNfe)),
+        steps: mean(group.map((r) => r.steps)),
+        seconds: mean(group.map((r) => r.seconds)),
+      };
+      summary[`${task}/${budget}/${arm}`] = { ...row, seeds: group.map((r) => r.seed), accuracies: pts.map((p) => p.accuracy) };
+      const budgetText = budget === 'steps' ? `${group[0].steps} steps` : `${Math.round(row.seconds)} s`;
+      lines.push(`| ${task} | ${label} | ${budgetText} | ${pts.map((p) => p.accuracy.toFixed(3)).join(', ')} | ${row.accuracy.toFixed(3)} | ${row.meanNfe.toFixed(2)} | ${row.steps.toFixed(0)} | ${row.seconds.toFixed(0)} |`);
+      if (budget !== 'steps') continue;
+      // the seed-averaged threshold sweep of the trained models, and the learned threshold's point
+      const sweep = group[0].after.map((p, i) => ({ ...p, accuracy: mean(group.map((r) => r.after[i].accuracy)), meanNfe: mean(group.map((r) => r.after[i].meanNfe)) }));
+      if (!arm.startsWith('joint')) curves.push({ name: `${arm}, ${group[0].steps} steps`, points: sweep });
+      if (group.every((r) => r.learned))
+        extra.push({ name: `learned, lambda ${arm.slice(5)}`, point: { label: 'learned', strategy: { kind: 'learned' }, accuracy: row.accuracy, meanReward: 0, meanNfe: row.meanNfe } });
+    }
+  }
+  writeFileSync(join(outDir, `${task}-pareto.svg`), paretoSvg(curves, extra, `${task}: accuracy vs mean NFE (test set, mean of seeds)`));
+}
+const table = [
+  '| task | model | budget | accuracy per seed | mean accuracy | mean NFE | steps | seconds |',
+  '|---|---|---|---|---|---|---|---|',
+  ...lines,
+].join('\n');
+writeFileSync(join(outDir, 'experiment.md'), table + '\n');
+writeFileSync(join(outDir, 'experiment.json'), JSON.stringify(summary, null, 2) + '\n');
+process.stdout.write(table + '\n');
