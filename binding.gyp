@@ -17,6 +17,7 @@
       "sources": [
         "native/bindings.cc",
         "native/model.cc",
+        "native/ops.cc",
         "native/sampler.cc",
         "native/tensor_io.cc",
         "native/testing.cc",

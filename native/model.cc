@@ -40,7 +40,7 @@ struct Model::Acts {
   // qkv (N, D+2KVd) holds q | k | v per token and ab (N, 2F) holds ff_proj | up_proj: one GEMM each,
   // since q_proj, k_proj, v_proj (and ff_proj, up_proj) are adjacent in the parameter block.
   std::vector<float*> res, xmid, rstd1, h1, qkv, att, y, rstd2, h2, ab, g;
-  float *rstdf, *hf, *lse, *dres, *dh, *dqkv, *dy, *dab, *dg, *dhf, *dlogp;
+  float *rstdf, *hf, *lse, *dres, *dh, *dqkv, *dy, *dab, *dg, *dhf, *dlogp, *logits;
 };
 
 LayerWeights layer_view(const std::vector<TensorSpec>& t, float* base, int layer) {
@@ -50,7 +50,7 @@ LayerWeights layer_view(const std::vector<TensorSpec>& t, float* base, int layer
 }
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
-    : cfg_(cfg), backend_(std::move(backend)), acts_(new Acts) {
+    : cfg_(cfg), backend_(std::move(backend)), arena_(backend_->memory()), acts_(new Acts) {
   cfg_.validate();
   const int64_t D = cfg_.d_model, F = cfg_.mlp_hidden_size, E = cfg_.embedding_size;
   const int64_t KVd = (int64_t)cfg_.n_kv_heads * cfg_.head_dim();
@@ -70,7 +70,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
   }
   add("model.transformer.ln_f.weight", {D});
   if (!cfg_.weight_tying) add("model.transformer.ff_out.weight", {E, D});
-  params_ = std::make_shared<Block>(offset);
+  params_ = std::make_shared<Block>(offset, backend_->memory());
   wte_ = params_->data + tensors_[0].offset;
   for (int l = 0; l < cfg_.n_layers; l++) layers_.push_back(layer_view(tensors_, params_->data, l));
   ln_f_ = params_->data + tensors_[1 + (size_t)cfg_.n_layers * kLayerTensors].offset;
@@ -82,22 +82,22 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
 Model::~Model() = default;
 
 BlockPtr Model::grads() {
-  if (!grads_) grads_ = std::make_shared<Block>(params_->size);
+  if (!grads_) grads_ = std::make_shared<Block>(params_->size, backend_->memory());
   return grads_;
 }
 
 BlockPtr Model::adam_m() {
-  if (!adam_m_) adam_m_ = std::make_shared<Block>(params_->size);
+  if (!adam_m_) adam_m_ = std::make_shared<Block>(params_->size, backend_->memory());
   return adam_m_;
 }
 
 BlockPtr Model::adam_v() {
-  if (!adam_v_) adam_v_ = std::make_shared<Block>(params_->size);
+  if (!adam_v_) adam_v_ = std::make_shared<Block>(params_->size, backend_->memory());
   return adam_v_;
 }
 
 void Model::zero_grad() {
-  if (grads_) std::memset(grads_->data, 0, grads_->size * sizeof(float));
+  if (grads_) backend_->zero(grads_->data, (long)grads_->size);
 }
 
 const float* Model::head_weight() const { return head_; }
@@ -146,21 +146,22 @@ void Model::rope_tables(int T) {
   if (rope_T_ >= T) return;
   T = std::max(T, 2 * rope_T_);  // grow geometrically
   const int half = cfg_.head_dim() / 2;
-  rope_cos_.resize((size_t)T * half);
-  rope_sin_.resize((size_t)T * half);
+  auto cos = std::make_shared<Block>((size_t)T * half, backend_->memory());
+  auto sin = std::make_shared<Block>((size_t)T * half, backend_->memory());
   for (int j = 0; j < half; j++) {
     // as LLaDA: inv_freq and the angle are float32, cos/sin of that angle
     const float inv_freq = (float)(1.0 / std::pow(cfg_.rope_theta, (double)(2 * j) / cfg_.head_dim()));
     for (int t = 0; t < T; t++) {
       const float angle = (float)t * inv_freq;
-      rope_cos_[(size_t)t * half + j] = (float)std::cos((double)angle);
-      rope_sin_[(size_t)t * half + j] = (float)std::sin((double)angle);
+      cos->data[(size_t)t * half + j] = (float)std::cos((double)angle);
+      sin->data[(size_t)t * half + j] = (float)std::sin((double)angle);
     }
   }
+  rope_cos_ = cos, rope_sin_ = sin;
   rope_T_ = T;
 }
 
-void Model::plan(int B, int T, int S, bool train, int Tk) {
+void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   if (Tk == 0) Tk = T;
   Acts& A = *acts_;
   A.B = B, A.T = T, A.S = S, A.train = train;
@@ -173,7 +174,7 @@ void Model::plan(int B, int T, int S, bool train, int Tk) {
     size_t n;
   };
   const Slot per_layer[] = {{&A.xmid, N * D}, {&A.rstd1, N},         {&A.h1, N * D},    {&A.qkv, N * QKV},
-                            {&A.att, B * H * T * Tk}, {&A.y, N * D}, {&A.rstd2, N},     {&A.h2, N * D},
+                            {&A.att, backend_->attention_state_floats(B, (int)H, T, Tk)}, {&A.y, N * D}, {&A.rstd2, N},     {&A.h2, N * D},
                             {&A.ab, N * 2 * F},      {&A.g, N * F}};
   std::vector<size_t> res_off;
   for (int l = 0; l <= (train ? L : 0); l++) res_off.push_back(arena_.reserve(N * D));
@@ -187,6 +188,7 @@ void Model::plan(int B, int T, int S, bool train, int Tk) {
   if (train)
     for (int i = 0; i < kGrads; i++) o_grad[i] = arena_.reserve(grad_sizes[i]);
   const size_t o_dlogp = arena_.reserve(S);
+  const size_t o_logits = arena_.reserve((size_t)logits_rows * cfg_.embedding_size);
   arena_.commit();
 
   A.res.assign(L + 1, nullptr);
@@ -197,6 +199,7 @@ void Model::plan(int B, int T, int S, bool train, int Tk) {
   }
   if (!train) A.xmid.assign(L, A.res[0]);  // inference updates the residual stream in place
   A.rstdf = arena_.at(o_rstdf), A.hf = arena_.at(o_hf), A.lse = arena_.at(o_lse), A.dlogp = arena_.at(o_dlogp);
+  A.logits = arena_.at(o_logits);
   float** grads[kGrads] = {&A.dres, &A.dh, &A.dqkv, &A.dy, &A.dab, &A.dg, &A.dhf};
   for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
 }
@@ -219,31 +222,31 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* p
     be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
     float* qkv = A.qkv[l];
     be.linear_forward(qkv, A.h1[l], w.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
-    be.rope_forward(qkv, rope_cos_.data(), rope_sin_.data(), pos, B, T, H, hd, QKV);
-    be.rope_forward(qkv + D, rope_cos_.data(), rope_sin_.data(), pos, B, T, KV, hd, QKV);
+    be.rope_forward(qkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
+    be.rope_forward(qkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
     const float *keys = qkv + D, *values = qkv + D + KVd;
     if (cache) {
       // this forward's K/V go into the cache rows (all positions for Fill, the given range for Read)
       KVCache& c = *cache->cache;
-      float* ck = c.k.data() + (size_t)l * c.slots * c.T * KVd;
-      float* cv = c.v.data() + (size_t)l * c.slots * c.T * KVd;
-      for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-          const size_t dst = ((size_t)cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t) * KVd;
-          const float* src = qkv + ((size_t)b * T + t) * QKV + D;
-          std::memcpy(ck + dst, src, sizeof(float) * KVd);
-          std::memcpy(cv + dst, src + KVd, sizeof(float) * KVd);
-        }
+      float* ck = c.k->data + (size_t)l * c.slots * c.T * KVd;
+      float* cv = c.v->data + (size_t)l * c.slots * c.T * KVd;
+      if (l == 0) {
+        cache_rows_.resize((size_t)B * T);
+        for (int b = 0; b < B; b++)
+          for (int t = 0; t < T; t++) cache_rows_[(size_t)b * T + t] = cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t;
+      }
+      be.copy_rows(ck, KVd, cache_rows_.data(), qkv + D, QKV, nullptr, N, KVd);
+      be.copy_rows(cv, KVd, cache_rows_.data(), qkv + D + KVd, QKV, nullptr, N, KVd);
       if (read) keys = ck, values = cv;
     }
     be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
-    if (A.xmid[l] != A.res[l]) std::memcpy(A.xmid[l], A.res[l], sizeof(float) * (size_t)N * D);
+    if (A.xmid[l] != A.res[l]) be.copy(A.xmid[l], A.res[l], (long)N * D);
     be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
     // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
     be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
     be.linear_forward(A.ab[l], A.h2[l], w.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
     be.swiglu_forward(A.g[l], A.ab[l], N, F);
-    if (A.res[l + 1] != A.xmid[l]) std::memcpy(A.res[l + 1], A.xmid[l], sizeof(float) * (size_t)N * D);
+    if (A.res[l + 1] != A.xmid[l]) be.copy(A.res[l + 1], A.xmid[l], (long)N * D);
     be.linear_forward(A.res[l + 1], A.g[l], w.ff_out, N, F, D, true);
   }
   be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
@@ -256,7 +259,7 @@ void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
   const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   float* g = grads()->data;
   const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
-  std::memset(A.dres, 0, sizeof(float) * (size_t)N * D);
+  be.zero(A.dres, (long)N * D);
   be.rmsnorm_backward(A.dres, g + (ln_f_ - params_->data), A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
   for (int l = cfg_.n_layers - 1; l >= 0; l--) {
     check_cancel();
@@ -270,9 +273,10 @@ void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
     // attention sub-block
     be.linear_backward(A.dy, false, gw.attn_out, A.dres, A.y[l], w.attn_out, N, D, D);
     const float* qkv = A.qkv[l];
-    be.attention_backward(A.dqkv, A.dqkv + D, A.dqkv + D + KVd, A.dy, A.att[l], qkv, qkv + D, qkv + D + KVd, shape);
-    be.rope_backward(A.dqkv, rope_cos_.data(), rope_sin_.data(), pos, B, T, H, hd, QKV);
-    be.rope_backward(A.dqkv + D, rope_cos_.data(), rope_sin_.data(), pos, B, T, KV, hd, QKV);
+    be.attention_backward(A.dqkv, A.dqkv + D, A.dqkv + D + KVd, A.dy, A.y[l], A.att[l], qkv, qkv + D, qkv + D + KVd,
+                          shape);
+    be.rope_backward(A.dqkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
+    be.rope_backward(A.dqkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
     be.linear_backward(A.dh, false, gw.qkv, A.dqkv, A.h1[l], w.qkv, N, D, QKV);
     be.rmsnorm_backward(A.dres, gw.attn_norm, A.dh, A.res[l], w.attn_norm, A.rstd1[l], N, D);
   }
@@ -304,7 +308,7 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
   if (backward) {
     check_cancel();
     for (int s = 0; s < S; s++) A.dlogp[s] = -weights[s];
-    std::memset(A.dhf, 0, sizeof(float) * (size_t)N * cfg_.d_model);
+    backend_->zero(A.dhf, N * cfg_.d_model);
     backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S,
                                       cfg_.d_model, cfg_.embedding_size, scale);
     this->backward(ids, pos, B, T);
@@ -322,30 +326,45 @@ void Model::logits(const int32_t* ids, const uint8_t* keymask, const int32_t* po
 void Model::resize_cache(KVCache& cache, int slots, int T) const {
   const size_t n = (size_t)cfg_.n_layers * slots * T * cfg_.n_kv_heads * cfg_.head_dim();
   cache.slots = slots, cache.T = T;
-  cache.k.resize(n);
-  cache.v.resize(n);
+  cache.k = std::make_shared<Block>(n, backend_->memory());
+  cache.v = std::make_shared<Block>(n, backend_->memory());
 }
 
 void Model::logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
                       const int32_t* rows, int S, float* out, const CacheUse* cache) {
+  forward_rows(ids, keymask, pos, B, T, rows, S, out, cache);
+}
+
+void Model::decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+                          const int32_t* rows, int S, const CacheUse* cache, const double* noise, double temperature,
+                          int32_t* x0, float* conf, float* logp, float* entropy) {
+  const float* logits = forward_rows(ids, keymask, pos, B, T, rows, S, nullptr, cache);
+  backend_->decode_score(x0, conf, logp, entropy, logits, noise, S, cfg_.embedding_size, cfg_.vocab_size,
+                         cfg_.mask_token_id, temperature);
+}
+
+float* Model::forward_rows(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
+                           const int32_t* rows, int S, float* out, const CacheUse* cache) {
   const bool read = cache && cache->mode == CacheUse::Read;
   // a cached read's key mask covers the cache's positions, checked by the caller (the decoder)
   validate_inputs(ids, read ? nullptr : keymask, pos, B, T);
   for (int s = 0; s < S; s++)
     require(rows[s] >= 0 && rows[s] < B * T, "ERR_INVALID_ARGUMENT", "row " + std::to_string(rows[s]) + " out of range");
-  plan(B, T, S, false, read ? cache->cache->T : T);
+  plan(B, T, S, false, read ? cache->cache->T : T, out ? 0 : S);
   forward(ids, keymask, pos, B, T, cache);
   const int D = cfg_.d_model;
   float* h = acts_->h1[0];  // free after the forward: reused to gather the scored rows (S <= B*T)
-  for (int s = 0; s < S; s++) std::memcpy(h + (size_t)s * D, acts_->hf + (size_t)rows[s] * D, sizeof(float) * D);
+  backend_->copy_rows(h, D, nullptr, acts_->hf, D, rows, S, D);
+  if (!out) out = acts_->logits;
   head(h, S, out);
+  return out;
 }
 
 void Model::hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out) {
   validate_inputs(ids, keymask, pos, B, T);
   plan(B, T, 0, false);
   forward(ids, keymask, pos, B, T);
-  std::memcpy(out, acts_->hf, sizeof(float) * (size_t)B * T * cfg_.d_model);
+  backend_->copy(out, acts_->hf, (long)B * T * cfg_.d_model);
 }
 
 void Model::head(const float* h, int rows, float* out) {

@@ -34,7 +34,7 @@ struct TensorSpec {
 // Fast-dLLM's approximate caches: k, v (layers, slots, T, KVd).
 struct KVCache {
   int slots = 0, T = 0;
-  std::vector<float> k, v;
+  BlockPtr k, v;  // in the backend's memory
 };
 
 // How a forward uses a KV cache: Fill stores the K/V of every position; Read computes only the tokens
@@ -79,6 +79,11 @@ class Model {
   void logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
                  int S, float* out, const CacheUse* cache = nullptr);
   void resize_cache(KVCache& cache, int slots, int T) const;
+  // Decoding: logits_at the rows, scored by the backend's decode_score (see ops.h) without the logits
+  // leaving it: x0, conf, logp, entropy (S) per row; noise (S, vocab_size) Gumbel noise or null.
+  void decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
+                     int S, const CacheUse* cache, const double* noise, double temperature, int32_t* x0, float* conf,
+                     float* logp, float* entropy);
   // Final hidden states (after ln_f), (B*T, D) into out: the features of the learned sampler head.
   void hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
 
@@ -94,7 +99,10 @@ class Model {
  private:
   struct Acts;
   void validate_inputs(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);
-  void plan(int B, int T, int S, bool train, int Tk = 0);  // Tk: keys per row when reading a cache
+  // Tk: keys per row when reading a cache; logits_rows: rows of logits kept in the arena (decoding)
+  void plan(int B, int T, int S, bool train, int Tk = 0, int logits_rows = 0);
+  float* forward_rows(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
+                      int S, float* out, const CacheUse* cache);  // logits_at into out, or the arena when out is null
   void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
                const CacheUse* cache = nullptr);  // after plan()
   void backward(const int32_t* ids, const int32_t* pos, int B, int T);
@@ -112,7 +120,8 @@ class Model {
   float* ln_f_ = nullptr;
   float* head_ = nullptr;
   std::vector<LayerWeights> layers_;
-  std::vector<float> rope_cos_, rope_sin_;
+  BlockPtr rope_cos_, rope_sin_;  // (positions, head_dim/2), in the backend's memory
+  std::vector<int32_t> cache_rows_;  // per call: the cache row of each token (KV-cache fill/read)
   int rope_T_ = 0;
   Arena arena_;
   std::unique_ptr<Acts> acts_;

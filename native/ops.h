@@ -3,7 +3,10 @@
 // H query heads, KV key/value heads, hd head dim, F FFN width, E embedding rows, S selected positions.
 // Backward ops accumulate (+=) into parameter gradients; activation gradients are noted per op.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+
+#include "common/block.h"
 
 namespace diffpo {
 
@@ -23,10 +26,24 @@ struct AdamWStep {
   int t;             // 1-based step, for bias correction
 };
 
+// Pointers are in the backend's memory(); index arrays (ids, rows, targets, positions, masks) and the
+// small outputs may also be plain host memory. An op returns when its results are visible to the host.
+// The defaults marked (host) are the host implementations, which a device backend overrides.
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // Where parameters, gradients, optimizer moments, activations and caches are allocated (host)
+  virtual Memory& memory() { return host_memory(); }
+  // dst (n) = src (n) (host)
+  virtual void copy(float* dst, const float* src, long n);
+  // x (n) = 0 (host)
+  virtual void zero(float* x, long n);
+  // for i < rows: dst[(dst_rows ? dst_rows[i] : i) * dst_ld + c] = src[(src_rows ? src_rows[i] : i) * src_ld + c],
+  // c < n: a row gather or scatter (KV-cache fills, scored rows) (host)
+  virtual void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
+                         const int32_t* src_rows, int rows, int n);
 
   // ids (N) -> out (N,D) = wte[ids] * scale
   virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) = 0;
@@ -57,12 +74,15 @@ class Backend {
                              int hd, long ld) = 0;
 
   // q (B,T,H,hd), k v (B,Tk,KV,hd) (row strides in s), keymask (B,Tk) or null (1 = attend)
-  //   -> out (B,T,H,hd) contiguous, att (B,H,T,Tk)
+  //   -> out (B,T,H,hd) contiguous, att: what the backward needs, attention_state_floats() floats
+  //   (the CPU keeps the probabilities (B,H,T,Tk); a flash-style kernel the row log-sum-exps (B,H,T))
   virtual void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                  const uint8_t* keymask, const AttnShape& s) = 0;
-  // dout (B,T,H,hd) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =  (Tk == T, no kv_rows)
-  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
-                                  const float* q, const float* k, const float* v, const AttnShape& s) = 0;
+  virtual size_t attention_state_floats(int B, int H, int T, int Tk) const { return (size_t)B * H * T * Tk; }
+  // dout (B,T,H,hd), out (the forward's) -> dq (B,T,H,hd) =, dk dv (B,T,KV,hd) =  (Tk == T, no kv_rows)
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                                  const float* att, const float* q, const float* k, const float* v,
+                                  const AttnShape& s) = 0;
 
   // ab (N, 2F) = [a | b] per row (one GEMM computes both projections) -> out (N,F) = silu(a) * b
   virtual void swiglu_forward(float* out, const float* ab, int N, int F) = 0;
@@ -84,6 +104,14 @@ class Backend {
   virtual double sum_squares(const float* x, long n) = 0;
   // p (n) updated in place from g (n) with moments m v (n); decoupled weight decay
   virtual void adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) = 0;
+
+  // The decoding step's scores, so that only a few numbers per position leave the backend:
+  // logits (S,E), noise (S,V) Gumbel noise or null (temperature 0) -> x0 (S) = argmax over the V ids
+  // but mask_id of logits/temperature + noise (of logits at temperature 0; ties to the lower id),
+  // conf (S) = softmax(logits)[x0], logp (S) = log_softmax(logits/temperature)[x0] (plain at 0),
+  // entropy (S) of softmax(logits); in float64 (host)
+  virtual void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,
+                            const double* noise, int S, int E, int V, int mask_id, double temperature);
 };
 
 }  // namespace diffpo

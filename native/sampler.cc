@@ -73,50 +73,6 @@ bool Decoder::block_has_mask(int b, int block) const {
   return std::find(row, row + opt_.block_length, cfg_.mask_token_id) != row + opt_.block_length;
 }
 
-// x0, its confidence softmax(logits)[x0], the behaviour log-probability log softmax(logits/T)[x0] and the
-// entropy of softmax(logits), from one row of logits (E). The mask token is never a prediction.
-void Decoder::score(int b, const float* l, int g, Candidate& c) {
-  const int E = cfg_.embedding_size, V = cfg_.vocab_size, M = cfg_.mask_token_id;
-  const double temp = opt_.temperature;
-  double mx = -INFINITY;
-  for (int e = 0; e < E; e++) mx = std::max(mx, (double)l[e]);
-  double z = 0, zl = 0;
-  for (int e = 0; e < E; e++) {
-    const double p = std::exp((double)l[e] - mx);
-    z += p;
-    zl += p * ((double)l[e] - mx);
-  }
-  int32_t best = -1;
-  double best_score = -INFINITY;
-  if (temp <= 0) {
-    for (int v = 0; v < V; v++)
-      if (v != M && (double)l[v] > best_score) best_score = l[v], best = v;
-  } else {
-    std::uniform_real_distribution<double> unif(0.0, 1.0);
-    for (int v = 0; v < V; v++) {
-      if (v == M) continue;
-      double u;
-      do u = unif(rng_[b]);
-      while (u <= 0.0);
-      const double s = (double)l[v] / temp - std::log(-std::log(u));
-      if (s > best_score) best_score = s, best = v;
-    }
-  }
-  c.g = g;
-  c.x0 = best;
-  c.conf = (float)(std::exp((double)l[best] - mx) / z);
-  c.entropy = (float)(std::log(z) - zl / z);
-  if (temp <= 0) {
-    c.logp = (float)((double)l[best] - mx - std::log(z));
-  } else {
-    double zt = 0;
-    for (int e = 0; e < E; e++) zt += std::exp(((double)l[e] - mx) / temp);
-    c.logp = (float)(((double)l[best] - mx) / temp - std::log(zt));
-  }
-  c.score = c.conf;
-  if (opt_.strategy == Strategy::Steps && opt_.random_remasking) c.score = (float)std::uniform_real_distribution<double>(0.0, 1.0)(rng_[b]);
-}
-
 // Chooses which candidates (masked positions of the current block) to unmask and writes them.
 void Decoder::select(int b, std::vector<Candidate>& cands, bool fill_all) {
   size_t take = cands.size();
@@ -210,15 +166,33 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
         owner.emplace_back(b, g);
       }
   }
-  const int S = (int)rows_.size(), E = cfg_.embedding_size;
-  logits_.resize((size_t)S * E);
-  const CacheUse use{mode, &cache_, slots_.data(), starts_.data()};
-  model.logits_at(ids_.data(), mask_.data(), pos_.data(), R, Tq, rows_.data(), S, logits_.data(), cached ? &use : nullptr);
+  const int S = (int)rows_.size(), V = cfg_.vocab_size;
+  // the random draws of each row, in the order of the sequence's own stream: Gumbel noise for every
+  // id but the mask (temperature > 0), then the random-remasking score
+  const bool gumbel = opt_.temperature > 0, remask = opt_.strategy == Strategy::Steps && opt_.random_remasking;
+  noise_.resize(gumbel ? (size_t)S * V : 0);
+  std::vector<float> remask_score(S);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
   for (int s = 0; s < S; s++) {
-    auto& list = cands[owner[s].first];
-    list.emplace_back();
-    score(owner[s].first, logits_.data() + (size_t)s * E, owner[s].second, list.back());
+    auto& rng = rng_[owner[s].first];
+    if (gumbel)
+      for (int v = 0; v < V; v++) {
+        if (v == cfg_.mask_token_id) continue;
+        double u;
+        do u = unif(rng);
+        while (u <= 0.0);
+        noise_[(size_t)s * V + v] = -std::log(-std::log(u));
+      }
+    if (remask) remask_score[s] = (float)unif(rng);
   }
+  x0_.resize(S), conf_.resize(S), logp_row_.resize(S), entropy_.resize(S);
+  const CacheUse use{mode, &cache_, slots_.data(), starts_.data()};
+  model.decode_scores(ids_.data(), mask_.data(), pos_.data(), R, Tq, rows_.data(), S, cached ? &use : nullptr,
+                      gumbel ? noise_.data() : nullptr, opt_.temperature, x0_.data(), conf_.data(), logp_row_.data(),
+                      entropy_.data());
+  for (int s = 0; s < S; s++)
+    cands[owner[s].first].push_back(
+        {owner[s].second, x0_[s], conf_[s], logp_row_[s], entropy_[s], remask ? remask_score[s] : conf_[s]});
 }
 
 bool Decoder::step(Model& model) {

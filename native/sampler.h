@@ -70,7 +70,6 @@ class Decoder {
                      std::vector<std::vector<Candidate>>& cands);
   int active_count() const;
   bool block_has_mask(int b, int block) const;
-  void score(int b, const float* logits, int g, Candidate& c);
   void select(int b, std::vector<Candidate>& cands, bool fill_all);
   void advance(int b);
 
@@ -90,7 +89,9 @@ class Decoder {
   // per-step buffers, reused
   std::vector<int32_t> ids_, pos_, rows_, slots_, starts_;
   std::vector<uint8_t> mask_;
-  std::vector<float> logits_;
+  std::vector<double> noise_;
+  std::vector<int32_t> x0_;
+  std::vector<float> conf_, logp_row_, entropy_;
 };
 
 }  // namespace diffpo

@@ -233,7 +233,7 @@ OpCase make_case(const std::string& op, std::mt19937_64& rng) {
     c.fast_backward = [=, &be](auto& in, const float* dout, auto& g) {
       FVec out(nout), att(natt);
       be.attention_forward(out.data(), att.data(), in[0], in[1], in[2], mask->data(), s);
-      be.attention_backward(g[0], g[1], g[2], dout, att.data(), in[0], in[1], in[2], s);
+      be.attention_backward(g[0], g[1], g[2], dout, out.data(), att.data(), in[0], in[1], in[2], s);
     };
   } else if (op == "swiglu") {
     const int N = 7, F = 29;

@@ -8,16 +8,38 @@
 
 namespace diffpo {
 
+// Where a backend keeps its tensors: host memory for the CPU, memory that both the host and the device
+// can address (CUDA managed memory) for a GPU, so the same Blocks back JS views and kernels alike.
+struct Memory {
+  virtual ~Memory() = default;
+  virtual void* allocate(size_t bytes) = 0;  // 64-byte aligned, zeroed; throws std::bad_alloc
+  virtual void release(void* p) = 0;
+};
+
+struct HostMemory : Memory {
+  void* allocate(size_t bytes) override {
+    bytes = ((bytes + 63) / 64) * 64;
+    void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+};
+
+inline Memory& host_memory() {
+  static HostMemory m;
+  return m;
+}
+
 struct Block {
   float* data = nullptr;
   size_t size = 0;  // floats
-  explicit Block(size_t n) : size(n) {
-    const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-    data = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
-    if (!data) throw std::bad_alloc();
-    std::memset(data, 0, n * sizeof(float));
+  Memory& memory;   // outlives the Block (a static of the backend's translation unit)
+  explicit Block(size_t n, Memory& mem = host_memory()) : size(n), memory(mem) {
+    data = static_cast<float*>(mem.allocate(n * sizeof(float)));
   }
-  ~Block() { std::free(data); }
+  ~Block() { memory.release(data); }
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
 };
@@ -34,13 +56,18 @@ class Arena {
     used_ += (n + 15) / 16 * 16;
     return off;
   }
+  explicit Arena(Memory& mem = host_memory()) : memory_(mem) {}
   void commit() {
-    if (!block_ || block_->size < used_) block_ = std::make_shared<Block>(used_ + used_ / 4);
+    if (!block_ || block_->size < used_) {
+      block_.reset();  // free the old one first: on a GPU the peak matters
+      block_ = std::make_shared<Block>(used_ + used_ / 4, memory_);
+    }
   }
   float* at(size_t off) { return block_->data + off; }
   size_t capacity() const { return block_ ? block_->size : 0; }
 
  private:
+  Memory& memory_;
   BlockPtr block_;
   size_t used_ = 0;
 };

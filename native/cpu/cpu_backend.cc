@@ -128,7 +128,7 @@ void CpuBackend::attention_forward(float* out, float* att, const float* q, const
   });
 }
 
-void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att,
+void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* /*out*/, const float* att,
                                     const float* q, const float* k, const float* v, const AttnShape& s) {
   const int T = s.T, H = s.H, KV = s.KV, hd = s.hd, group = H / KV;
   const long qs = s.ldq, ks = s.ldkv, os = (long)H * hd;

@@ -29,7 +29,7 @@ class CpuBackend : public Backend {
                      long ld) override;
   void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                          const uint8_t* keymask, const AttnShape& s) override;
-  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* /*out*/, const float* att, const float* q,
                           const float* k, const float* v, const AttnShape& s) override;
   void swiglu_forward(float* out, const float* ab, int N, int F) override;
   void swiglu_backward(float* dab, const float* dout, const float* ab, int N, int F) override;

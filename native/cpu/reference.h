@@ -292,7 +292,7 @@ class ReferenceBackend : public Backend {
                          const uint8_t* keymask, const AttnShape& s) override {
     ref::attention_forward(out, att, q, k, v, keymask, s);
   }
-  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* /*out*/, const float* att, const float* q,
                           const float* k, const float* v, const AttnShape& s) override {
     ref::attention_backward(dq, dk, dv, dout, att, q, k, v, s);
   }

@@ -1,0 +1,52 @@
+// The host implementations of the ops a device backend overrides (copies and the decoding scores).
+#include "ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace diffpo {
+
+void Backend::copy(float* dst, const float* src, long n) { std::memcpy(dst, src, sizeof(float) * (size_t)n); }
+
+void Backend::zero(float* x, long n) { std::memset(x, 0, sizeof(float) * (size_t)n); }
+
+void Backend::copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
+                        const int32_t* src_rows, int rows, int n) {
+  for (int i = 0; i < rows; i++)
+    std::memcpy(dst + (dst_rows ? dst_rows[i] : i) * dst_ld, src + (src_rows ? src_rows[i] : i) * src_ld, sizeof(float) * n);
+}
+
+void Backend::decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,
+                           const double* noise, int S, int E, int V, int mask_id, double temperature) {
+  for (int s = 0; s < S; s++) {
+    const float* l = logits + (size_t)s * E;
+    double mx = -INFINITY;
+    for (int e = 0; e < E; e++) mx = std::max(mx, (double)l[e]);
+    double z = 0, zl = 0;
+    for (int e = 0; e < E; e++) {
+      const double p = std::exp((double)l[e] - mx);
+      z += p;
+      zl += p * ((double)l[e] - mx);
+    }
+    int32_t best = -1;
+    double best_score = -INFINITY;
+    for (int v = 0; v < V; v++) {
+      if (v == mask_id) continue;
+      const double sc = temperature > 0 ? (double)l[v] / temperature + noise[(size_t)s * V + v] : (double)l[v];
+      if (sc > best_score) best_score = sc, best = v;
+    }
+    x0[s] = best;
+    conf[s] = (float)(std::exp((double)l[best] - mx) / z);
+    entropy[s] = (float)(std::log(z) - zl / z);
+    if (temperature <= 0) {
+      logp[s] = (float)((double)l[best] - mx - std::log(z));
+    } else {
+      double zt = 0;
+      for (int e = 0; e < E; e++) zt += std::exp(((double)l[e] - mx) / temperature);
+      logp[s] = (float)(((double)l[best] - mx) / temperature - std::log(zt));
+    }
+  }
+}
+
+}  // namespace diffpo
