@@ -56,6 +56,13 @@ export class DisposedError extends DiffpoError {
   }
 }
 
+/** The requested backend cannot run here (no CUDA flavour installed, no driver, no device). */
+export class BackendUnavailableError extends DiffpoError {
+  constructor(message: string) {
+    super('ERR_NO_CUDA', message);
+  }
+}
+
 /** Maps an error thrown by the native addon (a plain Error with a `code`) onto the classes above. */
 export function fromNativeError(err: unknown): DiffpoError {
   if (err instanceof DiffpoError) return err;
@@ -74,6 +81,8 @@ export function fromNativeError(err: unknown): DiffpoError {
       return new AbortError(message);
     case 'ERR_DISPOSED':
       return new DisposedError();
+    case 'ERR_NO_CUDA':
+      return new BackendUnavailableError(message);
     default:
       return new DiffpoError(e?.code ?? 'ERR_NATIVE', message, { cause: err });
   }

@@ -1,8 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 
-import native, { type NativeModel, type NativeTensorSpec } from 'diffpo/native';
+import type { NativeModel, NativeTensorSpec } from 'diffpo/native';
 
+import { resolveBackend, type BackendName } from './backend.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
 import { AbortError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
@@ -16,8 +17,8 @@ import { ThresholdHead } from './threshold-head.js';
 export interface ModelOptions {
   /** Worker threads for the native kernels (default: all cores). */
   threads?: number;
-  /** 'cpu' (default) or 'reference' (plain loops, for parity tests). */
-  backend?: 'cpu' | 'reference';
+  /** 'cpu' (default), 'cuda', 'cuda-fp32', 'auto' (CUDA when a device is present) or 'reference' (see BackendName). */
+  backend?: BackendName;
 }
 
 export interface CreateOptions extends ModelOptions {
@@ -81,6 +82,8 @@ export class DiffusionLM {
   readonly config: LLaDAConfig;
   /** Threads used by the native kernels. */
   readonly threads: number;
+  /** The backend the model runs on ('auto' resolved). */
+  readonly backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32';
   /**
    * DiFFPO's learned sampler (§6) travelling with the weights: saved as `diffpo.` tensors in
    * model.safetensors, loaded by fromPretrained, used by `strategy: { kind: 'learned' }`.
@@ -95,13 +98,13 @@ export class DiffusionLM {
   private constructor(config: LLaDAConfig, options: ModelOptions, seed: number) {
     const threads = options.threads ?? availableParallelism();
     assertPositiveInt('threads', threads);
-    if (options.backend !== undefined && options.backend !== 'cpu' && options.backend !== 'reference')
-      throw new InvalidArgumentError(`backend must be 'cpu' or 'reference', got ${String(options.backend)}`);
     if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.config = config;
     this.threads = threads;
     try {
-      this.#native = new native.NativeModel(config, threads, options.backend ?? 'cpu');
+      const { addon, backend } = resolveBackend(options.backend);
+      this.#native = new addon.NativeModel(config, threads, backend);
+      this.backend = backend;
     } catch (err) {
       throw fromNativeError(err);
     }

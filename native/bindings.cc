@@ -15,6 +15,9 @@
 #include "sampler.h"
 #include "tensor_io.h"
 #include "testing.h"
+#ifdef DIFFPO_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace diffpo {
 namespace {
@@ -169,6 +172,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       std::unique_ptr<Backend> be;
       if (backend == "reference")
         be.reset(new ReferenceBackend());
+#ifdef DIFFPO_CUDA
+      else if (backend == "cuda" || backend == "cuda-fp32")
+        be = make_cuda_backend(0, backend == "cuda");
+#endif
       else
         be.reset(new CpuBackend(threads));
       model_.reset(new Model(cfg, std::move(be)));
@@ -527,7 +534,25 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
                                                                info[1].As<Napi::Number>().DoubleValue()));
 }
 
+// {flavour, devices, name, reason}: what this build can run on (the loader's backend 'auto' reads it)
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+#ifdef DIFFPO_CUDA
+  const CudaInfo c = cuda_info();
+  o.Set("flavour", "cuda");
+  o.Set("devices", c.devices);
+  o.Set("name", c.name);
+  o.Set("reason", c.reason);
+#else
+  o.Set("flavour", "cpu");
+  o.Set("devices", 0);
+  o.Set("reason", "the CPU flavour has no CUDA backend");
+#endif
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("opCheckNames", Napi::Function::New(env, OpCheckNames));
   exports.Set("opCheck", Napi::Function::New(env, OpCheck));
@@ -543,4 +568,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace diffpo
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return diffpo::Init(env, exports); }
+#ifndef NODE_GYP_MODULE_NAME
+#define NODE_GYP_MODULE_NAME diffpo_cuda
+#endif
 NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

@@ -61,7 +61,7 @@ export interface CheckResult {
   referenceBackward: Record<string, number>;
 }
 export declare class NativeModel {
-  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference');
+  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32');
   tensors(): NativeTensorSpec[];
   paramBuffer(): ArrayBuffer;
   gradBuffer(): ArrayBuffer;
@@ -116,4 +116,8 @@ export declare function referenceLogProbs(
 export declare function gemmBench(m: number, n: number, k: number, threads: number, reps: number, kernel: 'auto' | 'portable'): number;
 export declare function fmaPeak(threads: number, seconds: number): number;
 export declare const gemmKernel: string;
+/** What this build can run on: the CPU flavour reports no devices. */
+export declare function backendInfo(): { flavour: 'cpu' | 'cuda'; devices: number; name?: string; reason: string };
+/** The CUDA flavour of the addon (same exports, with backend 'cuda'), or null and why. */
+export declare function loadCuda(): { addon: (typeof import('./index.cjs')) | null; reason: string };
 export declare const path: string;
