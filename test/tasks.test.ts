@@ -114,12 +114,25 @@ describe('arith', () => {
   it('solves with products first and shows every intermediate result', () => {
     expect(solveArith('12+7*3-5')).toEqual({ steps: ['7*3=21', '12+21=33', '33-5=28'], answer: 28 });
     const rng = new Rng(3);
-    for (let i = 0; i < 200; i++) {
-      const item = task.generate(rng);
-      expect(item.answer).toBe(evaluateExpression(item.expression)!.value);
-      expect(item.steps.length).toBe(3);
-      expect(task.reward(item, task.response(item))).toBeCloseTo(2.2);
-    }
+    for (const [t, terms, maxOperand] of [[task, 3, 9], [arithTask({ terms: 4, maxOperand: 20 }), 4, 20]] as const)
+      for (let i = 0; i < 200; i++) {
+        const item = t.generate(rng);
+        expect(item.answer).toBe(evaluateExpression(item.expression)!.value);
+        expect(item.steps.length).toBe(terms - 1);
+        expect(item.expression.match(/\d+/g)!.every((n) => Number(n) >= 1 && Number(n) <= maxOperand)).toBe(true);
+        expect(t.reward(item, t.response(item))).toBeCloseTo(2.2);
+      }
+    expect(() => arithTask({ maxOperand: 0 })).toThrow(/maxOperand/);
+  });
+
+  it('has a fixed held-out evaluation set that training streams never emit', async () => {
+    const held = await loadTestSet(task);
+    expect(held.length).toBe(500);
+    expect(new Set(held.map((i) => i.expression)).size).toBe(500);
+    expect(held).toEqual(task.heldOut!()); // the same items every time
+    const keys = new Set(held.map((i) => task.key(i)));
+    const stream = trainingStream(task, new Rng(1), keys);
+    for (let i = 0; i < 2000; i++) expect(keys.has(task.key(stream.next().value!))).toBe(false);
   });
 
   it('rewards 2 for the final answer plus small format terms', () => {
