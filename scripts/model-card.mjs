@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { CharTokenizer, DiffusionLM, evaluate, getTask, loadTestSet, Rng } from 'diffpo';
+import { CharTokenizer, DiffusionLM, evaluate, getTask, loadTestSet } from 'diffpo';
 
 const [taskName, seconds, command] = process.argv.slice(2);
 const dir = new URL(`../models/${taskName}-base/`, import.meta.url).pathname;
@@ -13,7 +13,7 @@ const task = getTask(taskName);
 const model = await DiffusionLM.fromPretrained(dir);
 const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
 const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
-const test = task.testSetFile ? await loadTestSet(task) : Array.from({ length: 256 }, (_, i) => task.generate(new Rng(10_000 + i)));
+const test = await loadTestSet(task); // the external test set, or the task's fixed held-out set
 const strategies = [
   ['threshold 0.9', { kind: 'threshold', threshold: 0.9 }],
   ['threshold 0.7', { kind: 'threshold', threshold: 0.7 }],
@@ -32,7 +32,7 @@ const card = `# ${taskName}-base
 
 A ${(model.numParameters / 1e6).toFixed(2)}M-parameter LLaDA-architecture masked-diffusion model (D ${c.d_model}, ${c.n_layers} layers,
 ${c.n_heads} heads, FFN ${c.mlp_hidden_size}, vocabulary ${c.vocab_size} characters), trained from scratch by diffpo with
-LLaDA's SFT loss on generated ${taskName} items (never an item of the external test set), in BF16.
+LLaDA's SFT loss on generated ${taskName} items (never an item of its evaluation set), in BF16.
 It is a starting point for RL, not a finished solver.
 
 Trained with (${seconds} s on the project's 2-core machine):
@@ -42,15 +42,15 @@ ${command}
 \`\`\`
 
 Evaluated with \`npx diffpo eval --model models/${taskName}-base --task ${taskName}\` (and \`--threshold\` /
-\`--steps ${genLength}\` for the other rows) on ${task.testSetFile ? `the external test set \`shared/benchmarks/${task.testSetFile}\` (${test.length} items)` : `${test.length} generated items (this task has no external test set)`};
+\`--steps ${genLength}\` for the other rows) on ${task.testSetFile ? `the external test set \`shared/benchmarks/${task.testSetFile}\` (${test.length} items)` : `its fixed held-out set of ${test.length} generated items (\`getTask('${taskName}').heldOut()\`, never in a training stream; this task has no external test set)`};
 ${genLength} tokens generated per item (the response and its EOS padding), one block:
 
 | decoding | accuracy (all) | accuracy (first 256) | mean reward | mean NFE |
 |---|---|---|---|---|
 ${rows.join('\n')}
 
-Lower thresholds unmask more tokens per forward: fewer NFEs, at some cost in accuracy where the
-model is unsure; one token per step is the most accurate and the slowest.
+Lower thresholds unmask more tokens per forward: fewer NFEs; the table shows what that costs in
+accuracy for this model (one token per step is the slowest: one forward per generated token).
 `;
 writeFileSync(join(dir, 'README.md'), card);
 model.dispose();

@@ -11,7 +11,7 @@ const card = (task: string) => readFileSync(join('models', `${task}-base`, 'READ
 const cardAccuracy = (task: string) => Number(/\| threshold 0\.9 \| ([\d.]+) \|/.exec(card(task))![1]);
 
 describe('shipped base checkpoints', () => {
-  for (const task of ['sudoku4', 'countdown3'] as TaskName[]) {
+  for (const task of ['sudoku4', 'countdown3', 'arith'] as TaskName[]) {
     it(`${task}-base loads, is small, and reaches its model-card accuracy on the first 64 test items`, async () => {
       const dir = join('models', `${task}-base`);
       const size = ['config.json', 'model.safetensors', 'tokenizer.json', 'generation_config.json', 'README.md'].reduce((a, f) => a + statSync(join(dir, f)).size, 0);
