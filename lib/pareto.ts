@@ -1,6 +1,7 @@
 import { evaluate, type EvaluateOptions } from './evaluate.js';
 import type { DiffusionLM } from './model.js';
 import type { DecodingStrategy } from './sampler.js';
+import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
 import type { Task } from './tasks/task.js';
 
 export interface ParetoPoint {
@@ -31,32 +32,19 @@ export function paretoFront(points: ParetoPoint[]): ParetoPoint[] {
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
  * An SVG plot of accuracy against mean NFE: one polyline per curve (e.g. per model, over thresholds)
  * and standalone points (e.g. a learned sampler), with axes, ticks and a legend.
  */
 export function paretoSvg(curves: { name: string; points: ParetoPoint[] }[], extra: { name: string; point: ParetoPoint }[] = [], title = 'accuracy vs mean NFE'): string {
-  const W = 640,
-    H = 420,
-    left = 60,
-    right = 200,
-    top = 40,
-    bottom = 50;
+  const f: Frame = { W: 640, H: 420, left: 60, right: 200, top: 40, bottom: 50 };
+  const { W, H, left, right, top, bottom } = f;
   const all = [...curves.flatMap((c) => c.points), ...extra.map((e) => e.point)];
   const maxNfe = Math.max(1, ...all.map((p) => p.meanNfe)) * 1.05;
   const x = (nfe: number) => left + (nfe / maxNfe) * (W - left - right);
   const y = (acc: number) => H - bottom - acc * (H - top - bottom);
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${left}" y="${top - 15}" font-size="14">${esc(title)}</text>`,
-    `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="black"/>`,
-    `<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="black"/>`,
-    `<text x="${(left + W - right) / 2}" y="${H - 12}" text-anchor="middle">mean NFE</text>`,
-    `<text x="16" y="${(top + H - bottom) / 2}" transform="rotate(-90 16 ${(top + H - bottom) / 2})" text-anchor="middle">accuracy</text>`,
-  ];
+  const parts = svgFrame(f, title, 'mean NFE', 'accuracy');
   for (let i = 0; i <= 5; i++) {
     const a = i / 5,
       n = (maxNfe * i) / 5;
@@ -68,13 +56,13 @@ export function paretoSvg(curves: { name: string; points: ParetoPoint[] }[], ext
     const pts = [...c.points].sort((p, q) => p.meanNfe - q.meanNfe);
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${x(p.meanNfe).toFixed(1)},${y(p.accuracy).toFixed(1)}`).join(' ')}"/>`);
     for (const p of pts) parts.push(`<circle cx="${x(p.meanNfe).toFixed(1)}" cy="${y(p.accuracy).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${c.name}, ${p.label}: accuracy ${p.accuracy.toFixed(3)}, NFE ${p.meanNfe.toFixed(2)}`)}</title></circle>`);
-    parts.push(`<line x1="${W - right + 15}" y1="${top + 18 * i}" x2="${W - right + 35}" y2="${top + 18 * i}" stroke="${color}" stroke-width="2"/>`, `<text x="${W - right + 40}" y="${top + 18 * i + 4}">${esc(c.name)}</text>`);
+    parts.push(legendEntry(f, i, c.name, color));
   });
   extra.forEach((e, j) => {
     const i = curves.length + j;
     const color = COLORS[i % COLORS.length];
     parts.push(`<rect x="${(x(e.point.meanNfe) - 5).toFixed(1)}" y="${(y(e.point.accuracy) - 5).toFixed(1)}" width="10" height="10" fill="${color}"><title>${esc(`${e.name}: accuracy ${e.point.accuracy.toFixed(3)}, NFE ${e.point.meanNfe.toFixed(2)}`)}</title></rect>`);
-    parts.push(`<rect x="${W - right + 20}" y="${top + 18 * i - 5}" width="10" height="10" fill="${color}"/>`, `<text x="${W - right + 40}" y="${top + 18 * i + 4}">${esc(e.name)}</text>`);
+    parts.push(legendEntry(f, i, e.name, color, true));
   });
   parts.push('</svg>');
   return parts.join('\n');

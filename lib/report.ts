@@ -1,4 +1,5 @@
 import { paretoSvg, type ParetoPoint } from './pareto.js';
+import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
 import type { DiffpoStepInfo } from './trainers/diffpo.js';
 
 /** What an RL run's report shows: the run, its frontier before and after, and its per-step metrics. */
@@ -14,28 +15,15 @@ export interface RunReportInput {
   metrics: DiffpoStepInfo[];
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
 /** A small line chart of per-step series sharing one y axis from 0 to the largest value. */
 export function stepsSvg(title: string, series: { name: string; color: string; values: number[] }[]): string {
-  const W = 640,
-    H = 220,
-    left = 50,
-    right = 150,
-    top = 30,
-    bottom = 35;
+  const f: Frame = { W: 640, H: 220, left: 50, right: 150, top: 30, bottom: 35 };
+  const { W, H, left, right, top, bottom } = f;
   const n = Math.max(1, ...series.map((s) => s.values.length));
   const maxY = Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite))) * 1.05;
   const x = (i: number) => left + (n === 1 ? 0 : (i / (n - 1)) * (W - left - right));
   const y = (v: number) => H - bottom - (v / maxY) * (H - top - bottom);
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${left}" y="${top - 12}" font-size="14">${esc(title)}</text>`,
-    `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="black"/>`,
-    `<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="black"/>`,
-    `<text x="${(left + W - right) / 2}" y="${H - 6}" text-anchor="middle">step</text>`,
-  ];
+  const parts = svgFrame(f, title, 'step');
   for (let i = 0; i <= 4; i++) {
     const v = (maxY * i) / 4;
     parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(v < 10 ? 2 : 0)}</text>`, `<line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#eee"/>`);
@@ -44,7 +32,7 @@ export function stepsSvg(title: string, series: { name: string; color: string; v
   series.forEach((s, k) => {
     const pts = s.values.map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : '')).filter(Boolean);
     parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${pts.join(' ')}"/>`);
-    parts.push(`<line x1="${W - right + 15}" y1="${top + 18 * k}" x2="${W - right + 35}" y2="${top + 18 * k}" stroke="${s.color}" stroke-width="2"/>`, `<text x="${W - right + 40}" y="${top + 18 * k + 4}">${esc(s.name)}</text>`);
+    parts.push(legendEntry(f, k, s.name, s.color));
   });
   parts.push('</svg>');
   return parts.join('\n');

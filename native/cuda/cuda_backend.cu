@@ -179,8 +179,7 @@ class CudaBackend : public Backend {
     float* logits = hb + (size_t)cs * D;
     for (int s0 = 0; s0 < S; s0 += cs) {
       const int n = std::min(cs, S - s0);
-      cuda::copy_rows(hb, D, nullptr, h, D, r + s0, n, D, false);
-      cuda::gemm({n, E, D, hb, D, 1, w, 1, D, logits, E, false}, bf16_);
+      chunk_logits(logits, hb, h, w, r + s0, n, D, E);
       cuda::logsumexp_gather(logits, ls + s0, lp + s0, t + s0, n, E, scale);
     }
     finish();
@@ -197,8 +196,7 @@ class CudaBackend : public Backend {
     float* logits = dhb + (size_t)cs * D;
     for (int s0 = 0; s0 < S; s0 += cs) {
       const int n = std::min(cs, S - s0);
-      cuda::copy_rows(hb, D, nullptr, h, D, r + s0, n, D, false);
-      cuda::gemm({n, E, D, hb, D, 1, w, 1, D, logits, E, false}, bf16_);
+      chunk_logits(logits, hb, h, w, r + s0, n, D, E);
       cuda::logsoftmax_gather_backward(logits, g + s0, ls + s0, t + s0, n, E, scale);
       cuda::gemm({n, D, E, logits, E, 1, w, D, 1, dhb, D, false}, bf16_);  // dlogits (n,E) w (E,D)
       cuda::gemm({E, D, n, logits, 1, E, hb, D, 1, dw, D, true}, bf16_);   // dlogits^T hb
@@ -294,6 +292,11 @@ class CudaBackend : public Backend {
     const size_t table = (size_t)P * (hd / 2);
     cuda::rope(x, in(cos, table, 0), in(sin, table, 1), in(pos, (size_t)B * T, 2), B, T, nh, hd, ld, sign);
     finish();
+  }
+  // logits (n,E) = h[rows] (gathered into hb (n,D)) w^T, unscaled
+  void chunk_logits(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n, int D, int E) {
+    cuda::copy_rows(hb, D, nullptr, h, D, rows, n, D, false);
+    cuda::gemm({n, E, D, hb, D, 1, w, 1, D, logits, E, false}, bf16_);
   }
   // rows of the LM head per chunk: the logits of a chunk stay under 64M floats
   static int chunk_rows(int S, int E) { return std::max(1, std::min(S, (64 << 20) / std::max(1, E))); }

@@ -1,0 +1,34 @@
+/** Escapes text for SVG and HTML. */
+export const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The plot area of a chart: margins around it inside a W x H picture. */
+export interface Frame {
+  W: number;
+  H: number;
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+}
+
+/** The opening of a chart: white background, title, both axes and their labels (close with '</svg>'). */
+export function svgFrame(f: Frame, title: string, xLabel: string, yLabel?: string): string[] {
+  const { W, H, left, right, top, bottom } = f;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${left}" y="${top - 15}" font-size="14">${esc(title)}</text>`,
+    `<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="black"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="black"/>`,
+    `<text x="${(left + W - right) / 2}" y="${H - 8}" text-anchor="middle">${esc(xLabel)}</text>`,
+  ];
+  if (yLabel) parts.push(`<text x="16" y="${(top + H - bottom) / 2}" transform="rotate(-90 16 ${(top + H - bottom) / 2})" text-anchor="middle">${esc(yLabel)}</text>`);
+  return parts;
+}
+
+/** Legend entry k (a line, or a square for standalone points) right of the plot area. */
+export function legendEntry(f: Frame, k: number, name: string, color: string, square = false): string {
+  const x = f.W - f.right, y = f.top + 18 * k;
+  const mark = square ? `<rect x="${x + 20}" y="${y - 5}" width="10" height="10" fill="${color}"/>` : `<line x1="${x + 15}" y1="${y}" x2="${x + 35}" y2="${y}" stroke="${color}" stroke-width="2"/>`;
+  return `${mark}<text x="${x + 40}" y="${y + 4}">${esc(name)}</text>`;
+}
