@@ -119,8 +119,8 @@ class CudaBackend : public Backend {
   }
   void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) override {
     begin();
-    // out (N,O) = inp (N,I) w^T
-    cuda::gemm({N, O, I, inp, I, 1, w, 1, I, out, O, accumulate}, bf16_);
+    // out (N,O) = inp (N,I) w^T; out may be a caller's host array (full logits)
+    cuda::gemm({N, O, I, inp, I, 1, w, 1, I, inout(out, (size_t)N * O, 6, accumulate), O, accumulate}, bf16_);
     finish();
   }
   void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp, const float* w,
@@ -207,7 +207,7 @@ class CudaBackend : public Backend {
 
   void scale(float* x, long n, float s) override {
     begin();
-    cuda::scale(x, n, s);
+    cuda::scale(inout(x, n, 7, true), n, s);
     finish();
   }
   double sum_squares(const float* x, long n) override {
@@ -275,13 +275,19 @@ class CudaBackend : public Backend {
     check(cudaMemcpy(d, p, n * sizeof(T), cudaMemcpyHostToDevice), "staging");
     return d;
   }
-  // Where a kernel writes an output destined for host memory; copied back by finish().
+  // Where a kernel writes an output destined for host memory (read first when `read`); copied back
+  // by finish().
   template <typename T>
-  T* out(T* p, size_t n, int slot) {
+  T* inout(T* p, size_t n, int slot, bool read) {
     if (on_device(p)) return p;
     T* d = scratch<T>(n, slot + 8);
+    if (read) check(cudaMemcpy(d, p, n * sizeof(T), cudaMemcpyHostToDevice), "staging");
     copy_back_.push_back({p, d, n * sizeof(T)});
     return d;
+  }
+  template <typename T>
+  T* out(T* p, size_t n, int slot) {
+    return inout(p, n, slot, false);
   }
   void rope(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd, long ld,
             float sign) {

@@ -258,6 +258,11 @@ void model_parity() {
     const std::string tag = bf16 ? " (bf16 GEMMs)" : " (fp32 GEMMs)";
     expect("loss" + tag, std::abs(loss_dev - loss_cpu) / std::abs(loss_cpu), tol);
     expect("log-probs" + tag, nerr(lp_dev, lp_cpu), tol);
+    // full logits into a plain host array (the CUDA backend stages the output)
+    Vec logits_cpu((size_t)B * T * cfg.embedding_size), logits_dev(logits_cpu.size());
+    cpu.logits(ids.data(), mask.data(), pos.data(), B, T, logits_cpu.data());
+    dev.logits(ids.data(), mask.data(), pos.data(), B, T, logits_dev.data());
+    expect("logits into host memory" + tag, nerr(logits_dev, logits_cpu), tol);
     const size_t P = cpu.params()->size;
     expect("all gradients" + tag, nerr(Vec(dev.grads()->data, dev.grads()->data + P), Vec(cpu.grads()->data, cpu.grads()->data + P)), tol * 3);
     for (const auto& t : cpu.tensors()) {
