@@ -6,6 +6,8 @@
 # Usage: bash bench/gpu-check.sh [ARCH=90] [GEN=256]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# nvcc is often installed without being on PATH
+command -v nvcc > /dev/null || for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do [ -x "$d/nvcc" ] && export PATH="$d:$PATH" && break; done
 arch=${1:-90}
 gen=${2:-256}
 out=${OUT:-.}/gpu-check.md

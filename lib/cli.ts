@@ -26,7 +26,7 @@ commands:
       all of the same length), for cross-checking against other implementations.
   init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]
       Writes a randomly initialised LLaDA-layout checkpoint.
-  train --task sudoku4|countdown3 [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
+  train --task sudoku4|countdown3|arith [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
       [--threshold 0.9] [--lr 1e-4] [--limit N] [--time-budget SECONDS] [--resume]
       [--sampler fixed|learned|sampler-only] [--lambda 0.5]   (learned: a per-prompt threshold on the
       grid 0.5, 0.7, 0.8, 0.9, 1.01, trained with the model or alone; evaluated with the head after)
