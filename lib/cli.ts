@@ -11,7 +11,8 @@ import { paretoFront, paretoSvg, paretoSweep, type ParetoPoint } from './pareto.
 import { Progress } from './progress.js';
 import { runReport } from './report.js';
 import { DiffpoError, InvalidArgumentError } from './errors.js';
-import { DiffusionLM } from './model.js';
+import type { BackendName } from './backend.js';
+import { DiffusionLM, type ModelOptions } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from './tasks/index.js';
 import { CharTokenizer } from './tokenizer.js';
@@ -19,6 +20,9 @@ import { DiffpoTrainer, type RlMethod } from './trainers/diffpo.js';
 import { SftTrainer, type SftOptions } from './trainers/sft.js';
 
 const USAGE = `usage: diffpo <command> [options]
+
+Every command that builds a model takes --threads N (default: all cores) and --backend
+cpu|cuda|cuda-fp32|auto (default cpu; auto: CUDA when the CUDA flavour and a device are present).
 
 commands:
   logits --model DIR --tokens "1,2,3;4,5,6" [--threads N]
@@ -110,13 +114,15 @@ async function main(argv: string[]): Promise<void> {
       sampler: { type: 'string', default: 'fixed' },
       lambda: { type: 'string', default: '0.5' },
       'time-budget': { type: 'string' },
+      backend: { type: 'string', default: 'cpu' },
     },
   });
-  const threads = values.threads !== undefined ? Number(values.threads) : undefined;
+  // how every command builds its models: --threads N, --backend cpu|cuda|cuda-fp32|auto
+  const run: ModelOptions = { threads: values.threads !== undefined ? Number(values.threads) : undefined, backend: values.backend as BackendName };
   if (command === 'logits') {
     if (!values.model || !values.tokens) throw new InvalidArgumentError('logits needs --model DIR and --tokens "1,2,3;4,5,6"');
     const { tokens, batch, seqLen } = parseTokenRows(values.tokens);
-    const model = await DiffusionLM.fromPretrained(values.model, { threads });
+    const model = await DiffusionLM.fromPretrained(values.model, run);
     try {
       const flat = await model.logits(tokens, { batch, seqLen });
       const E = model.config.embedding_size;
@@ -130,7 +136,7 @@ async function main(argv: string[]): Promise<void> {
   } else if (command === 'init') {
     if (!values.out) throw new InvalidArgumentError('init needs --out DIR');
     const dtype = values.dtype as 'f32' | 'bf16';
-    const model = DiffusionLM.create(presetConfig(values.config as PresetName), { seed: Number(values.seed), threads });
+    const model = DiffusionLM.create(presetConfig(values.config as PresetName), { seed: Number(values.seed), ...run });
     try {
       await model.save(values.out, { dtype });
       process.stdout.write(`wrote ${values.out} (${model.numParameters} parameters, ${dtype})\n`);
@@ -138,13 +144,13 @@ async function main(argv: string[]): Promise<void> {
       model.dispose();
     }
   } else if (command === 'generate') {
-    await generateCommand(values, threads);
+    await generateCommand(values, run);
   } else if (command === 'train') {
-    await trainCommand(values, threads);
+    await trainCommand(values, run);
   } else if (command === 'sft') {
-    await sftCommand(values, threads);
+    await sftCommand(values, run);
   } else if (command === 'eval') {
-    await evalCommand(values, threads);
+    await evalCommand(values, run);
   } else {
     throw new InvalidArgumentError(`unknown command '${command}'\n\n${USAGE}`);
   }
@@ -152,7 +158,7 @@ async function main(argv: string[]): Promise<void> {
 
 type Flags = Record<string, string | boolean | undefined>;
 
-async function sftCommand(v: Flags, threads: number | undefined): Promise<void> {
+async function sftCommand(v: Flags, run: ModelOptions): Promise<void> {
   if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME[,NAME...] and --out DIR');
   const tasks = v.task.split(',').map((name) => getTask(name as TaskName));
   const steps = Number(v.steps ?? 1000);
@@ -170,7 +176,7 @@ async function sftCommand(v: Flags, threads: number | undefined): Promise<void> 
     evalEvery: v['eval-every'] !== undefined ? Number(v['eval-every']) : 0,
     evalItems: test.slice(0, 64),
   };
-  const trainer = v.resume ? await SftTrainer.resume(v.out, { ...options, threads }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: Number(v.seed), threads }), options);
+  const trainer = v.resume ? await SftTrainer.resume(v.out, { ...options, ...run }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: Number(v.seed), ...run }), options);
   const progress = new Progress(steps, 50);
   const first = trainer.step;
   try {
@@ -192,7 +198,7 @@ async function sftCommand(v: Flags, threads: number | undefined): Promise<void> 
   trainer.model.dispose();
 }
 
-async function trainCommand(v: Flags, threads: number | undefined): Promise<void> {
+async function trainCommand(v: Flags, run: ModelOptions): Promise<void> {
   if (typeof v.task !== 'string') throw new InvalidArgumentError('train needs --task NAME');
   const task = getTask(v.task as TaskName);
   const method = v.method as RlMethod;
@@ -226,7 +232,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
         ? ({ mode: 'fixed' } as const)
         : { mode: v.sampler as 'learned' | 'sampler-only', grid: [0.5, 0.7, 0.8, 0.9, 1.01], lambda: Number(v.lambda) },
   };
-  const rl = v.resume ? await DiffpoTrainer.resume(out, { ...options, threads }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, { threads }) });
+  const rl = v.resume ? await DiffpoTrainer.resume(out, { ...options, ...run }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, run) });
   const model = rl.model;
   process.stderr.write(`evaluating ${v.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...\n`);
   const beforeSweep = await sweep();
@@ -284,7 +290,7 @@ async function trainCommand(v: Flags, threads: number | undefined): Promise<void
   model.dispose();
 }
 
-async function evalCommand(v: Flags, threads: number | undefined): Promise<void> {
+async function evalCommand(v: Flags, run: ModelOptions): Promise<void> {
   if (typeof v.model !== 'string' || typeof v.task !== 'string') throw new InvalidArgumentError('eval needs --model DIR and --task NAME');
   const task = getTask(v.task as TaskName);
   let items = await loadTestSet(task, typeof v.data === 'string' ? v.data : undefined);
@@ -300,7 +306,7 @@ async function evalCommand(v: Flags, threads: number | undefined): Promise<void>
   }
   const given = (['steps', 'threshold', 'factor', 'gamma'] as const).some((k) => v[k] !== undefined);
   const strategy = given ? strategyFromFlags(v) : { kind: 'threshold' as const, threshold: 0.9 };
-  const model = await DiffusionLM.fromPretrained(v.model, { threads });
+  const model = await DiffusionLM.fromPretrained(v.model, run);
   if (v.pareto) {
     try {
       const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength: v['block-length'] !== undefined ? Number(v['block-length']) : undefined });
@@ -349,7 +355,7 @@ function strategyFromFlags(v: Flags): DecodingStrategy {
   }
 }
 
-async function generateCommand(v: Record<string, string | boolean | undefined>, threads: number | undefined): Promise<void> {
+async function generateCommand(v: Record<string, string | boolean | undefined>, run: ModelOptions): Promise<void> {
   if (typeof v.model !== 'string' || typeof v.prompt !== 'string' || v['gen-length'] === undefined)
     throw new InvalidArgumentError('generate needs --model DIR, --prompt "1,2,3" and --gen-length N');
   const prompts = parseRows('--prompt', v.prompt).map((r) => Int32Array.from(r));
@@ -375,7 +381,7 @@ async function generateCommand(v: Record<string, string | boolean | undefined>, 
       })),
     });
   };
-  const model = await DiffusionLM.fromPretrained(v.model, { threads });
+  const model = await DiffusionLM.fromPretrained(v.model, run);
   try {
     const r = await model.generate(prompts, options);
     const tokens = prompts.map((_, b) => Array.from(r.tokens.subarray(b * genLength, (b + 1) * genLength)));

@@ -97,5 +97,8 @@ describe('CLI', () => {
     expect(c.status).toBe(1);
     expect(c.stderr).toMatch(/unknown command 'frobnicate'/);
     expect(cli('--help').stdout).toMatch(/usage: diffpo/);
+    const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
+    expect(d.status).toBe(1);
+    expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);
   });
 });

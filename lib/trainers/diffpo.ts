@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../checkpoint.js';
+import type { BackendName } from '../backend.js';
 import { CheckpointError, InvalidArgumentError } from '../errors.js';
 import type { EstimatorOptions } from '../likelihood.js';
 import { planEstimate, runPlan } from '../likelihood.js';
@@ -155,9 +156,9 @@ export class DiffpoTrainer {
     this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
     const s = o.sampler ?? { mode: 'fixed' };
     if (s.mode === 'learned' || s.mode === 'sampler-only') {
+      if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
       this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
       o.model.samplerHead = this.head; // saved with the model's checkpoints
-      if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
     this.#rng = new Rng(o.seed);
     const exclude = new Set(o.exclude ?? []);
@@ -167,7 +168,7 @@ export class DiffpoTrainer {
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
   async #referenceModel(): Promise<DiffusionLM> {
     this.#reference ??= (async () => {
-      const ref = DiffusionLM.create(this.model.config, { threads: this.model.threads });
+      const ref = DiffusionLM.create(this.model.config, { threads: this.model.threads, backend: this.model.backend });
       const dst = ref.parameters();
       for (const [name, p] of this.model.parameters()) dst.get(name)!.set(p);
       return ref;
@@ -320,21 +321,21 @@ export class DiffpoTrainer {
   }
 
   /** Restores a checkpoint written by save() (same options, without the model: it is loaded from dir). */
-  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number }): Promise<DiffpoTrainer> {
+  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number; backend?: BackendName }): Promise<DiffpoTrainer> {
     let state: { step: number; rng: number[]; seed: number };
     try {
       state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
     } catch (err) {
       throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
     }
-    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
     const savedHead = model.samplerHead;
     const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });
     await loadOptimizer(dir, trainer.optimizer);
     trainer.#rng.setState(state.rng);
     trainer.step = state.step;
     if (trainer.head && savedHead) model.samplerHead = trainer.head = savedHead;
-    if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads });
+    if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads, backend: model.backend });
     return trainer;
   }
 

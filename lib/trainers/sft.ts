@@ -2,6 +2,7 @@ import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../checkpoint.js';
+import type { BackendName } from '../backend.js';
 import { CheckpointError, InvalidArgumentError } from '../errors.js';
 import { evaluate, type EvaluateResult } from '../evaluate.js';
 import { DiffusionLM } from '../model.js';
@@ -177,14 +178,14 @@ export class SftTrainer {
   }
 
   /** Restores a checkpoint written by save() into a trainer with the same options (model included). */
-  static async resume(dir: string, options: SftOptions & { threads?: number }): Promise<SftTrainer> {
+  static async resume(dir: string, options: SftOptions & { threads?: number; backend?: BackendName }): Promise<SftTrainer> {
     let state: TrainerState;
     try {
       state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
     } catch (err) {
       throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
     }
-    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads });
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
     const trainer = new SftTrainer(model, { ...options, seed: state.seed, responseLength: state.responseLength });
     await loadOptimizer(dir, trainer.optimizer);
     trainer.#rng.setState(state.rng);
