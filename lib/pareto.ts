@@ -35,22 +35,32 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'
 
 /**
  * An SVG plot of accuracy against mean NFE: one polyline per curve (e.g. per model, over thresholds)
- * and standalone points (e.g. a learned sampler), with axes, ticks and a legend.
+ * and standalone points (e.g. a learned sampler), with axes, ticks and a legend. The NFE axis is
+ * logarithmic when the NFEs span more than a factor 4 (one token per step next to a few forwards),
+ * and the accuracy axis stops a little above the best accuracy when that is below 0.5.
  */
 export function paretoSvg(curves: { name: string; points: ParetoPoint[] }[], extra: { name: string; point: ParetoPoint }[] = [], title = 'accuracy vs mean NFE'): string {
   const f: Frame = { W: 640, H: 420, left: 60, right: 200, top: 40, bottom: 50 };
   const { W, H, left, right, top, bottom } = f;
   const all = [...curves.flatMap((c) => c.points), ...extra.map((e) => e.point)];
-  const maxNfe = Math.max(1, ...all.map((p) => p.meanNfe)) * 1.05;
-  const x = (nfe: number) => left + (nfe / maxNfe) * (W - left - right);
-  const y = (acc: number) => H - bottom - acc * (H - top - bottom);
-  const parts = svgFrame(f, title, 'mean NFE', 'accuracy');
+  const nfes = all.map((p) => Math.max(p.meanNfe, 1e-3));
+  const lo = Math.min(...nfes, Infinity),
+    hi = Math.max(1, ...nfes);
+  const log = Number.isFinite(lo) && hi / lo > 4;
+  const [x0, x1] = log ? [Math.log(lo / 1.1), Math.log(hi * 1.1)] : [0, hi * 1.05];
+  const x = (nfe: number) => left + (((log ? Math.log(Math.max(nfe, 1e-3)) : nfe) - x0) / (x1 - x0)) * (W - left - right);
+  const best = Math.max(0, ...all.map((p) => p.accuracy));
+  const yMax = best > 0.5 ? 1 : Math.max(0.05, Math.ceil((best * 1.2) / 0.05) * 0.05);
+  const y = (acc: number) => H - bottom - (acc / yMax) * (H - top - bottom);
+  const parts = svgFrame(f, title, log ? 'mean NFE (log scale)' : 'mean NFE', 'accuracy');
   for (let i = 0; i <= 5; i++) {
-    const a = i / 5,
-      n = (maxNfe * i) / 5;
-    parts.push(`<text x="${left - 6}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(1)}</text>`, `<line x1="${left}" y1="${y(a)}" x2="${W - right}" y2="${y(a)}" stroke="#eee"/>`);
-    parts.push(`<text x="${x(n)}" y="${H - bottom + 16}" text-anchor="middle">${n.toFixed(1)}</text>`);
+    const a = (yMax * i) / 5;
+    parts.push(`<text x="${left - 6}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(yMax < 0.5 ? 2 : 1)}</text>`, `<line x1="${left}" y1="${y(a)}" x2="${W - right}" y2="${y(a)}" stroke="#eee"/>`);
   }
+  const ticks = log
+    ? [1, 2, 5].flatMap((m) => [0.1, 1, 10, 100, 1000].map((p) => m * p)).filter((t) => Math.log(t) >= x0 && Math.log(t) <= x1)
+    : Array.from({ length: 6 }, (_, i) => (x1 * i) / 5);
+  for (const t of ticks) parts.push(`<text x="${x(t)}" y="${H - bottom + 16}" text-anchor="middle">${log ? t : t.toFixed(1)}</text>`);
   curves.forEach((c, i) => {
     const color = COLORS[i % COLORS.length];
     const pts = [...c.points].sort((p, q) => p.meanNfe - q.meanNfe);
