@@ -28,13 +28,13 @@ const runs = readdirSync(dir)
   .map((d) => ({ name: d, ...JSON.parse(readFileSync(join(dir, d, 'result.json'), 'utf8')) }));
 if (runs.length === 0) throw new Error(`no result.json under ${dir}`);
 
-const ARMS = {
-  d1: 'd1 (mean-field, no IS), threshold 0.9',
-  diffpo: 'DiFFPO (two-stage + IS), threshold 0.9',
-  'joint0.1': 'DiFFPO + learned threshold (joint, lambda 0.1)',
-  'joint0.5': 'DiFFPO + learned threshold (joint, lambda 0.5)',
-};
 const armOf = (r) => r.name.split('-')[2];
+const ARMS = Object.fromEntries(
+  [...new Set(['d1', 'diffpo', 'trace', ...runs.map(armOf).sort()])].map((arm) => [
+    arm,
+    arm === 'd1' ? 'd1 (mean-field, no IS), threshold 0.9' : arm === 'diffpo' ? 'DiFFPO (two-stage + IS), threshold 0.9' : arm === 'trace' ? 'exact trajectory likelihood, threshold 0.9' : `DiFFPO + learned threshold (joint, lambda ${arm.slice(5)})`,
+  ]),
+);
 const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
 const at = (points, t) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === t);
 // a run's headline point: the learned threshold when it has one, else its fixed threshold

@@ -8,19 +8,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/experiment}
 jobs=${2:-1}
+# STEPS, BUDGET (seconds; 0: no equal-time runs), SEEDS, LAMBDAS and METHODS vary the design
 steps=${STEPS:-60}
 budget=${BUDGET:-60}
+seeds=${SEEDS:-0 1}
+lambdas=${LAMBDAS:-0.1 0.5}
+methods=${METHODS:-d1 diffpo}
 mkdir -p "$out"
 {
-  for task in sudoku4 countdown3; do for seed in 0 1; do
+  for task in sudoku4 countdown3; do for seed in $seeds; do
     common="--task $task --seed $seed --threads 1"
-    echo "$common --method d1     --sampler fixed   --steps $steps --out $out/steps-$task-d1-$seed"
-    echo "$common --method diffpo --sampler fixed   --steps $steps --out $out/steps-$task-diffpo-$seed"
-    echo "$common --method diffpo --sampler learned --lambda 0.1 --steps $steps --out $out/steps-$task-joint0.1-$seed"
-    echo "$common --method diffpo --sampler learned --lambda 0.5 --steps $steps --out $out/steps-$task-joint0.5-$seed"
-    echo "$common --method d1     --sampler fixed   --steps 100000 --time-budget $budget --out $out/time-$task-d1-$seed"
-    echo "$common --method diffpo --sampler fixed   --steps 100000 --time-budget $budget --out $out/time-$task-diffpo-$seed"
-    echo "$common --method diffpo --sampler learned --lambda 0.1 --steps 100000 --time-budget $budget --out $out/time-$task-joint0.1-$seed"
+    for m in $methods; do echo "$common --method $m --sampler fixed --steps $steps --out $out/steps-$task-$m-$seed"; done
+    for l in $lambdas; do echo "$common --method diffpo --sampler learned --lambda $l --steps $steps --out $out/steps-$task-joint$l-$seed"; done
+    [ "$budget" = 0 ] && continue
+    for m in $methods; do echo "$common --method $m --sampler fixed --steps 100000 --time-budget $budget --out $out/time-$task-$m-$seed"; done
+    l=${lambdas%% *}
+    echo "$common --method diffpo --sampler learned --lambda $l --steps 100000 --time-budget $budget --out $out/time-$task-joint$l-$seed"
   done; done
 } | xargs -P "$jobs" -L 1 sh -c 'eval "out=\${$#}"; test -f "$out/result.json" || node dist/esm/cli.js train "$@" > /dev/null 2>&1 || echo "failed: $*"' train
 node scripts/experiment-table.mjs "$out" docs/results
