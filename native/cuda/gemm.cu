@@ -18,18 +18,32 @@ constexpr int BM = 128, BN = 128, BK = 32, PAD = 8;  // block tile; PAD keeps WM
 constexpr int WARPS_M = 2, WARPS_N = 4;               // 8 warps, each 64 x 32 = 4 x 2 fragments
 constexpr int THREADS = 32 * WARPS_M * WARPS_N;
 
-// Stages a (rows x BK) tile of X(r, k) = X[r*x_r + k*x_k] into S[r][k] as bf16 (zero outside).
-template <bool K_CONTIG>
-__device__ void stage(__nv_bfloat16 (*S)[BK + PAD], const float* X, long x_r, long x_k, int r0, int k0, int R, int K,
-                      int rows) {
-  for (int idx = threadIdx.x; idx < rows * BK; idx += THREADS) {
-    const int r = K_CONTIG ? idx / BK : idx % rows;
-    const int c = K_CONTIG ? idx % BK : idx / rows;
-    const int gr = r0 + r, gk = k0 + c;
-    const float x = gr < R && gk < K ? X[(long)gr * x_r + (long)gk * x_k] : 0.f;
-    S[r][c] = __float2bfloat16_rn(x);
+// A (ROWS x BK) tile of X(r, k) = X[r*x_r + k*x_k] on its way to shared memory: load() fetches the
+// next tile into registers (its global loads stay in flight while the MMAs of the current tile run),
+// store() writes it to S[r][k] as bf16. Zero outside the matrix.
+template <bool K_CONTIG, int ROWS>
+struct TileLoader {
+  static constexpr int PER_THREAD = ROWS * BK / THREADS;
+  float reg[PER_THREAD];
+  __device__ void load(const float* X, long x_r, long x_k, int r0, int k0, int R, int K) {
+#pragma unroll
+    for (int i = 0; i < PER_THREAD; i++) {
+      const int idx = threadIdx.x + i * THREADS;
+      const int r = K_CONTIG ? idx / BK : idx % ROWS, c = K_CONTIG ? idx % BK : idx / ROWS;
+      const int gr = r0 + r, gk = k0 + c;
+      reg[i] = gr < R && gk < K ? X[(long)gr * x_r + (long)gk * x_k] : 0.f;
+    }
   }
-}
+  __device__ void store(__nv_bfloat16 (*S)[BK + PAD]) const {
+#pragma unroll
+    for (int i = 0; i < PER_THREAD; i++) {
+      const int idx = threadIdx.x + i * THREADS;
+      const int r = K_CONTIG ? idx / BK : idx % ROWS, c = K_CONTIG ? idx % BK : idx / ROWS;
+      S[r][c] = __float2bfloat16_rn(reg[i]);
+    }
+  }
+};
+static_assert(BM * BK % THREADS == 0 && BN * BK % THREADS == 0, "tiles split evenly over the threads");
 
 template <bool A_K_CONTIG, bool B_K_CONTIG>
 __global__ void __launch_bounds__(THREADS) gemm_bf16_kernel(GemmArgs g) {
@@ -40,24 +54,41 @@ __global__ void __launch_bounds__(THREADS) gemm_bf16_kernel(GemmArgs g) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
+#pragma unroll
   for (int i = 0; i < 4; i++)
+#pragma unroll
     for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+  TileLoader<A_K_CONTIG, BM> a_tile;
+  TileLoader<B_K_CONTIG, BN> b_tile;  // B(k, n) staged transposed: Bs[n][k]
+  a_tile.load(g.A, g.a_i, g.a_k, m0, 0, g.M, g.K);
+  b_tile.load(g.B, g.b_j, g.b_k, n0, 0, g.N, g.K);
   for (int k0 = 0; k0 < g.K; k0 += BK) {
-    stage<A_K_CONTIG>(As, g.A, g.a_i, g.a_k, m0, k0, g.M, g.K, BM);
-    stage<B_K_CONTIG>(Bs, g.B, g.b_j, g.b_k, n0, k0, g.N, g.K, BN);
+    a_tile.store(As);
+    b_tile.store(Bs);
     __syncthreads();
+    if (k0 + BK < g.K) {  // prefetch the next tiles while this one is multiplied
+      a_tile.load(g.A, g.a_i, g.a_k, m0, k0 + BK, g.M, g.K);
+      b_tile.load(g.B, g.b_j, g.b_k, n0, k0 + BK, g.N, g.K);
+    }
+#pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[4];
       wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b[2];
+#pragma unroll
       for (int i = 0; i < 4; i++) wmma::load_matrix_sync(a[i], &As[wm * 64 + i * 16][kk], BK + PAD);
+#pragma unroll
       for (int j = 0; j < 2; j++) wmma::load_matrix_sync(b[j], &Bs[wn * 32 + j * 16][kk], BK + PAD);
+#pragma unroll
       for (int i = 0; i < 4; i++)
+#pragma unroll
         for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
     }
     __syncthreads();
   }
   // epilogue through a per-warp 16x16 staging tile: bounds and accumulation per element
+#pragma unroll
   for (int i = 0; i < 4; i++)
+#pragma unroll
     for (int j = 0; j < 2; j++) {
       wmma::store_matrix_sync(&Cs[warp][0][0], acc[i][j], 16, wmma::mem_row_major);
       __syncwarp();
