@@ -137,10 +137,14 @@ export class ThresholdHead {
       const K = grid?.data.length ?? 0;
       if (!grid || !weight || !bias || weight.shape.length !== 2 || weight.shape[0] !== K || bias.data.length !== K)
         throw new CheckpointError(`${where}: the ${kind} head needs ${p}grid (K), ${p}weight (K, d_model) and ${p}bias (K)`);
-      const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: weight.shape[1]!, kind });
-      head.weight.set(weight.data);
-      head.bias.set(bias.data);
-      return head;
+      try {
+        const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: weight.shape[1]!, kind });
+        head.weight.set(weight.data);
+        head.bias.set(bias.data);
+        return head;
+      } catch (err) {
+        throw new CheckpointError(`${where}: invalid ${kind} head: ${(err as Error).message}`, { cause: err });
+      }
     }
     return null;
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { DiffpoTrainer, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
+import { CheckpointError, DiffpoTrainer, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
 
 import { copy4, TINY } from './helpers/copy-task.js';
 
@@ -93,5 +93,11 @@ describe('learned threshold head', () => {
   it('rejects a bad grid', () => {
     expect(() => new ThresholdHead({ grid: [0.5], dModel: 4 })).toThrow(InvalidArgumentError);
     expect(() => new ThresholdHead({ grid: [0.5, NaN], dModel: 4 })).toThrow(InvalidArgumentError);
+    // a malformed head in a checkpoint is a CheckpointError naming the tensors
+    const t = (name: string, shape: number[], data: number[]) => [`diffpo.threshold_head.${name}`, { name: `diffpo.threshold_head.${name}`, shape, data: Float64Array.from(data) }] as const;
+    const extras = (grid: number[], w: number[], wShape: number[]) => new Map([t('grid', [grid.length], grid), t('weight', wShape, w), t('bias', [grid.length], grid.map(() => 0))]);
+    expect(() => ThresholdHead.fromTensors(extras([0.5, 0.9], [1, 2, 3], [3, 1]), 'ckpt')).toThrow(/ckpt: the threshold head needs/);
+    expect(() => ThresholdHead.fromTensors(extras([0.5], [1], [1, 1]), 'ckpt')).toThrow(CheckpointError);
+    expect(ThresholdHead.fromTensors(new Map(), 'ckpt')).toBeNull();
   });
 });
