@@ -12,7 +12,7 @@ export { arithTask, solveArith, type ArithItem } from './arith.js';
 export { countdown3Task, type Countdown3Item } from './countdown3.js';
 export { evaluateExpression } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Task, type Sudoku4Item } from './sudoku4.js';
-export { trainingStream, type Task } from './task.js';
+export { TaskMixture, trainingStream, type Task, type TaskItem } from './task.js';
 
 export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
 

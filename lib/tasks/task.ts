@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../errors.js';
 import type { Rng } from '../rng.js';
 
 /**
@@ -32,5 +33,35 @@ export function* trainingStream<Item>(task: Task<Item>, rng: Rng, exclude: Reado
   for (;;) {
     const item = task.generate(rng);
     if (!exclude.has(task.key(item))) yield item;
+  }
+}
+
+/** One item and the task it belongs to. */
+export interface TaskItem {
+  task: Task<unknown>;
+  item: unknown;
+}
+
+/**
+ * Training items from one task or several in turn, from one seeded RNG and one exclusion set: item i
+ * of the batch of n at step s comes from task (s*n + i) mod (number of tasks), so a resumed trainer
+ * (same RNG state and step) draws the same items.
+ */
+export class TaskMixture {
+  readonly tasks: Task<unknown>[];
+  readonly #streams: Generator<unknown>[];
+
+  /** `who` names the trainer in the error when neither or both of task and tasks are given. */
+  constructor(options: { task?: Task<unknown>; tasks?: Task<unknown>[] }, rng: Rng, exclude: ReadonlySet<string>, who: string) {
+    this.tasks = options.tasks ?? (options.task ? [options.task] : []);
+    if (this.tasks.length === 0 || (options.task && options.tasks)) throw new InvalidArgumentError(`${who} needs either a task or a non-empty tasks array`);
+    this.#streams = this.tasks.map((task) => trainingStream(task, rng, exclude));
+  }
+
+  batch(n: number, step: number): TaskItem[] {
+    return Array.from({ length: n }, (_, i) => {
+      const k = (step * n + i) % this.tasks.length;
+      return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
+    });
   }
 }

@@ -11,7 +11,7 @@ import { DiffusionLM } from '../model.js';
 import { AdamW } from '../optim.js';
 import { Rng } from '../rng.js';
 import type { DecodingStrategy, GenerateResult } from '../sampler.js';
-import { trainingStream, type Task } from '../tasks/task.js';
+import { TaskMixture, type Task } from '../tasks/task.js';
 import { ThresholdHead } from '../threshold-head.js';
 import { CharTokenizer } from '../tokenizer.js';
 import { loadOptimizer, saveOptimizer } from './state.js';
@@ -130,7 +130,7 @@ export class DiffpoTrainer {
   step = 0;
   readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
   readonly #rng: Rng;
-  readonly #streams: Generator<unknown>[];
+  readonly #mixture: TaskMixture;
   #reference: Promise<DiffusionLM> | null = null;
 
   constructor(options: DiffpoOptions) {
@@ -147,9 +147,10 @@ export class DiffpoTrainer {
     if (!(o.beta >= 0 && Number.isFinite(o.beta))) throw new InvalidArgumentError(`beta must be a finite number >= 0, got ${o.beta}`);
     if (!(o.pMaskPrompt >= 0 && o.pMaskPrompt < 1)) throw new InvalidArgumentError(`pMaskPrompt must be in [0, 1), got ${o.pMaskPrompt}`);
     if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
-    this.tasks = o.tasks ?? (o.task ? [o.task] : []);
-    if (this.tasks.length === 0 || (o.task && o.tasks)) throw new InvalidArgumentError('give either task or a non-empty tasks array');
     if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
+    this.#rng = new Rng(o.seed);
+    this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'DiffpoTrainer');
+    this.tasks = this.#mixture.tasks;
     this.model = o.model;
     this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
@@ -160,9 +161,6 @@ export class DiffpoTrainer {
       this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
       o.model.samplerHead = this.head; // saved with the model's checkpoints
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
-    this.#rng = new Rng(o.seed);
-    const exclude = new Set(o.exclude ?? []);
-    this.#streams = this.tasks.map((task) => trainingStream(task, this.#rng, exclude));
   }
 
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
@@ -201,10 +199,7 @@ export class DiffpoTrainer {
       const step = this.step + 1;
       // rollouts: G completions of each prompt from the current (behaviour) policy
       let t0 = performance.now();
-      const items = Array.from({ length: o.promptsPerStep }, (_, i) => {
-        const k = (this.step * o.promptsPerStep + i) % this.tasks.length;
-        return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
-      });
+      const items = this.#mixture.batch(o.promptsPerStep, this.step);
       const groupItems = items.flatMap((item) => new Array<(typeof items)[number]>(o.groupSize).fill(item));
       const encode = (list: typeof items) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
       const prompts = encode(groupItems);

@@ -10,7 +10,7 @@ import { AdamW } from '../optim.js';
 import { Rng } from '../rng.js';
 import type { GenerateOptions } from '../sampler.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
-import { trainingStream, type Task } from '../tasks/task.js';
+import { TaskMixture, type Task } from '../tasks/task.js';
 import { loadOptimizer, saveOptimizer } from './state.js';
 import { CharTokenizer } from '../tokenizer.js';
 
@@ -76,11 +76,10 @@ export class SftTrainer {
   step = 0;
   readonly #o: Required<Pick<SftOptions, 'batchSize' | 'lr' | 'warmup' | 'schedule' | 'evalEvery' | 'checkpointEvery' | 'seed'>> & SftOptions;
   readonly #rng: Rng;
-  readonly #streams: Generator<unknown>[];
+  readonly #mixture: TaskMixture;
 
   constructor(model: DiffusionLM, options: SftOptions) {
-    const tasks = options?.tasks ?? (options?.task ? [options.task] : []);
-    if (tasks.length === 0 || (options.task && options.tasks)) throw new InvalidArgumentError('SftTrainer needs either a task or a non-empty tasks array');
+    if (!options || typeof options !== 'object') throw new InvalidArgumentError('SftTrainer needs an options object with a task');
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SftOptions;
     this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...given };
     const o = this.#o;
@@ -90,16 +89,15 @@ export class SftTrainer {
     if (o.evalEvery > 0 && !o.evalItems?.length) throw new InvalidArgumentError('evalEvery needs evalItems');
     if (o.checkpointEvery > 0 && !o.outDir) throw new InvalidArgumentError('checkpointEvery needs outDir');
     this.model = model;
-    this.tasks = tasks;
+    this.#rng = new Rng(o.seed);
+    this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'SftTrainer');
+    const tasks = (this.tasks = this.#mixture.tasks);
     this.task = tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     if (this.tokenizer.vocabSize !== model.config.vocab_size || this.tokenizer.maskId !== model.config.mask_token_id)
       throw new InvalidArgumentError(`the tokenizer (vocab ${this.tokenizer.vocabSize}, mask ${this.tokenizer.maskId}) does not match the model's config (vocab ${model.config.vocab_size}, mask ${model.config.mask_token_id})`);
-    this.#rng = new Rng(o.seed);
     const probe = new Rng(o.seed + 1);
     this.responseLength = o.responseLength ?? Math.max(...tasks.map((t) => responseLengthOf(t, Array.from({ length: 256 }, () => t.generate(probe)), this.tokenizer)));
-    const exclude = new Set(o.exclude ?? []);
-    this.#streams = tasks.map((t) => trainingStream(t, this.#rng, exclude));
     this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 1 });
   }
 
@@ -124,11 +122,7 @@ export class SftTrainer {
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
       const t0 = performance.now();
-      const pairs = Array.from({ length: o.batchSize }, (_, i) => {
-        const k = (this.step * o.batchSize + i) % this.tasks.length;
-        return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
-      });
-      const enc = encodeSftPairs(pairs, this.tokenizer, this.responseLength);
+      const enc = encodeSftPairs(this.#mixture.batch(o.batchSize, this.step), this.tokenizer, this.responseLength);
       const step = this.step + 1;
       await this.model.zeroGrad();
       const { loss } = await this.model.maskedDiffusionLoss(
