@@ -8,15 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/experiment}
 jobs=${2:-1}
-# STEPS, BUDGET (seconds; 0: no equal-time runs), SEEDS, LAMBDAS and METHODS vary the design
+# STEPS, BUDGET (seconds; 0: no equal-time runs), SEEDS, LAMBDAS, METHODS and TASKS vary the design
 steps=${STEPS:-60}
 budget=${BUDGET:-60}
 seeds=${SEEDS:-0 1}
 lambdas=${LAMBDAS:-0.1 0.5}
 methods=${METHODS:-d1 diffpo}
+tasks=${TASKS:-sudoku4 countdown3}
 mkdir -p "$out"
 {
-  for task in sudoku4 countdown3; do for seed in $seeds; do
+  for task in $tasks; do for seed in $seeds; do
     common="--task $task --seed $seed --threads 1"
     for m in $methods; do echo "$common --method $m --sampler fixed --steps $steps --out $out/steps-$task-$m-$seed"; done
     for l in $lambdas; do echo "$common --method diffpo --sampler learned --lambda $l --steps $steps --out $out/steps-$task-joint$l-$seed"; done
