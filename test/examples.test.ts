@@ -10,4 +10,16 @@ describe('examples', () => {
     expect(r.stdout).toMatch(/generate 3 14 15 9 26 5 -> 3 14 15 9 26 5 in [2-6] forwards/);
     expect(r.stdout).toMatch(/generate 7 7 1 0 12 29 -> 7 7 1 0 12 29 in [2-6] forwards/);
   });
+
+  it('rl-learned-threshold trains jointly from the arith base and evaluates the head it saved with the weights', () => {
+    const r = spawnSync(process.execPath, ['examples/rl-learned-threshold.mjs'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.match(/^step \d+: reward [\d.]+, NFE [\d.]+, thresholds 0.5:\d+% 0.7:\d+% 0.9:\d+% 1.01:\d+%$/gm)!.length).toBe(8);
+    const acc = (label: string) => Number(new RegExp(`^${label}: accuracy ([\\d.]+), mean NFE ([\\d.]+)$`, 'm').exec(r.stdout)![1]);
+    const nfe = (label: string) => Number(new RegExp(`^${label}: accuracy [\\d.]+, mean NFE ([\\d.]+)$`, 'm').exec(r.stdout)![1]);
+    // the learned threshold lies between the grid's extremes in cost, and the base stays accurate
+    expect(nfe('learned threshold')).toBeGreaterThanOrEqual(nfe('threshold 0.5'));
+    expect(nfe('learned threshold')).toBeLessThanOrEqual(20);
+    for (const label of ['learned threshold', 'threshold 0.5', 'threshold 0.9']) expect(acc(label)).toBeGreaterThan(0.8);
+  });
 });
