@@ -84,19 +84,32 @@ void expect(const std::string& what, double err, double tol) {
 
 // Runs `op` on the CPU backend (host arrays) and on the device backend (its memory), then compares
 // every output array. `op(backend, arrays)` may modify any array; outputs are the listed indices.
+// Runs one check; an exception (a CUDA error, an unsupported shape) fails it and the run goes on, so
+// one bad kernel does not hide the state of the others.
+void guarded(const std::string& name, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    g_failures++;
+    report("| %s | error: %s | | FAIL |\n", name.c_str(), e.what());
+  }
+}
+
 void parity(const std::string& name, std::vector<Vec> arrays, const std::vector<int>& outputs, double tol, bool bf16,
             const std::function<void(Backend&, std::vector<float*>&)>& op) {
-  CpuBackend cpu(2);
-  auto dev = make_device(bf16);
-  std::vector<float*> host_ptrs;
-  for (auto& a : arrays) host_ptrs.push_back(a.data());
-  std::vector<DevArray> dev_arrays;
-  for (auto& a : arrays) dev_arrays.emplace_back(*dev, a);
-  std::vector<float*> dev_ptrs;
-  for (auto& d : dev_arrays) dev_ptrs.push_back(d.data());
-  op(cpu, host_ptrs);
-  op(*dev, dev_ptrs);
-  for (int o : outputs) expect(name + " [" + std::to_string(o) + "]", nerr(dev_arrays[o].host(arrays[o].size()), arrays[o]), tol);
+  guarded(name, [&] {
+    CpuBackend cpu(2);
+    auto dev = make_device(bf16);
+    std::vector<float*> host_ptrs;
+    for (auto& a : arrays) host_ptrs.push_back(a.data());
+    std::vector<DevArray> dev_arrays;
+    for (auto& a : arrays) dev_arrays.emplace_back(*dev, a);
+    std::vector<float*> dev_ptrs;
+    for (auto& d : dev_arrays) dev_ptrs.push_back(d.data());
+    op(cpu, host_ptrs);
+    op(*dev, dev_ptrs);
+    for (int o : outputs) expect(name + " [" + std::to_string(o) + "]", nerr(dev_arrays[o].host(arrays[o].size()), arrays[o]), tol);
+  });
 }
 
 void op_parity() {
@@ -399,11 +412,11 @@ int main(int argc, char** argv) {
     if (!g_self_test) throw Error("ERR_NO_CUDA", "built without CUDA: only --self-test is available");
 #endif
     if (g_self_test) report("# diffpo harness self-test: the reference loops stand in for the GPU\n");
-    op_parity();
-    model_parity();
-    decode_parity();
+    guarded("ops", op_parity);
+    guarded("whole model", model_parity);
+    guarded("decoding", decode_parity);
 #ifdef DIFFPO_CUDA
-    if (!g_self_test && !skip_timing) timing(gen);
+    if (!g_self_test && !skip_timing) guarded("timing", [&] { timing(gen); });
 #endif
   } catch (const std::exception& e) {
     report("\nerror: %s\n", e.what());
