@@ -16,7 +16,7 @@ import { DiffusionLM, type ModelOptions } from './model.js';
 import type { DecodingStrategy, GenerateOptions } from './sampler.js';
 import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from './tasks/index.js';
 import { CharTokenizer } from './tokenizer.js';
-import { DiffpoTrainer, type RlMethod } from './trainers/diffpo.js';
+import { DiffpoTrainer, type DiffpoOptions, type RlMethod } from './trainers/diffpo.js';
 import { SftTrainer, type SftOptions } from './trainers/sft.js';
 
 const USAGE = `usage: diffpo <command> [options]
@@ -32,6 +32,9 @@ commands:
       Writes a randomly initialised LLaDA-layout checkpoint.
   train --task sudoku4|countdown3|arith [--method diffpo|d1|trace] [--steps 100] [--out DIR] [--seed 0]
       [--threshold 0.9] [--lr 1e-4] [--limit N] [--time-budget SECONDS] [--resume]
+      [--prompts-per-step 8] [--group-size 6] [--inner-iterations 2] [--clip-eps 0.5] [--is-cap 2]
+      [--beta 0.04] [--rollout-temperature 1] [--p-mask-prompt 0.15] [--max-grad-norm 0.2] [--advantage mean|mean-std]
+      [--warmup 0] [--schedule constant|cosine] [--checkpoint-every 25]
       [--sampler fixed|learned|sampler-only] [--lambda 0.5]   (learned: a per-prompt threshold on the
       grid 0.5, 0.7, 0.8, 0.9, 1.01, trained with the model or alone; evaluated with the head after)
       RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the external test
@@ -115,6 +118,9 @@ async function main(argv: string[]): Promise<void> {
       lambda: { type: 'string', default: '0.5' },
       'time-budget': { type: 'string' },
       backend: { type: 'string', default: 'cpu' },
+      ...Object.fromEntries(Object.keys(RL_NUMBER_FLAGS).map((f) => [f, { type: 'string' as const }])),
+      schedule: { type: 'string' },
+      advantage: { type: 'string' },
     },
   });
   // how every command builds its models: --threads N, --backend cpu|cuda|cuda-fp32|auto
@@ -157,6 +163,35 @@ async function main(argv: string[]): Promise<void> {
 }
 
 type Flags = Record<string, string | boolean | undefined>;
+
+// train's numeric flags and the DiffpoTrainer options they set (the trainer checks their ranges)
+const RL_NUMBER_FLAGS = {
+  'prompts-per-step': 'promptsPerStep',
+  'group-size': 'groupSize',
+  'inner-iterations': 'innerIterations',
+  'clip-eps': 'clipEps',
+  'is-cap': 'isCap',
+  beta: 'beta',
+  'rollout-temperature': 'temperature',
+  'p-mask-prompt': 'pMaskPrompt',
+  'max-grad-norm': 'maxGradNorm',
+  warmup: 'warmup',
+  'checkpoint-every': 'checkpointEvery',
+} as const;
+
+function rlFlags(v: Flags): Partial<DiffpoOptions> {
+  const out: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(RL_NUMBER_FLAGS)) {
+    const text = v[flag];
+    if (typeof text !== 'string') continue;
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${flag}: '${text}' is not a number`);
+    out[key] = n;
+  }
+  if (typeof v.schedule === 'string') out.schedule = v.schedule;
+  if (typeof v.advantage === 'string') out.advantage = v.advantage;
+  return out as Partial<DiffpoOptions>;
+}
 
 async function sftCommand(v: Flags, run: ModelOptions): Promise<void> {
   if (typeof v.task !== 'string' || typeof v.out !== 'string') throw new InvalidArgumentError('sft needs --task NAME[,NAME...] and --out DIR');
@@ -227,6 +262,7 @@ async function trainCommand(v: Flags, run: ModelOptions): Promise<void> {
     exclude: test.map((t) => task.key(t)),
     outDir: out,
     checkpointEvery: 25,
+    ...rlFlags(v),
     sampler:
       v.sampler === 'fixed'
         ? ({ mode: 'fixed' } as const)

@@ -1,6 +1,6 @@
 export { DiffusionLM } from './model.js';
 export type { BackwardOption, CreateOptions, ForwardOptions, LoadOptions, MaskedDiffusionResult, ModelOptions, SelectedLogProbsInput } from './model.js';
-export { AdamW } from './optim.js';
+export { AdamW, scheduledLr, type LrSchedule } from './optim.js';
 export type { DecodingStrategy, GenerateOptions, GenerateResult, StepEvent } from './sampler.js';
 export { passBatches, planEstimate, runPlan } from './likelihood.js';
 export type { CompletionBatch, Estimator, EstimatorOptions, EstimatorPlan, PassBatch } from './likelihood.js';

@@ -97,6 +97,9 @@ describe('CLI', () => {
     expect(c.status).toBe(1);
     expect(c.stderr).toMatch(/unknown command 'frobnicate'/);
     expect(cli('--help').stdout).toMatch(/usage: diffpo/);
+    const e = cli('train', '--task', 'sudoku4', '--steps', '1', '--limit', '4', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'r'), '--group-size', 'x');
+    expect(e.status).toBe(1);
+    expect(e.stderr).toMatch(/--group-size: 'x' is not a number/);
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);

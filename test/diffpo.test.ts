@@ -75,6 +75,19 @@ describe('DiffpoTrainer', () => {
     model.dispose();
   });
 
+  it('follows its learning-rate schedule: warmup, then cosine to lr/10', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 2 });
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 2, groupSize: 2, innerIterations: 1, lr: 1e-3, warmup: 2, schedule: 'cosine', seed: 1 });
+    const lrs: number[] = [];
+    await rl.train({ steps: 6, onStep: (i) => void lrs.push(i.lr) });
+    const cos = (p: number) => 1e-3 * (0.1 + 0.45 * (1 + Math.cos(Math.PI * p)));
+    [5e-4, 1e-3, cos(1 / 4), cos(2 / 4), cos(3 / 4), 1e-4].forEach((want, i) => expect(lrs[i]).toBeCloseTo(want, 12));
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, schedule: 'linear' as 'cosine' })).toThrow(/schedule/);
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, lr: -1 })).toThrow(/lr/);
+    await rl.dispose();
+    model.dispose();
+  });
+
   it('rejects bad options by name', () => {
     const model = DiffusionLM.create(TINY);
     const task = copy4 as Task<unknown>;

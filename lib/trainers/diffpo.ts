@@ -8,7 +8,7 @@ import { CheckpointError, InvalidArgumentError } from '../errors.js';
 import type { EstimatorOptions } from '../likelihood.js';
 import { planEstimate, runPlan } from '../likelihood.js';
 import { DiffusionLM } from '../model.js';
-import { AdamW } from '../optim.js';
+import { AdamW, checkSchedule, scheduledLr } from '../optim.js';
 import { Rng } from '../rng.js';
 import type { DecodingStrategy, GenerateResult } from '../sampler.js';
 import { TaskMixture, type Task } from '../tasks/task.js';
@@ -49,7 +49,10 @@ export interface DiffpoOptions {
   pMaskPrompt?: number;
   /** 'mean' (d1: r - mean of the group) or 'mean-std' (also divided by the group's std). */
   advantage?: 'mean' | 'mean-std';
+  /** AdamW: peak learning rate (default 1e-4), after `warmup` steps (default 0), then 'constant' (default) or 'cosine' to lr/10. */
   lr?: number;
+  warmup?: number;
+  schedule?: 'cosine' | 'constant';
   betas?: [number, number];
   weightDecay?: number;
   maxGradNorm?: number;
@@ -80,6 +83,8 @@ export interface DiffpoStepInfo {
   truncatedFraction: number;
   /** Mean grid value the learned sampler chose for the rollouts (the fixed threshold otherwise, NaN for other strategies). */
   meanThreshold: number;
+  /** The learning rate of this step's updates (from lr, warmup and schedule). */
+  lr: number;
   /** With a learned sampler: the fraction of this step's rollouts that drew each grid value. */
   thresholdDistribution?: { value: number; fraction: number }[];
   seconds: { rollout: number; likelihood: number; update: number };
@@ -128,14 +133,14 @@ export class DiffpoTrainer {
   /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
   head: ThresholdHead | null = null;
   step = 0;
-  readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature'>>;
+  readonly #o: DiffpoOptions & Required<Pick<DiffpoOptions, 'method' | 'promptsPerStep' | 'groupSize' | 'innerIterations' | 'clipEps' | 'isCap' | 'beta' | 'pMaskPrompt' | 'advantage' | 'seed' | 'temperature' | 'lr' | 'warmup' | 'schedule'>>;
   readonly #rng: Rng;
   readonly #mixture: TaskMixture;
   #reference: Promise<DiffusionLM> | null = null;
 
   constructor(options: DiffpoOptions) {
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DiffpoOptions;
-    this.#o = { method: 'diffpo', promptsPerStep: 8, groupSize: 6, innerIterations: 2, clipEps: 0.5, isCap: 2, beta: 0.04, pMaskPrompt: 0.15, advantage: 'mean', seed: 0, temperature: 1, ...given };
+    this.#o = { method: 'diffpo', promptsPerStep: 8, groupSize: 6, innerIterations: 2, clipEps: 0.5, isCap: 2, beta: 0.04, pMaskPrompt: 0.15, advantage: 'mean', seed: 0, temperature: 1, lr: 1e-4, warmup: 0, schedule: 'constant', ...given };
     const o = this.#o;
     if (!['d1', 'diffpo', 'trace'].includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
     for (const [k, v] of Object.entries({ promptsPerStep: o.promptsPerStep, groupSize: o.groupSize, innerIterations: o.innerIterations, genLength: o.genLength }))
@@ -154,7 +159,8 @@ export class DiffpoTrainer {
     this.model = o.model;
     this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
-    this.optimizer = new AdamW(o.model, { lr: o.lr ?? 1e-4, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
+    checkSchedule(o);
+    this.optimizer = new AdamW(o.model, { lr: o.lr, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 0.2 });
     const s = o.sampler ?? { mode: 'fixed' };
     if (s.mode === 'learned' || s.mode === 'sampler-only') {
       if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
@@ -259,6 +265,7 @@ export class DiffpoTrainer {
       await options.onRollout?.({ step, items: groupItems, rollout, texts, rewards, advantages, tokenMask, logpOld: olds[0] ?? null });
       t0 = performance.now();
       let res = null;
+      const lr = scheduledLr(o, step, steps);
       for (let it = 0; it < (modelFrozen ? 0 : o.innerIterations); it++) {
         await this.model.zeroGrad();
         res = await this.model.policyLoss(
@@ -276,7 +283,7 @@ export class DiffpoTrainer {
           plans[it]!,
           { backward: true, signal },
         );
-        await this.optimizer.step({ signal });
+        await this.optimizer.step({ lr, signal });
       }
       this.step = step;
       last = {
@@ -292,6 +299,7 @@ export class DiffpoTrainer {
         isWeightMax: res?.isWeightMax ?? 1,
         truncatedFraction: res?.truncatedFraction ?? 0,
         meanThreshold,
+        lr,
         thresholdDistribution: this.head ? this.head.grid.map((value, k) => ({ value, fraction: choices.filter((c) => c === k).length / choices.length })) : undefined,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };

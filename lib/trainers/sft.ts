@@ -6,7 +6,7 @@ import type { BackendName } from '../backend.js';
 import { CheckpointError, InvalidArgumentError } from '../errors.js';
 import { evaluate, type EvaluateResult } from '../evaluate.js';
 import { DiffusionLM } from '../model.js';
-import { AdamW } from '../optim.js';
+import { AdamW, checkSchedule, scheduledLr } from '../optim.js';
 import { Rng } from '../rng.js';
 import type { GenerateOptions } from '../sampler.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
@@ -85,7 +85,7 @@ export class SftTrainer {
     const o = this.#o;
     for (const [k, v] of Object.entries({ batchSize: o.batchSize, warmup: o.warmup + 1, evalEvery: o.evalEvery + 1, checkpointEvery: o.checkpointEvery + 1 }))
       if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${k} must be a ${k === 'batchSize' ? 'positive' : 'non-negative'} integer`);
-    if (o.schedule !== 'cosine' && o.schedule !== 'constant') throw new InvalidArgumentError(`schedule must be 'cosine' or 'constant', got ${String(o.schedule)}`);
+    checkSchedule(o);
     if (o.evalEvery > 0 && !o.evalItems?.length) throw new InvalidArgumentError('evalEvery needs evalItems');
     if (o.checkpointEvery > 0 && !o.outDir) throw new InvalidArgumentError('checkpointEvery needs outDir');
     this.model = model;
@@ -103,11 +103,7 @@ export class SftTrainer {
 
   /** Learning rate at a 1-based step of a run of `total` steps. */
   lrAt(step: number, total: number): number {
-    const { lr, warmup, schedule } = this.#o;
-    if (step <= warmup) return (lr * step) / Math.max(1, warmup);
-    if (schedule === 'constant') return lr;
-    const progress = (step - warmup) / Math.max(1, total - warmup);
-    return lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+    return scheduledLr(this.#o, step, total);
   }
 
   /** Trains until `steps` steps have been taken in all (so a resumed run continues to the same end). */
