@@ -117,7 +117,7 @@ describe('arith', () => {
     for (const [t, terms, maxOperand] of [[task, 3, 9], [arithTask({ terms: 4, maxOperand: 20 }), 4, 20]] as const)
       for (let i = 0; i < 200; i++) {
         const item = t.generate(rng);
-        expect(item.answer).toBe(evaluateExpression(item.expression)!.value);
+        expect(BigInt(item.answer)).toBe(evaluateExpression(item.expression)!.value);
         expect(item.steps.length).toBe(terms - 1);
         expect(item.expression.match(/\d+/g)!.every((n) => Number(n) >= 1 && Number(n) <= maxOperand)).toBe(true);
         expect(t.reward(item, t.response(item))).toBeCloseTo(2.2);
@@ -144,83 +144,5 @@ describe('arith', () => {
     expect(task.reward(item, '')).toBe(0);
     expect(task.correct(item, '#28')).toBe(true);
     expect(task.correct(item, '#27')).toBe(false);
-  });
-});
-
-describe('expression evaluator', () => {
-  it('follows precedence and parentheses and rejects anything else', () => {
-    expect(evaluateExpression('2+3*4')).toEqual({ value: 14, numbers: [2, 3, 4] });
-    expect(evaluateExpression('(2+3)*4')!.value).toBe(20);
-    expect(evaluateExpression('8/4/2')!.value).toBe(1);
-    expect(evaluateExpression('10-4-3')!.value).toBe(3);
-    expect(evaluateExpression('1/0')!.value).toBe(Infinity);
-    for (const bad of ['', '2+', '(2', '2)', '2**3', '-2', 'a']) expect(evaluateExpression(bad)).toBeNull();
-  });
-});
-
-describe('tokenizer', () => {
-  const tok = new CharTokenizer();
-  it('round-trips every task format, with EOS and mask as the last two ids of 64', () => {
-    const rng = new Rng(4);
-    for (const name of ['sudoku4', 'countdown3', 'arith'] as const) {
-      const task = getTask(name);
-      for (let i = 0; i < 20; i++) {
-        const item = task.generate(rng);
-        const text = task.prompt(item) + task.response(item);
-        expect(tok.decode(tok.encode(text))).toBe(text);
-      }
-    }
-    expect([tok.eosId, tok.maskId]).toEqual([62, 63]);
-    expect(tok.decode(Int32Array.from([...tok.encode('12'), tok.eosId, ...tok.encode('3')]))).toBe('12');
-    expect(tok.decode([tok.maskId])).toBe('_');
-    expect(() => tok.encode('hello')).toThrow(/"h" at 0 is not in the vocabulary/);
-  });
-
-  it('saves and loads a Hugging Face tokenizer.json', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'diffpo-tok-'));
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
-    const back = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
-    expect(back.chars).toBe(tok.chars);
-    expect(back.vocabSize).toBe(64);
-    const json = tok.toJSON() as { model: { type: string; vocab: Record<string, number> }; added_tokens: { content: string }[] };
-    expect(json.model.type).toBe('WordLevel');
-    expect(json.added_tokens.map((t) => t.content)).toEqual(['<|eos|>', '<|mdm_mask|>']);
-    writeFileSync(join(dir, 'bad.json'), '{"model": {"type": "BPE"}}');
-    await expect(CharTokenizer.fromFile(join(dir, 'bad.json'))).rejects.toThrow(/not a diffpo character-level tokenizer/);
-  });
-
-  it("is a valid Hugging Face tokenizer: @huggingface/tokenizers gives the same ids", () => {
-    const hf = new HfTokenizer(tok.toJSON());
-    const text = 'S3102200002100320\n3142#28';
-    expect(Array.from(hf.encode(text))).toEqual(Array.from(tok.encode(text)));
-    expect(hf.decode(tok.encode(text))).toBe(text);
-  });
-
-  it("loads a byte-level BPE tokenizer.json like LLaDA's, with its mask token as one id", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'diffpo-bpe-'));
-    const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-    const bpe = {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: [special(6, '<|eot_id|>'), special(7, '<|mdm_mask|>')],
-      normalizer: null,
-      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      post_processor: null,
-      decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab: { a: 0, b: 1, ab: 2, 'Ġ': 3, 'Ġab': 4, c: 5 }, merges: ['a b', 'Ġ ab'] },
-    };
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(bpe));
-    const t = await loadTokenizer(dir);
-    expect(t).toBeInstanceOf(HfTokenizer);
-    expect(t.vocabSize).toBe(8);
-    expect(Array.from(t.encode('ab ab'))).toEqual([2, 4]);
-    expect(Array.from(t.encode('ab<|mdm_mask|>c'))).toEqual([2, 7, 5]);
-    expect(t.decode([2, 4])).toBe('ab ab');
-    // and diffpo's own files come back as the character tokenizer
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
-    expect(await loadTokenizer(dir)).toBeInstanceOf(CharTokenizer);
-    writeFileSync(join(dir, 'tokenizer.json'), '{');
-    await expect(loadTokenizer(dir)).rejects.toThrow(/cannot read tokenizer/);
   });
 });

@@ -37,6 +37,30 @@ export function solveArith(expression: string): { steps: string[]; answer: numbe
   return { steps, answer: nums[0]! };
 }
 
+/**
+ * A completion read strictly: the steps before the one '#', and after it a canonical integer (no sign
+ * but '-', no leading zero, no inner whitespace), or null when there is no such answer (no '#',
+ * several, or anything else after it).
+ */
+export function parseArithAnswer(completion: string): { steps: string[]; answer: number | null } {
+  const parts = completion.trim().split('#');
+  const steps = parts[0]!.split(';').map((s) => s.trim());
+  const tail = parts.length === 2 ? parts[1]!.trim() : '';
+  return { steps, answer: /^(0|-?[1-9]\d*)$/.test(tail) ? Number(tail) : null };
+}
+
+/**
+ * 2 for the right final answer, plus small format terms: 0.1 for a well-formed final answer, and up
+ * to 0.1 for the fraction of the expected steps shown in their place (listing extra or shuffled
+ * steps earns nothing).
+ */
+export function arithReward(item: ArithItem, completion: string): number {
+  const { steps, answer } = parseArithAnswer(completion);
+  let r = answer === null ? 0 : answer === item.answer ? 2.1 : 0.1;
+  r += (0.1 * item.steps.filter((s, i) => steps[i] === s).length) / Math.max(1, item.steps.length);
+  return r;
+}
+
 /** Items held out of every training stream, for tasks without an external test set. */
 const HELD_OUT_SEED = 20261129;
 
@@ -54,20 +78,8 @@ export function arithTask(options: { terms?: number; maxOperand?: number } = {})
     },
     prompt: (item) => `A${item.expression}\n`,
     response: (item) => `${item.steps.join(';')}#${item.answer}`,
-    reward(item, completion) {
-      // 2 for the right final answer, plus small format terms: 0.1 for a well-formed "#answer", and
-      // up to 0.1 for the fraction of the expected steps shown correctly
-      const m = /#(-?\d+)\s*$/.exec(completion.trim());
-      let r = m && Number(m[1]) === item.answer ? 2 : 0;
-      if (m) r += 0.1;
-      const shown = new Set(completion.split('#')[0]!.split(';').map((s) => s.trim()));
-      r += (0.1 * item.steps.filter((s) => shown.has(s)).length) / Math.max(1, item.steps.length);
-      return r;
-    },
-    correct(item, completion) {
-      const m = /#(-?\d+)\s*$/.exec(completion.trim());
-      return !!m && Number(m[1]) === item.answer;
-    },
+    reward: (item, completion) => arithReward(item, completion),
+    correct: (item, completion) => parseArithAnswer(completion).answer === item.answer,
     key: (item) => item.expression,
     heldOut() {
       // 500 distinct items from a fixed seed: the evaluation set (training streams exclude their keys)

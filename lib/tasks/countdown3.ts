@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
-import { evaluateExpression } from './expression.js';
+import { evaluateExpression, pyStrip, withinTolerance } from './expression.js';
 import type { Task } from './task.js';
 
 /** Countdown with three numbers in 1..100 and a reachable target in 1..100. */
@@ -25,7 +25,26 @@ function apply(a: number, op: (typeof OPS)[number], b: number): number | null {
   }
 }
 
-const sameMultiset = (a: number[], b: number[]) => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
+const byValue = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * d1's Countdown reward for an answer: 0 for no answer, 1 when the expression uses exactly the given
+ * numbers, each once, and evaluates to the target within 1e-5, and 0.1 for any other answer. The
+ * answer is read as d1 reads it (stripped as Python strips, evaluated with Python's semantics: see
+ * evaluateExpression for the deliberate deviations, all scored 0.1).
+ */
+export function countdownReward(item: { numbers: readonly number[]; target: number }, answer: string): number {
+  const text = pyStrip(answer);
+  if (text === '') return 0;
+  const r = evaluateExpression(text);
+  if (!r || r.numbers.length !== item.numbers.length) return 0.1;
+  const given = item.numbers.map((n) => (Number.isInteger(n) ? BigInt(n) : null));
+  if (given.includes(null)) return 0.1;
+  const used = [...r.numbers].sort(byValue);
+  const sorted = (given as bigint[]).sort(byValue);
+  if (used.some((n, i) => n !== sorted[i])) return 0.1;
+  return withinTolerance(r.value, item.target) ? 1 : 0.1;
+}
 
 export function countdown3Task(): Task<Countdown3Item> {
   return {
@@ -52,14 +71,7 @@ export function countdown3Task(): Task<Countdown3Item> {
       if (!item.solution) throw new InvalidArgumentError('this Countdown item has no reference solution');
       return item.solution;
     },
-    reward(item, completion) {
-      const answer = completion.trim();
-      if (answer === '') return 0; // no answer
-      if (!/^[\d+\-*/() ]+$/.test(answer)) return 0.1; // other characters
-      const r = evaluateExpression(answer);
-      if (!r || !sameMultiset(r.numbers, item.numbers) || !Number.isFinite(r.value)) return 0.1;
-      return Math.abs(r.value - item.target) < 1e-5 ? 1 : 0.1;
-    },
+    reward: (item, completion) => countdownReward(item, completion),
     correct(item, completion) {
       return this.reward(item, completion) === 1;
     },

@@ -8,10 +8,10 @@ import { countdown3Task } from './countdown3.js';
 import { sudoku4Task } from './sudoku4.js';
 import type { Task } from './task.js';
 
-export { arithTask, solveArith, type ArithItem } from './arith.js';
-export { countdown3Task, type Countdown3Item } from './countdown3.js';
-export { evaluateExpression } from './expression.js';
-export { countSudoku4Solutions, isSudoku4Solution, sudoku4Task, type Sudoku4Item } from './sudoku4.js';
+export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
+export { countdown3Task, countdownReward, type Countdown3Item } from './countdown3.js';
+export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
+export { countSudoku4Solutions, isSudoku4Solution, sudoku4Task, sudokuReward, type Sudoku4Item } from './sudoku4.js';
 export { TaskMixture, trainingStream, type Task, type TaskItem } from './task.js';
 
 export type TaskName = 'sudoku4' | 'countdown3' | 'arith';

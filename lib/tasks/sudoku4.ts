@@ -49,6 +49,32 @@ export function isSudoku4Solution(grid: string): boolean {
   return /^[1-4]{16}$/.test(grid) && countSudoku4Solutions(grid, 1) === 1;
 }
 
+/**
+ * The characters of an answer that Python's str.isdigit() accepts, in order, as d1 reads a Sudoku
+ * answer: the decimal digits of every script plus the digit-only characters (superscripts, circled
+ * digits, ...). A non-ASCII digit never matches a cell, but it keeps its place in the grid.
+ */
+const PY_DIGIT = /[\p{Nd}\u{b2}-\u{b3}\u{b9}\u{1369}-\u{1371}\u{19da}\u{2070}\u{2074}-\u{2079}\u{2080}-\u{2089}\u{2460}-\u{2468}\u{2474}-\u{247c}\u{2488}-\u{2490}\u{24ea}\u{24f5}-\u{24fd}\u{24ff}\u{2776}-\u{277e}\u{2780}-\u{2788}\u{278a}-\u{2792}\u{10a40}-\u{10a43}\u{10e60}-\u{10e68}\u{11052}-\u{1105a}\u{1f100}-\u{1f10a}]/gu;
+const answerDigits = (text: string): string[] => text.match(PY_DIGIT) ?? [];
+
+/**
+ * d1's Sudoku reward: the answer's digits, padded with '0' or cut to 16, scored by the fraction of the
+ * puzzle's empty cells they fill correctly; 0 for an answer without digits and for a puzzle with no
+ * empty cell (nothing to solve).
+ */
+export function sudokuReward(item: Sudoku4Item, answer: string): number {
+  const digits = answerDigits(answer);
+  if (digits.length === 0) return 0;
+  let holes = 0,
+    right = 0;
+  for (let i = 0; i < 16; i++)
+    if (item.puzzle[i] === '0') {
+      holes++;
+      if ((digits[i] ?? '0') === item.solution[i]) right++;
+    }
+  return holes ? right / holes : 0;
+}
+
 /** 4x4 Sudoku with `empty` empty cells (default 8, as the external test set) and a unique solution. */
 export function sudoku4Task(options: { empty?: number } = {}): Task<Sudoku4Item> {
   const empty = options.empty ?? 8;
@@ -81,19 +107,8 @@ export function sudoku4Task(options: { empty?: number } = {}): Task<Sudoku4Item>
     },
     prompt: (item) => `S${item.puzzle}\n`,
     response: (item) => item.solution,
-    reward(item, completion) {
-      // digits of the answer, padded/truncated to 16; the fraction of empty cells filled correctly
-      const digits = completion.replace(/[^0-9]/g, '').padEnd(16, '0').slice(0, 16);
-      let holes = 0,
-        right = 0;
-      for (let i = 0; i < 16; i++)
-        if (item.puzzle[i] === '0') {
-          holes++;
-          if (digits[i] === item.solution[i]) right++;
-        }
-      return holes ? right / holes : 1;
-    },
-    correct: (item, completion) => completion.replace(/[^0-9]/g, '').slice(0, 16) === item.solution,
+    reward: (item, completion) => sudokuReward(item, completion),
+    correct: (item, completion) => answerDigits(completion).slice(0, 16).join('') === item.solution,
     key: (item) => item.puzzle,
     parseTestSet(text) {
       const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
