@@ -39,53 +39,52 @@ export interface NativeTensorRead {
 }
 /** Handle of a native decoder (freed by decoderFree or with the model). */
 export type NativeDecoder = number;
-export interface NativeSamplerOptions {
+export interface NativeDecoderOptions {
   genLength: number;
   blockLength: number;
   temperature: number;
   seed: number;
-  /** 0 steps, 1 threshold, 2 factor, 3 entropy */
-  strategy: 0 | 1 | 2 | 3;
+  strategy: 'steps' | 'threshold' | 'factor' | 'entropy';
   steps: number;
   randomRemasking: boolean;
+  /** One threshold (or entropy bound gamma) per sequence. */
   threshold: Float32Array;
   factor: number;
   maxNfe: Int32Array;
   compact: boolean;
-  /** 0 none, 1 prefix, 2 dual */
-  cache: 0 | 1 | 2;
+  cache: 'none' | 'prefix' | 'dual';
 }
-export interface CheckResult {
-  forward: number;
-  backward: Record<string, number>;
-  referenceBackward: Record<string, number>;
+/** The inputs of a forward: ids (batch*seqLen), optional key-padding mask and RoPE positions. */
+export interface NativeBatch {
+  tokens: Int32Array;
+  attentionMask: Uint8Array | null;
+  positions: Int32Array | null;
+  batch: number;
+  seqLen: number;
+}
+export interface NativeLogprobLoss extends NativeBatch {
+  rows: Int32Array;
+  targets: Int32Array;
+  weights: Float32Array;
+  logProbs: Float32Array | null;
+  backward: boolean;
 }
 export declare class NativeModel {
   constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32');
   tensors(): NativeTensorSpec[];
   paramBuffer(): ArrayBuffer;
   gradBuffer(): ArrayBuffer;
-  optimizerBuffers(): [ArrayBuffer, ArrayBuffer];
+  /** Zeroed AdamW moments [m, v] in the model's memory, owned by the caller (pass them to adamwStep). */
+  newMoments(): [ArrayBuffer, ArrayBuffer];
   initRandom(seed: number, std: number): void;
   zeroGrad(): void;
-  hidden(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
-  logits(ids: Int32Array, keymask: Uint8Array | null, positions: Int32Array | null, batch: number, seqLen: number, out: Float32Array): Promise<void>;
-  logprobLoss(
-    ids: Int32Array,
-    keymask: Uint8Array | null,
-    positions: Int32Array | null,
-    batch: number,
-    seqLen: number,
-    rows: Int32Array,
-    targets: Int32Array,
-    weights: Float32Array,
-    logpOut: Float32Array | null,
-    backward: boolean,
-  ): Promise<number>;
-  adamwStep(step: NativeAdamWStep): Promise<number>;
+  hidden(input: NativeBatch, out: Float32Array): Promise<void>;
+  logits(input: NativeBatch, out: Float32Array): Promise<void>;
+  logprobLoss(input: NativeLogprobLoss): Promise<number>;
+  adamwStep(step: NativeAdamWStep, m: ArrayBuffer, v: ArrayBuffer): Promise<number>;
   loadTensors(reads: NativeTensorRead[]): Promise<void>;
   saveSafetensors(path: string, header: string, writes: { srcOffset: number; count: number }[], dtype: 0 | 2): Promise<void>;
-  decoderCreate(prompts: Int32Array[], options: NativeSamplerOptions): NativeDecoder;
+  decoderCreate(prompts: Int32Array[], options: NativeDecoderOptions): NativeDecoder;
   decoderStep(decoder: NativeDecoder): Promise<boolean>;
   decoderTrace(decoder: NativeDecoder): { sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array };
   decoderResult(decoder: NativeDecoder): {
@@ -99,23 +98,6 @@ export declare class NativeModel {
   cancel(): void;
   dispose(): void;
 }
-export declare function opCheckNames(): string[];
-export declare function opCheck(op: string, seed: number): CheckResult;
-export declare function modelCheck(config: NativeConfig, seed: number): CheckResult;
-export declare function referenceLogProbs(
-  config: NativeConfig,
-  params: Float64Array,
-  ids: Int32Array,
-  keymask: Uint8Array | null,
-  positions: Int32Array | null,
-  batch: number,
-  seqLen: number,
-  rows: Int32Array,
-  targets: Int32Array,
-): Float64Array;
-export declare function gemmBench(m: number, n: number, k: number, threads: number, reps: number, kernel: 'auto' | 'portable'): number;
-export declare function fmaPeak(threads: number, seconds: number): number;
-export declare const gemmKernel: string;
 /** What this build can run on: the CPU flavour reports no devices. */
 export declare function backendInfo(): { flavour: 'cpu' | 'cuda'; devices: number; name?: string; reason: string };
 /** The CUDA flavour of the addon (same exports, with backend 'cuda'), or null and why. */

@@ -26,5 +26,5 @@ mkdir -p "$out"
     l=${lambdas%% *}
     echo "$common --method diffpo --sampler learned --lambda $l --steps 100000 --time-budget $budget --out $out/time-$task-joint$l-$seed"
   done; done
-} | xargs -P "$jobs" -L 1 sh -c 'eval "out=\${$#}"; test -f "$out/result.json" || node dist/esm/cli.js train "$@" > /dev/null 2>&1 || echo "failed: $*"' train
+} | xargs -P "$jobs" -L 1 sh -c 'eval "out=\${$#}"; test -f "$out/result.json" || node dist/esm/app/cli.js train "$@" > /dev/null 2>&1 || echo "failed: $*"' train
 node scripts/experiment-table.mjs "$out" docs/results

@@ -20,4 +20,4 @@ function convert(dir) {
   }
 }
 convert(new URL('../dist/cjs/', import.meta.url).pathname);
-chmodSync(new URL('../dist/esm/cli.js', import.meta.url), 0o755);
+chmodSync(new URL('../dist/esm/app/cli.js', import.meta.url), 0o755);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 import { DiffusionLM, ThresholdHead } from 'diffpo';
 
-const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/esm/cli.js', ...args], { encoding: 'utf8' });
+const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/esm/app/cli.js', ...args], { encoding: 'utf8' });
 
 describe('CLI', () => {
   it('init writes a checkpoint and logits prints the model logits as JSON', async () => {

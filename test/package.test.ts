@@ -33,7 +33,7 @@ describe('package', () => {
     expect(existsSync(join(root, pkg.exports['.'].import.types))).toBe(true);
     expect(existsSync(join(root, pkg.exports['.'].require.types))).toBe(true);
     expect(readFileSync(join(root, pkg.exports['.'].import.types), 'utf8')).toMatch(/DiffusionLM/);
-    expect(pkg.bin.diffpo).toBe('./dist/esm/cli.js');
+    expect(pkg.bin.diffpo).toBe('./dist/esm/app/cli.js');
   });
 
   it('the loader prefers a prebuilt binary over the local build', () => {

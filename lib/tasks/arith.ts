@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import { Rng } from '../rng.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
 import type { Task } from './task.js';
 
 /**

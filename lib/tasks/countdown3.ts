@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { evaluateExpression, pyStrip, withinTolerance } from './expression.js';
 import type { Task } from './task.js';
 

@@ -1,4 +1,4 @@
-import type { CharTokenizer } from '../tokenizer.js';
+import type { CharTokenizer } from './tokenizer.js';
 import type { Task } from './task.js';
 
 /** A batch of prompts (left-padded to the longest, positions shifted) and responses padded with EOS. */

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { arithTask } from './arith.js';
 import { countdown3Task } from './countdown3.js';
 import { sudoku4Task } from './sudoku4.js';

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import type { Task } from './task.js';
 
 /** A 4x4 Sudoku: 16 characters row-major, '0' = empty. */

@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import type { Rng } from '../rng.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { Rng } from '../core/rng.js';
 
 /**
  * A reasoning task with exact verification (ALGORITHMS.md §7): a seeded generator, a text format

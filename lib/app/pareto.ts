@@ -1,8 +1,8 @@
-import { evaluate, type EvaluateOptions } from './evaluate.js';
-import type { DiffusionLM } from './model.js';
-import type { DecodingStrategy } from './sampler.js';
+import { evaluate, type EvaluateOptions } from '../decoding/evaluate.js';
+import type { DiffusionLM } from '../engine/model.js';
+import { strategyLabel, SWEEP_THRESHOLDS, type DecodingStrategy } from '../decoding/strategy.js';
 import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
-import type { Task } from './tasks/task.js';
+import type { Task } from '../tasks/task.js';
 
 export interface ParetoPoint {
   label: string;
@@ -16,14 +16,14 @@ export interface ParetoPoint {
 export async function paretoSweep<Item>(
   model: DiffusionLM,
   task: Task<Item>,
-  options: Omit<EvaluateOptions, 'sampler'> & { thresholds?: number[]; gammas?: number[]; blockLength?: number },
+  options: Omit<EvaluateOptions, 'sampler'> & { thresholds?: readonly number[]; gammas?: readonly number[]; blockLength?: number },
 ): Promise<ParetoPoint[]> {
-  const strategies: [string, DecodingStrategy][] = [
-    ...(options.thresholds ?? [0.5, 0.7, 0.8, 0.9, 0.95, 1.01]).map((t) => [t > 1 ? 'one token per step' : `threshold ${t}`, { kind: 'threshold', threshold: t }] as [string, DecodingStrategy]),
-    ...(options.gammas ?? []).map((g) => [`gamma ${g}`, { kind: 'entropy', gamma: g }] as [string, DecodingStrategy]),
+  const strategies: DecodingStrategy[] = [
+    ...(options.thresholds ?? SWEEP_THRESHOLDS).map((threshold): DecodingStrategy => ({ kind: 'threshold', threshold })),
+    ...(options.gammas ?? []).map((gamma): DecodingStrategy => ({ kind: 'entropy', gamma })),
   ];
-  const results = await evaluate(model, task, { ...options, sampler: { blockLength: options.blockLength }, strategies: strategies.map(([, s]) => s) });
-  return results.map((r, i) => ({ label: strategies[i]![0], strategy: r.strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }));
+  const results = await evaluate(model, task, { ...options, sampler: { blockLength: options.blockLength }, strategies });
+  return results.map((r) => ({ label: strategyLabel(r.strategy), strategy: r.strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }));
 }
 
 /** The points no other point beats on both accuracy (higher) and mean NFE (lower). */

@@ -1,8 +1,8 @@
-import { InvalidArgumentError } from './errors.js';
-import type { DiffusionLM } from './model.js';
-import { Rng } from './rng.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { DiffusionLM } from '../engine/model.js';
+import { Rng } from '../core/rng.js';
 
-/** Per-token log-likelihood estimators of a completion under a masked-diffusion LM (ALGORITHMS.md §4). */
+/** Per-token log-likelihood estimators of a completion under a masked-diffusion LM (docs/algorithms.md, likelihoods). */
 export type Estimator = 'mean-field' | 'two-stage' | 'trajectory' | 'elbo';
 
 /** Completions to score: one per prompt, all genLength long. */
@@ -236,4 +236,11 @@ export async function runPlan(
     b.slots.forEach((slot, s) => (out[slot] = out[slot]! + b.factors[s]! * logProbs[s]!));
   }
   return out;
+}
+
+/** Plans an estimate and runs it: per-token log-probs (batch x genLength) and the plan to reuse. */
+export async function tokenLogProbs(model: DiffusionLM, batch: CompletionBatch, options: EstimatorOptions): Promise<{ logProbs: Float32Array; plan: EstimatorPlan }> {
+  const plan = planEstimate(model, batch, options);
+  const logProbs = await runPlan(model, batch, plan, { maxTokensPerForward: options.maxTokensPerForward, signal: options.signal });
+  return { logProbs, plan };
 }

@@ -1,4 +1,4 @@
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../core/errors.js';
 
 /**
  * A LLaDA `config.json` (the keys of LLaDA-8B's Hugging Face checkpoint). Keys the model does not

@@ -1,8 +1,8 @@
-import { InvalidArgumentError } from './errors.js';
-import { planEstimate, runPlan, type CompletionBatch, type EstimatorOptions, type EstimatorPlan } from './likelihood.js';
-import type { DiffusionLM } from './model.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { runPlan, type CompletionBatch, type EstimatorPlan } from './estimators.js';
+import type { DiffusionLM } from '../engine/model.js';
 
-/** Inputs of the RL objective of ALGORITHMS.md §5 for one batch of completions. */
+/** Inputs of the RL objective (docs/algorithms.md, RL objective) for one batch of completions. */
 export interface PolicyLossInput extends CompletionBatch {
   /** (batch) advantage of each completion. */
   advantages: Float32Array;
@@ -86,7 +86,7 @@ export function policyObjective(input: PolicyLossInput, logp: ArrayLike<number>,
 }
 
 /**
- * The clipped, importance-weighted policy loss of ALGORITHMS.md §5 with the given estimator's
+ * The clipped, importance-weighted policy loss (docs/algorithms.md, RL objective) with the given estimator's
  * log-probs as the surrogate, and (with backward) its gradient through the estimator's passes into
  * the model. Pass the plan that produced logpOld so both see the same masks and tau.
  */
@@ -117,11 +117,4 @@ export async function policyLoss(
   // the native loss is -sum(w * logp), so w = -dloss/dlogp accumulates exactly our gradient
   if (options.backward) await runPlan(model, input, plan, { ...run, backward: true, tokenWeights: o.grad.map((g) => -g) });
   return { loss: o.loss, logProbs, clipFraction: o.clipFraction, isWeightMean: o.isWeightMean, isWeightMax: o.isWeightMax, truncatedFraction: o.truncatedFraction, klMean: o.klMean };
-}
-
-/** Plans an estimate and runs it: per-token log-probs (batch x genLength) and the plan to reuse. */
-export async function tokenLogProbs(model: DiffusionLM, batch: CompletionBatch, options: EstimatorOptions): Promise<{ logProbs: Float32Array; plan: EstimatorPlan }> {
-  const plan = planEstimate(model, batch, options);
-  const logProbs = await runPlan(model, batch, plan, { maxTokensPerForward: options.maxTokensPerForward, signal: options.signal });
-  return { logProbs, plan };
 }

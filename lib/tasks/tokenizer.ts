@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-import { CheckpointError, InvalidArgumentError } from './errors.js';
+import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
 
 /** The characters every task format uses; one shared vocabulary for all tasks. */
 export const TASK_ALPHABET = '0123456789+-*/()=;#,>:. \nSCA';

@@ -1,18 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 
-import type { NativeModel, NativeTensorSpec } from 'diffpo/native';
+import type { NativeDecoderOptions, NativeModel, NativeTensorSpec } from 'diffpo/native';
 
 import { resolveBackend, type BackendName } from './backend.js';
-import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint } from './checkpoint.js';
+import { positiveInt } from '../core/checks.js';
+import { AbortError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
-import { AbortError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from './errors.js';
-import { buildMaskedDiffusionBatch, type MaskedDiffusionInput } from './losses.js';
-import { Rng } from './rng.js';
-import type { CompletionBatch, EstimatorOptions, EstimatorPlan } from './likelihood.js';
-import { policyLoss, tokenLogProbs, type PolicyLossInput, type PolicyLossResult } from './policy.js';
-import { generate, type GenerateOptions, type GenerateResult } from './sampler.js';
-import { ThresholdHead } from './threshold-head.js';
 
 export interface ModelOptions {
   /** Worker threads for the native kernels (default: all cores). */
@@ -60,16 +56,52 @@ export interface BackwardOption {
   signal?: AbortSignal;
 }
 
-export interface MaskedDiffusionResult {
-  loss: number;
-  /** Number of positions that were masked and scored. */
-  maskedTokens: number;
-  /** The mask ratio p used per sequence. */
-  pMask: Float32Array;
+/** Library tensors that travel with the weights (names starting with `diffpo.`, float64), e.g. a learned sampler head. */
+export interface ExtraTensorSource {
+  toTensors(): ExtraTensor[];
 }
 
-function assertPositiveInt(name: string, v: unknown): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${String(v)}`);
+/** The extras a checkpoint held, as read (the layer that owns them parses them on first use). */
+class LoadedExtras implements ExtraTensorSource {
+  constructor(readonly tensors: Map<string, ExtraTensor>) {}
+  toTensors(): ExtraTensor[] {
+    return [...this.tensors.values()];
+  }
+}
+
+/** The decoder options of the native core (validated by the decoding layer). */
+export type DecoderOptions = NativeDecoderOptions;
+
+/** A native decoder's state: its canvas, per-sequence progress and trajectory. Free it when done. */
+export interface DecoderSession {
+  /** One forward and selection; true when every sequence is done. */
+  step(signal?: AbortSignal): Promise<boolean>;
+  /** What the last step unmasked. */
+  trace(): Promise<{ sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array }>;
+  /** Tokens, NFE, decode steps, behaviour log-probs and budget flags so far. */
+  result(): Promise<{ tokens: Int32Array; nfe: Int32Array; decodeStep: Int32Array; behaviourLogProb: Float32Array; hitBudget: Uint8Array }>;
+  free(): Promise<void>;
+}
+
+/** AdamW's first and second moments for one optimizer, in the model's memory (zero at first). */
+export interface OptimizerMoments {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+}
+
+/** One AdamW update's hyperparameters (see training/optimizer.ts). */
+export interface AdamWUpdate {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Gradients are multiplied by this first (accumulation). */
+  gradScale: number;
+  /** 1-based step, for bias correction. */
+  t: number;
+  /** Clip the global gradient norm to this; 0 disables clipping. */
+  maxGradNorm: number;
 }
 
 /**
@@ -85,10 +117,10 @@ export class DiffusionLM {
   /** The backend the model runs on ('auto' resolved). */
   readonly backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32';
   /**
-   * DiFFPO's learned sampler (§6) travelling with the weights: saved as `diffpo.` tensors in
-   * model.safetensors, loaded by fromPretrained, used by `strategy: { kind: 'learned' }`.
+   * Library tensors saved with the weights (in model.safetensors, after the model's tensors): what
+   * fromPretrained found, or a source set by a layer above (the learned sampler head).
    */
-  samplerHead: ThresholdHead | null = null;
+  extras: ExtraTensorSource | null = null;
   readonly #native: NativeModel;
   readonly #specs: NativeTensorSpec[];
   #queue: Promise<unknown> = Promise.resolve();
@@ -96,8 +128,7 @@ export class DiffusionLM {
   #rng: Rng;
 
   private constructor(config: LLaDAConfig, options: ModelOptions, seed: number) {
-    const threads = options.threads ?? availableParallelism();
-    assertPositiveInt('threads', threads);
+    const threads = positiveInt('threads', options.threads ?? availableParallelism());
     if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.config = config;
     this.threads = threads;
@@ -132,9 +163,8 @@ export class DiffusionLM {
     try {
       const reads = planLoad(dir, entries, model.#specs);
       await model.#run(options.signal, () => model.#native.loadTensors(reads));
-      model.samplerHead = ThresholdHead.fromTensors(await readExtraTensors(entries), dir);
-      if (model.samplerHead && model.samplerHead.dModel !== config.d_model)
-        throw new CheckpointError(`${dir}: the sampler head reads ${model.samplerHead.dModel} features but d_model is ${config.d_model}`);
+      const extras = await readExtraTensors(entries);
+      if (extras.size > 0) model.extras = new LoadedExtras(extras);
     } catch (err) {
       model.dispose();
       throw err;
@@ -142,12 +172,12 @@ export class DiffusionLM {
     return model;
   }
 
-  /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the sampler head in float64) into dir. */
+  /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the extras in float64) into dir. */
   async save(dir: string, options: { dtype?: 'f32' | 'bf16' } = {}): Promise<void> {
     const dtype = options.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
     await mkdir(dir, { recursive: true });
-    const extras = this.samplerHead?.toTensors() ?? [];
+    const extras = this.extras?.toTensors() ?? [];
     await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras));
   }
 
@@ -168,11 +198,16 @@ export class DiffusionLM {
     return this.#views(this.#native.gradBuffer());
   }
 
-  /** @internal AdamW's first and second moments as flat views (for training checkpoints). */
-  _optimizerState(): [Float32Array, Float32Array] {
+  /** Fresh AdamW moments for one optimizer (each optimizer owns its own). */
+  createMoments(): OptimizerMoments {
     this.#live();
-    const [m, v] = this.#native.optimizerBuffers();
-    return [new Float32Array(m), new Float32Array(v)];
+    const [m, v] = this.#native.newMoments();
+    return { m: new Float32Array(m), v: new Float32Array(v) };
+  }
+
+  /** One AdamW update of every parameter from the accumulated gradients; returns the gradient norm before clipping. */
+  adamwStep(moments: OptimizerMoments, update: AdamWUpdate, signal?: AbortSignal): Promise<number> {
+    return this.#run(signal, () => this.#native.adamwStep(update, moments.m.buffer as ArrayBuffer, moments.v.buffer as ArrayBuffer));
   }
 
   /** Sets every gradient to zero. */
@@ -183,10 +218,10 @@ export class DiffusionLM {
   /** Logits of shape (batch, seqLen, embedding_size), row-major. */
   async logits(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
     const { batch, seqLen } = options;
-    this.#checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
+    this.checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
     const out = new Float32Array(batch * seqLen * this.config.embedding_size);
     await this.#run(options.signal, () =>
-      this.#native.logits(tokens, options.attentionMask ?? null, options.positions ?? null, batch, seqLen, out),
+      this.#native.logits({ tokens, attentionMask: options.attentionMask ?? null, positions: options.positions ?? null, batch, seqLen }, out),
     );
     return out;
   }
@@ -194,9 +229,9 @@ export class DiffusionLM {
   /** Final hidden states (after the last RMSNorm), (batch, seqLen, d_model) row-major. */
   async hiddenStates(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
     const { batch, seqLen } = options;
-    this.#checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
+    this.checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
     const out = new Float32Array(batch * seqLen * this.config.d_model);
-    await this.#run(options.signal, () => this.#native.hidden(tokens, options.attentionMask ?? null, options.positions ?? null, batch, seqLen, out));
+    await this.#run(options.signal, () => this.#native.hidden({ tokens, attentionMask: options.attentionMask ?? null, positions: options.positions ?? null, batch, seqLen }, out));
     return out;
   }
 
@@ -206,7 +241,7 @@ export class DiffusionLM {
    */
   async selectedLogProbs(input: SelectedLogProbsInput, options: BackwardOption = {}): Promise<{ loss: number; logProbs: Float32Array }> {
     const { tokens, batch, seqLen, rows, targets } = input;
-    this.#checkTokens(tokens, batch, seqLen, input.attentionMask, input.positions);
+    this.checkTokens(tokens, batch, seqLen, input.attentionMask, input.positions);
     if (!(rows instanceof Int32Array) || !(targets instanceof Int32Array))
       throw new InvalidArgumentError('rows and targets must be Int32Arrays');
     if (rows.length !== targets.length) throw new InvalidArgumentError(`rows.length (${rows.length}) != targets.length (${targets.length})`);
@@ -222,48 +257,31 @@ export class DiffusionLM {
     }
     const logProbs = new Float32Array(rows.length);
     const loss = await this.#run(options.signal, () =>
-      this.#native.logprobLoss(tokens, input.attentionMask ?? null, input.positions ?? null, batch, seqLen, rows, targets, weights, logProbs, options.backward ?? false),
+      this.#native.logprobLoss({
+        tokens,
+        attentionMask: input.attentionMask ?? null,
+        positions: input.positions ?? null,
+        batch,
+        seqLen,
+        rows,
+        targets,
+        weights,
+        logProbs,
+        backward: options.backward ?? false,
+      }),
     );
     return { loss, logProbs };
   }
 
-  /**
-   * LLaDA's masked-diffusion loss (ALGORITHMS.md §2), 'pretrain' or 'sft' normalisation. Masks and
-   * ratios are drawn from the model's seeded RNG unless given (`mask` needs `pMask`).
-   */
-  async maskedDiffusionLoss(input: MaskedDiffusionInput, options: BackwardOption = {}): Promise<MaskedDiffusionResult> {
-    this.#checkTokens(input.tokens, input.batch, input.seqLen, input.attentionMask);
-    const rng = input.seed !== undefined ? new Rng(input.seed) : this.#rng;
-    const b = buildMaskedDiffusionBatch(input, this.config, rng);
-    const { loss } = await this.selectedLogProbs(
-      { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, positions: input.positions, rows: b.rows, targets: b.targets, weights: b.weights },
-      options,
-    );
-    return { loss, maskedTokens: b.rows.length, pMask: b.pMask };
-  }
-
-  /**
-   * Decodes a completion for every prompt (different lengths allowed: prompts are left-padded with
-   * their positions shifted, so each sees what it would alone), with the given strategy; see
-   * GenerateOptions. Returns the tokens, NFE per sequence and the trajectory (decode steps and
-   * behaviour log-probabilities).
-   */
-  generate(prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
-    return generate(this, (signal, fn) => this._run(signal, fn), prompts, options);
-  }
-
-  /**
-   * Per-token log-likelihood estimates (batch x genLength) of completions: 'mean-field' (d1),
-   * 'two-stage' (DiFFPO), 'trajectory' (exact, TraceRL) or 'elbo' (LLaDA's Monte Carlo bound), with the
-   * plan of random choices (prompt masks, tau, ELBO masks) to reuse for the policy loss.
-   */
-  tokenLogProbs(batch: CompletionBatch, options: EstimatorOptions): Promise<{ logProbs: Float32Array; plan: EstimatorPlan }> {
-    return tokenLogProbs(this, batch, options);
-  }
-
-  /** The RL objective (clipped ratio, truncated importance weight, k3 KL); with backward, its gradient. */
-  policyLoss(input: PolicyLossInput, plan: EstimatorPlan, options: { backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {}): Promise<PolicyLossResult> {
-    return policyLoss(this, input, plan, options);
+  /** A native decoder over these prompts; its calls run on this model's queue. */
+  async createDecoder(prompts: Int32Array[], options: DecoderOptions, signal?: AbortSignal): Promise<DecoderSession> {
+    const id = await this.#run(signal, async () => this.#native.decoderCreate(prompts, options));
+    return {
+      step: (s) => this.#run(s, () => this.#native.decoderStep(id)),
+      trace: () => this.#run(undefined, async () => this.#native.decoderTrace(id)),
+      result: () => this.#run(undefined, async () => this.#native.decoderResult(id)),
+      free: () => this.#run(undefined, async () => this.#native.decoderFree(id)),
+    };
   }
 
   /** Frees the native model (after the call in flight, if any). Views from parameters() stay valid. */
@@ -277,13 +295,8 @@ export class DiffusionLM {
     return this.#disposed;
   }
 
-  /** @internal Runs a native call on this model's queue (used by the optimiser). */
-  _run<T>(signal: AbortSignal | undefined, fn: (m: NativeModel) => Promise<T>): Promise<T> {
-    return this.#run(signal, () => fn(this.#native));
-  }
-
-  /** @internal The model's RNG (its state belongs in training checkpoints). */
-  get _rng(): Rng {
+  /** The model's own random stream (mask sampling when a call gives no seed). */
+  get rng(): Rng {
     return this.#rng;
   }
 
@@ -297,10 +310,11 @@ export class DiffusionLM {
     return map;
   }
 
-  #checkTokens(tokens: Int32Array, batch: number, seqLen: number, attentionMask?: Uint8Array, positions?: Int32Array): void {
+  /** Throws an InvalidArgumentError naming the first bad input of a forward (ids, shapes, mask, positions). */
+  checkTokens(tokens: Int32Array, batch: number, seqLen: number, attentionMask?: Uint8Array, positions?: Int32Array): void {
     if (!(tokens instanceof Int32Array)) throw new InvalidArgumentError('tokens must be an Int32Array');
-    assertPositiveInt('batch', batch);
-    assertPositiveInt('seqLen', seqLen);
+    positiveInt('batch', batch);
+    positiveInt('seqLen', seqLen);
     if (tokens.length !== batch * seqLen)
       throw new InvalidArgumentError(`tokens.length (${tokens.length}) != batch * seqLen (${batch} * ${seqLen} = ${batch * seqLen})`);
     if (seqLen > this.config.max_sequence_length)

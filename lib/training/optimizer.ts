@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from './errors.js';
-import type { DiffusionLM } from './model.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { DiffusionLM, OptimizerMoments } from '../engine/model.js';
 
 export interface AdamWOptions {
   /** Learning rate (default 1e-3). */
@@ -28,7 +28,11 @@ function check(name: string, v: number, ok: boolean): void {
   if (!ok || !Number.isFinite(v)) throw new InvalidArgumentError(`AdamW ${name} = ${v} is out of range`);
 }
 
-/** AdamW (decoupled weight decay, bias correction) with global grad-norm clipping, run natively. */
+/**
+ * AdamW (decoupled weight decay, bias correction) with global grad-norm clipping, run natively. Each
+ * optimizer owns its moments (allocated in the model's memory), so two optimizers on one model never
+ * share state.
+ */
 export class AdamW {
   readonly model: DiffusionLM;
   lr: number;
@@ -37,6 +41,7 @@ export class AdamW {
   readonly weightDecay: number;
   readonly maxGradNorm: number;
   readonly accumulationSteps: number;
+  readonly #moments: OptimizerMoments;
   #step = 0;
 
   constructor(model: DiffusionLM, options: AdamWOptions = {}) {
@@ -54,6 +59,7 @@ export class AdamW {
     check('weightDecay', this.weightDecay, this.weightDecay >= 0);
     check('maxGradNorm', this.maxGradNorm, this.maxGradNorm >= 0);
     check('accumulationSteps', this.accumulationSteps, Number.isInteger(this.accumulationSteps) && this.accumulationSteps >= 1);
+    this.#moments = model.createMoments();
   }
 
   /** Steps taken so far. */
@@ -66,17 +72,10 @@ export class AdamW {
     const lr = options.lr ?? this.lr;
     check('lr', lr, lr >= 0);
     const t = this.#step + 1;
-    const gradNorm = await this.model._run(options.signal, (m) =>
-      m.adamwStep({
-        lr,
-        beta1: this.betas[0],
-        beta2: this.betas[1],
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        gradScale: 1 / this.accumulationSteps,
-        t,
-        maxGradNorm: this.maxGradNorm,
-      }),
+    const gradNorm = await this.model.adamwStep(
+      this.#moments,
+      { lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, gradScale: 1 / this.accumulationSteps, t, maxGradNorm: this.maxGradNorm },
+      options.signal,
     );
     this.#step = t;
     return { gradNorm, step: t, lr };
@@ -84,13 +83,12 @@ export class AdamW {
 
   /** The state to checkpoint: the step count and the moments (copies). */
   state(): { step: number; m: Float32Array; v: Float32Array } {
-    const [m, v] = this.model._optimizerState();
-    return { step: this.#step, m: m.slice(), v: v.slice() };
+    return { step: this.#step, m: this.#moments.m.slice(), v: this.#moments.v.slice() };
   }
 
   /** Restores a state from state(). */
   loadState(state: { step: number; m: Float32Array; v: Float32Array }): void {
-    const [m, v] = this.model._optimizerState();
+    const { m, v } = this.#moments;
     if (state.m.length !== m.length || state.v.length !== v.length) throw new InvalidArgumentError('optimizer state does not match this model');
     m.set(state.m);
     v.set(state.v);
@@ -101,26 +99,4 @@ export class AdamW {
   zeroGrad(): Promise<void> {
     return this.model.zeroGrad();
   }
-}
-
-/** A learning-rate schedule: linear warmup over `warmup` steps, then constant or cosine down to lr/10 at the last step. */
-export interface LrSchedule {
-  lr: number;
-  warmup: number;
-  schedule: 'cosine' | 'constant';
-}
-
-/** The learning rate at a 1-based step of a run of `total` steps. */
-export function scheduledLr(s: LrSchedule, step: number, total: number): number {
-  if (step <= s.warmup) return (s.lr * step) / Math.max(1, s.warmup);
-  if (s.schedule === 'constant') return s.lr;
-  const progress = (step - s.warmup) / Math.max(1, total - s.warmup);
-  return s.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
-}
-
-/** Throws naming the bad field of a schedule. */
-export function checkSchedule(s: LrSchedule): void {
-  if (!(s.lr > 0 && Number.isFinite(s.lr))) throw new InvalidArgumentError(`lr must be a finite number > 0, got ${s.lr}`);
-  if (!Number.isInteger(s.warmup) || s.warmup < 0) throw new InvalidArgumentError(`warmup must be a non-negative integer, got ${s.warmup}`);
-  if (s.schedule !== 'cosine' && s.schedule !== 'constant') throw new InvalidArgumentError(`schedule must be 'cosine' or 'constant', got ${String(s.schedule)}`);
 }

@@ -1,6 +1,6 @@
 import { paretoSvg, type ParetoPoint } from './pareto.js';
 import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
-import type { DiffpoStepInfo } from './trainers/diffpo.js';
+import type { DiffpoStepInfo } from '../training/diffpo.js';
 
 /** What an RL run's report shows: the run, its frontier before and after, and its per-step metrics. */
 export interface RunReportInput {

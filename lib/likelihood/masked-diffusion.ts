@@ -1,8 +1,9 @@
-import type { LLaDAConfig } from './config.js';
-import { InvalidArgumentError } from './errors.js';
-import type { Rng } from './rng.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import type { LLaDAConfig } from '../engine/config.js';
+import type { BackwardOption, DiffusionLM } from '../engine/model.js';
 
-/** Inputs of LLaDA's masked-diffusion loss (ALGORITHMS.md §2). */
+/** Inputs of LLaDA's masked-diffusion loss (docs/algorithms.md, masked diffusion). */
 export interface MaskedDiffusionInput {
   /** Clean tokens (batch*seqLen). */
   tokens: Int32Array;
@@ -87,4 +88,28 @@ export function buildMaskedDiffusionBatch(input: MaskedDiffusionInput, config: L
   const targets = new Int32Array(rows.length);
   rows.forEach((r, s) => (targets[s] = tokens[r]!));
   return { noisy, rows: Int32Array.from(rows), targets, weights: Float32Array.from(weights), pMask };
+}
+
+export interface MaskedDiffusionResult {
+  loss: number;
+  /** Number of positions that were masked and scored. */
+  maskedTokens: number;
+  /** The mask ratio p used per sequence. */
+  pMask: Float32Array;
+}
+
+/**
+ * LLaDA's masked-diffusion loss, 'pretrain' or 'sft' normalisation, as one selectedLogProbs call (with
+ * backward, its gradient). Masks and ratios are drawn from `input.seed` or else the model's own
+ * random stream, unless given (`mask` needs `pMask`).
+ */
+export async function maskedDiffusionLoss(model: DiffusionLM, input: MaskedDiffusionInput, options: BackwardOption = {}): Promise<MaskedDiffusionResult> {
+  model.checkTokens(input.tokens, input.batch, input.seqLen, input.attentionMask);
+  const rng = input.seed !== undefined ? new Rng(input.seed) : model.rng;
+  const b = buildMaskedDiffusionBatch(input, model.config, rng);
+  const { loss } = await model.selectedLogProbs(
+    { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, positions: input.positions, rows: b.rows, targets: b.targets, weights: b.weights },
+    options,
+  );
+  return { loss, maskedTokens: b.rows.length, pMask: b.pMask };
 }

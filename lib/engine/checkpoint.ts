@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
 
 import { resolveConfig, type LLaDAConfig } from './config.js';
-import { CheckpointError, ConfigError } from './errors.js';
+import { CheckpointError, ConfigError } from '../core/errors.js';
 import { buildSafetensorsHeader, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 
 /** Tensors with this prefix are library extras (e.g. a learned sampler head); LLaDA loaders ignore them. */

@@ -1,16 +1,17 @@
-import { InvalidArgumentError } from './errors.js';
-import type { DiffusionLM } from './model.js';
-import type { DecodingStrategy, GenerateOptions } from './sampler.js';
-import { encodePrompts } from './tasks/encode.js';
-import type { Task } from './tasks/task.js';
-import type { CharTokenizer } from './tokenizer.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { DiffusionLM } from '../engine/model.js';
+import { generate, type GenerateOptions } from './sampler.js';
+import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
+import { encodePrompts } from '../tasks/encode.js';
+import type { Task } from '../tasks/task.js';
+import type { CharTokenizer } from '../tasks/tokenizer.js';
 
 export interface EvaluateOptions {
   items: unknown[];
   tokenizer: CharTokenizer;
   /** Tokens generated per item (the response length, including EOS). */
   genLength: number;
-  /** Generation options (strategy, blockLength, cache, ...); default threshold 0.9, one block. */
+  /** Generation options (strategy, blockLength, cache, ...); default threshold decoding at DEFAULT_THRESHOLD, one block. */
   sampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
   /** Items per generate call (default 32). */
   batchSize?: number;
@@ -58,8 +59,8 @@ async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: 
   for (let start = 0; start < items.length; start += bs) {
     const chunk = items.slice(start, start + bs);
     const prompts = encodePrompts(task, chunk, options.tokenizer);
-    const r = await model.generate(prompts, {
-      strategy: { kind: 'threshold', threshold: 0.9 },
+    const r = await generate(model, prompts, {
+      strategy: thresholdStrategy(),
       ...options.sampler,
       genLength: options.genLength,
       signal: options.signal,

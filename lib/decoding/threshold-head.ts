@@ -1,16 +1,22 @@
-import { EXTRA_TENSOR_PREFIX, readCheckpointTensors, readExtraTensors, type ExtraTensor } from './checkpoint.js';
-import { CheckpointError, InvalidArgumentError } from './errors.js';
-import type { DiffusionLM } from './model.js';
-import type { Rng } from './rng.js';
-import type { DecodingStrategy } from './sampler.js';
+import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import type { Rng } from '../core/rng.js';
+import { EXTRA_TENSOR_PREFIX, readCheckpointTensors, readExtraTensors, type ExtraTensor } from '../engine/checkpoint.js';
+import type { DiffusionLM } from '../engine/model.js';
 
 /**
- * DiFFPO's learned sampler (ALGORITHMS.md §6) [ours, following the abstract]: a linear softmax head
+ * DiFFPO's learned sampler (docs/algorithms.md, learned sampler) [ours, following the abstract]: a linear softmax head
  * on the mean-pooled final hidden states of the prompt, choosing per prompt a decoding threshold
  * (tau for threshold decoding, or gamma for the entropy-bounded sampler) from a grid. Trained by a
  * group-relative policy gradient on r - lambda * NFE / L; at inference the most likely grid value is
  * used for each prompt.
  */
+/**
+ * The head's default SGD rate: its logits are a linear map of hidden states of order 1 and the
+ * advantages are rewards minus a group mean (order 0.1-1), so 0.5 moves a grid probability by a few
+ * percent per step: visible within tens of steps, without collapsing onto one value in a few.
+ */
+export const DEFAULT_HEAD_LR = 0.5;
+
 export class ThresholdHead {
   readonly kind: 'threshold' | 'entropy';
   readonly grid: number[];
@@ -85,7 +91,7 @@ export class ThresholdHead {
   }
 
   /** The decoding strategy with each prompt's chosen grid value. */
-  strategy(choices: number[]): DecodingStrategy {
+  strategy(choices: number[]): { kind: 'threshold'; threshold: Float32Array } | { kind: 'entropy'; gamma: Float32Array } {
     const values = Float32Array.from(choices, (k) => this.grid[k]!);
     return this.kind === 'entropy' ? { kind: 'entropy', gamma: values } : { kind: 'threshold', threshold: values };
   }
@@ -155,4 +161,25 @@ export class ThresholdHead {
     if (!head) throw new CheckpointError(`${dir} holds no sampler head (no ${EXTRA_TENSOR_PREFIX}threshold_head.* or ${EXTRA_TENSOR_PREFIX}entropy_head.* tensors)`);
     return head;
   }
+}
+
+/**
+ * The learned sampler head that travels with a model's weights (model.samplerHead): the head set on
+ * it, or the one its checkpoint held, parsed on first use (a malformed one is a CheckpointError).
+ */
+export function samplerHeadOf(model: DiffusionLM): ThresholdHead | null {
+  const extras = model.extras;
+  if (extras === null || extras instanceof ThresholdHead) return extras;
+  const head = ThresholdHead.fromTensors(new Map(extras.toTensors().map((t) => [t.name, t])), 'the checkpoint');
+  if (head === null) return null;
+  if (head.dModel !== model.config.d_model) throw new CheckpointError(`the checkpoint's sampler head reads ${head.dModel} features but d_model is ${model.config.d_model}`);
+  model.extras = head;
+  return head;
+}
+
+/** Sets (or with null removes) the head saved with the model's weights. */
+export function setSamplerHead(model: DiffusionLM, head: ThresholdHead | null): void {
+  if (head !== null && !(head instanceof ThresholdHead)) throw new InvalidArgumentError('samplerHead must be a ThresholdHead or null');
+  if (head && head.dModel !== model.config.d_model) throw new InvalidArgumentError(`the sampler head reads ${head.dModel} features but d_model is ${model.config.d_model}`);
+  model.extras = head;
 }

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { writeFileAtomic } from '../checkpoint.js';
-import { CheckpointError } from '../errors.js';
-import type { AdamW } from '../optim.js';
-import { buildSafetensorsHeader, readSafetensorsHeader } from '../safetensors.js';
+import { writeFileAtomic } from '../engine/checkpoint.js';
+import { CheckpointError } from '../core/errors.js';
+import type { AdamW } from './optimizer.js';
+import { buildSafetensorsHeader, readSafetensorsHeader } from '../engine/safetensors.js';
 
 /** Writes AdamW's moments and step count to dir/optimizer.safetensors (through a temporary file). */
 export async function saveOptimizer(dir: string, optimizer: AdamW): Promise<number> {

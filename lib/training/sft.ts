@@ -1,46 +1,57 @@
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { writeFileAtomic } from '../checkpoint.js';
-import type { BackendName } from '../backend.js';
-import { CheckpointError, InvalidArgumentError } from '../errors.js';
-import { evaluate, type EvaluateResult } from '../evaluate.js';
-import { DiffusionLM } from '../model.js';
-import { AdamW, checkSchedule, scheduledLr } from '../optim.js';
-import { Rng } from '../rng.js';
-import type { GenerateOptions } from '../sampler.js';
+import { nonNegativeInt, positiveInt } from '../core/checks.js';
+import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
+import { Rng } from '../core/rng.js';
+import { deriveSeed } from '../core/seeds.js';
+import { evaluate, type EvaluateResult } from '../decoding/evaluate.js';
+import type { GenerateOptions } from '../decoding/sampler.js';
+import type { BackendName } from '../engine/backend.js';
+import { writeFileAtomic } from '../engine/checkpoint.js';
+import { DiffusionLM } from '../engine/model.js';
+import { maskedDiffusionLoss } from '../likelihood/masked-diffusion.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
 import { TaskMixture, type Task } from '../tasks/task.js';
-import { loadOptimizer, saveOptimizer } from './state.js';
-import { CharTokenizer } from '../tokenizer.js';
+import { CharTokenizer } from '../tasks/tokenizer.js';
+import { writeModelFolder } from './model-folder.js';
+import { AdamW } from './optimizer.js';
+import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
+import { checkSchedule, scheduledLr } from './schedule.js';
 
-export interface SftOptions {
+/**
+ * The SFT trainer's options with their defaults, each with its reason (the CLI's `sft` flags and help
+ * are generated from these).
+ */
+export const SFT_DEFAULTS = {
+  batchSize: option(32, 'sequences per step: with 1-6M-parameter models, 32 keeps a step under a second on 2 cores', { integer: true }),
+  lr: option(1e-3, 'peak AdamW learning rate: small models from scratch tolerate (and need) a large rate'),
+  warmup: option(20, 'linear warmup steps, so the first random-init gradients do not blow the weights up', { integer: true }),
+  schedule: option<'cosine' | 'constant'>('cosine', "'cosine' down to a tenth of lr at the last step, or 'constant'", { choices: ['cosine', 'constant'] }),
+  maxGradNorm: option(1, 'global gradient-norm clip'),
+  weightDecay: option(0.1, 'decoupled weight decay on weight matrices (not norms)'),
+  betas: option<[number, number]>([0.9, 0.99], "AdamW's moment decays", { flag: false }),
+  evalEvery: option(0, 'evaluate every N steps on evalItems (0: never)', { integer: true }),
+  checkpointEvery: option(0, 'save a resumable checkpoint to outDir every N steps (0: only at the end)', { integer: true }),
+  seed: option(0, 'seed of the data stream and of the masks (derived per step with deriveSeed, so a resumed run draws the same)', { integer: true }),
+} as const;
+
+export type SftDefaults = DefaultsOf<typeof SFT_DEFAULTS>;
+
+export interface SftOptions extends Partial<SftDefaults> {
   /** The task, or `tasks` for multi-task SFT (each batch cycles through them, one shared vocabulary). */
   task?: Task<unknown>;
   tasks?: Task<unknown>[];
   tokenizer?: CharTokenizer;
-  /** Sequences per step (default 32). */
-  batchSize?: number;
-  /** Peak learning rate (default 1e-3), reached after `warmup` steps (default 20). */
-  lr?: number;
-  warmup?: number;
-  /** 'cosine' (default: down to lr/10 at the last step) or 'constant'. */
-  schedule?: 'cosine' | 'constant';
-  maxGradNorm?: number;
-  weightDecay?: number;
-  betas?: [number, number];
   /** Response tokens per sequence including EOS padding (default: longest of 256 generated responses + 1). */
   responseLength?: number;
   /** Keys (Task.key) of items that training must never see, e.g. the test set's. */
   exclude?: Iterable<string>;
-  /** Evaluate every N steps (0 = never) on evalItems (items of the first task) with evalSampler. */
-  evalEvery?: number;
+  /** Items of the first task to evaluate on (with evalEvery), decoded with evalSampler. */
   evalItems?: unknown[];
   evalSampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
-  /** Save a resumable checkpoint to outDir every N steps (0 = only at the end). */
-  checkpointEvery?: number;
   outDir?: string;
-  seed?: number;
 }
 
 export interface SftStepInfo {
@@ -74,17 +85,15 @@ export class SftTrainer {
   readonly responseLength: number;
   readonly optimizer: AdamW;
   step = 0;
-  readonly #o: Required<Pick<SftOptions, 'batchSize' | 'lr' | 'warmup' | 'schedule' | 'evalEvery' | 'checkpointEvery' | 'seed'>> & SftOptions;
+  readonly #o: SftDefaults & SftOptions;
   readonly #rng: Rng;
   readonly #mixture: TaskMixture;
 
   constructor(model: DiffusionLM, options: SftOptions) {
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('SftTrainer needs an options object with a task');
-    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as SftOptions;
-    this.#o = { batchSize: 32, lr: 1e-3, warmup: 20, schedule: 'cosine', evalEvery: 0, checkpointEvery: 0, seed: 0, ...given };
-    const o = this.#o;
-    for (const [k, v] of Object.entries({ batchSize: o.batchSize, warmup: o.warmup + 1, evalEvery: o.evalEvery + 1, checkpointEvery: o.checkpointEvery + 1 }))
-      if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${k} must be a ${k === 'batchSize' ? 'positive' : 'non-negative'} integer`);
+    const o = (this.#o = withDefaults(defaultsOf(SFT_DEFAULTS), options));
+    positiveInt('batchSize', o.batchSize);
+    for (const k of ['warmup', 'evalEvery', 'checkpointEvery'] as const) nonNegativeInt(k, o[k]);
     checkSchedule(o);
     if (o.evalEvery > 0 && !o.evalItems?.length) throw new InvalidArgumentError('evalEvery needs evalItems');
     if (o.checkpointEvery > 0 && !o.outDir) throw new InvalidArgumentError('checkpointEvery needs outDir');
@@ -98,7 +107,7 @@ export class SftTrainer {
       throw new InvalidArgumentError(`the tokenizer (vocab ${this.tokenizer.vocabSize}, mask ${this.tokenizer.maskId}) does not match the model's config (vocab ${model.config.vocab_size}, mask ${model.config.mask_token_id})`);
     const probe = new Rng(o.seed + 1);
     this.responseLength = o.responseLength ?? Math.max(...tasks.map((t) => responseLengthOf(t, Array.from({ length: 256 }, () => t.generate(probe)), this.tokenizer)));
-    this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas ?? [0.9, 0.99], weightDecay: o.weightDecay ?? 0.1, maxGradNorm: o.maxGradNorm ?? 1 });
+    this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
   }
 
   /** Learning rate at a 1-based step of a run of `total` steps. */
@@ -109,7 +118,7 @@ export class SftTrainer {
   /** Trains until `steps` steps have been taken in all (so a resumed run continues to the same end). */
   async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: SftStepInfo) => void | Promise<void> }): Promise<SftStepInfo | null> {
     const { steps, signal } = options;
-    if (!Number.isInteger(steps) || steps < 1) throw new InvalidArgumentError(`steps must be a positive integer, got ${steps}`);
+    positiveInt('steps', steps);
     const o = this.#o;
     if (o.outDir) {
       await mkdir(o.outDir, { recursive: true });
@@ -121,7 +130,8 @@ export class SftTrainer {
       const enc = encodeSftPairs(this.#mixture.batch(o.batchSize, this.step), this.tokenizer, this.responseLength);
       const step = this.step + 1;
       await this.model.zeroGrad();
-      const { loss } = await this.model.maskedDiffusionLoss(
+      const { loss } = await maskedDiffusionLoss(
+        this.model,
         {
           tokens: enc.tokens,
           batch: enc.batch,
@@ -130,7 +140,7 @@ export class SftTrainer {
           positions: enc.positions,
           normalization: 'sft',
           promptLengths: new Array(enc.batch).fill(enc.promptLength),
-          seed: o.seed * 1_000_003 + step, // masks depend on the step alone, so a resumed run draws the same
+          seed: deriveSeed(o.seed, 'sft-masks', step), // masks depend on the step alone, so a resumed run draws the same
         },
         { backward: true, signal },
       );
@@ -151,12 +161,9 @@ export class SftTrainer {
     return last;
   }
 
-  /** Writes what inference needs: the model, tokenizer.json and generation_config.json (the response length). */
+  /** Writes what inference needs: the model folder (weights, tokenizer.json, generation_config.json with the response length). */
   async export(dir: string, dtype: 'f32' | 'bf16' = 'bf16'): Promise<void> {
-    await mkdir(dir, { recursive: true });
-    await this.model.save(dir, { dtype });
-    await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(this.tokenizer.toJSON()));
-    await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: this.tasks.map((t) => t.name).join('+'), gen_length: this.responseLength }, null, 2) + '\n');
+    await writeModelFolder(dir, this.model, { tokenizer: this.tokenizer, genLength: this.responseLength, task: this.tasks.map((t) => t.name).join('+'), dtype });
   }
 
   /** Writes a resumable checkpoint: export() in F32, plus the optimizer moments and trainer state. */

@@ -1,6 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 
-import { CheckpointError } from './errors.js';
+import { CheckpointError } from '../core/errors.js';
 
 /** The dtypes this library reads; it writes F32 and BF16 (and F64 for the `diffpo.` extras). */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64';

@@ -1,6 +1,6 @@
 import native from 'diffpo/native';
 
-import { BackendUnavailableError, InvalidArgumentError } from './errors.js';
+import { BackendUnavailableError, InvalidArgumentError } from '../core/errors.js';
 
 /**
  * Where a model computes: 'cpu' (the default: bit-reproducible across machines), 'cuda' (an NVIDIA

@@ -1,28 +1,15 @@
-import type { NativeModel, NativeSamplerOptions } from 'diffpo/native';
-
-import { InvalidArgumentError } from './errors.js';
-import type { DiffusionLM } from './model.js';
-import { ThresholdHead } from './threshold-head.js';
-
-/** How many masked positions each forward unmasks (ALGORITHMS.md §3). */
-export type DecodingStrategy =
-  /** LLaDA's schedule: `steps` forwards in all (a multiple of the block count), the most confident (or random) first. */
-  | { kind: 'steps'; steps: number; remasking?: 'low_confidence' | 'random' }
-  /** Fast-dLLM: every position with confidence >= threshold, at least the most confident; one threshold per sequence allowed. */
-  | { kind: 'threshold'; threshold: number | Float32Array }
-  /** Fast-dLLM's dynamic rule: the largest n with c(r) >= 1 - factor/(r+1) for all r <= n. */
-  | { kind: 'factor'; factor: number }
-  /** Entropy-bounded (EB) sampler: the lowest-entropy prefix with sum(H) - max(H) <= gamma; one gamma per sequence allowed. */
-  | { kind: 'entropy'; gamma: number | Float32Array }
-  /** DiFFPO's learned sampler: each prompt gets the head's most likely threshold (or gamma); default head: model.samplerHead. */
-  | { kind: 'learned'; head?: ThresholdHead };
+import { positiveInt } from '../core/checks.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { DecoderOptions, DiffusionLM } from '../engine/model.js';
+import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
+import { samplerHeadOf, ThresholdHead } from './threshold-head.js';
 
 export interface GenerateOptions {
   /** Tokens to generate after each prompt. */
   genLength: number;
   /** Semi-autoregressive block length (divides genLength; default genLength: one block). */
   blockLength?: number;
-  /** Default `{ kind: 'threshold', threshold: 0.9 }`. */
+  /** Default threshold decoding at DEFAULT_THRESHOLD (0.9). */
   strategy?: DecodingStrategy;
   /** 0 (default) = argmax; else Gumbel-max sampling of logits / temperature with float64 noise. */
   temperature?: number;
@@ -70,8 +57,7 @@ export interface GenerateResult {
   hitBudget: Uint8Array;
 }
 
-const STRATEGY_CODE = { steps: 0, threshold: 1, factor: 2, entropy: 3 } as const;
-const CACHE_CODE = { none: 0, prefix: 1, dual: 2 } as const;
+const CACHES = ['none', 'prefix', 'dual'] as const;
 
 function perSequence(name: string, value: number | Float32Array, B: number, ok: (v: number) => boolean, what: string): Float32Array {
   const arr = typeof value === 'number' ? new Float32Array(B).fill(value) : value;
@@ -82,13 +68,8 @@ function perSequence(name: string, value: number | Float32Array, B: number, ok: 
   return arr;
 }
 
-function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${String(v)}`);
-  return v;
-}
-
 /** Validates generate()'s arguments into the native decoder's options. */
-export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): NativeSamplerOptions {
+export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): DecoderOptions {
   if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
   const B = prompts.length;
   const { vocab_size: V, max_sequence_length: maxLen } = model.config;
@@ -106,7 +87,7 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
   if (!(Number.isFinite(temperature) && temperature >= 0)) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${temperature}`);
   const seed = options.seed ?? 0;
   if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new InvalidArgumentError(`seed must be a non-negative integer, got ${seed}`);
-  const strategy = options.strategy ?? { kind: 'threshold', threshold: 0.9 };
+  const strategy = options.strategy ?? thresholdStrategy();
   const blocks = genLength / blockLength;
   let steps = 0,
     factor = 0,
@@ -143,53 +124,44 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
   });
   if (typeof budget === 'number' && !(Number.isInteger(budget) && budget >= 0)) throw new InvalidArgumentError(`maxNfe = ${budget} must be a non-negative integer`);
   const cache = options.cache ?? 'none';
-  if (!(cache in CACHE_CODE)) throw new InvalidArgumentError(`cache must be 'none', 'prefix' or 'dual', got ${String(cache)}`);
+  if (!CACHES.includes(cache)) throw new InvalidArgumentError(`cache must be 'none', 'prefix' or 'dual', got ${String(cache)}`);
   return {
     genLength,
     blockLength,
     temperature,
     seed,
-    strategy: STRATEGY_CODE[strategy.kind as keyof typeof STRATEGY_CODE],
+    strategy: strategy.kind,
     steps,
     randomRemasking,
     threshold,
     factor,
     maxNfe,
     compact: options.compact ?? true,
-    cache: CACHE_CODE[cache],
+    cache,
   };
 }
 
 /** The decoding loop: one native step (a forward plus the selection, off the JS thread) per iteration. */
-export async function generate(
-  model: DiffusionLM,
-  run: <T>(signal: AbortSignal | undefined, fn: (m: NativeModel) => Promise<T>) => Promise<T>,
-  prompts: Int32Array[],
-  options: GenerateOptions,
-): Promise<GenerateResult> {
+export async function generate(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
   if (options.strategy?.kind === 'learned') {
-    const head = options.strategy.head ?? model.samplerHead;
+    const head = options.strategy.head ?? samplerHeadOf(model);
     if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
     const features = await ThresholdHead.features(model, prompts, options.signal);
     options = { ...options, strategy: head.strategy(features.map((f) => head.mostLikely(f))) };
   }
-  const native = samplerOptions(model, prompts, options);
-  const id = await run(options.signal, async (m) => m.decoderCreate(prompts, native));
+  const decoder = await model.createDecoder(prompts, samplerOptions(model, prompts, options), options.signal);
   try {
     for (let step = 1; ; step++) {
-      const { done, event } = await run(options.signal, async (m) => {
-        const finished = await m.decoderStep(id);
-        if (!options.onStep) return { done: finished, event: null };
-        const r = m.decoderResult(id);
-        return { done: finished, event: { step, unmasked: m.decoderTrace(id), tokens: r.tokens, nfe: r.nfe } };
-      });
-      if (event) await options.onStep!(event);
+      const done = await decoder.step(options.signal);
+      if (options.onStep) {
+        const [unmasked, r] = [await decoder.trace(), await decoder.result()];
+        await options.onStep({ step, unmasked, tokens: r.tokens, nfe: r.nfe });
+      }
       if (done) break;
     }
-    const r = await run(undefined, async (m) => m.decoderResult(id));
-    return { tokens: r.tokens, nfe: r.nfe, decodeStep: r.decodeStep, behaviourLogProb: r.behaviourLogProb, hitBudget: r.hitBudget };
+    return await decoder.result();
   } finally {
-    await run(undefined, async (m) => m.decoderFree(id)).catch(() => undefined);
+    await decoder.free().catch(() => undefined);
   }
 }

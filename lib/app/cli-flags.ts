@@ -1,0 +1,87 @@
+import { parseArgs } from 'node:util';
+
+import { InvalidArgumentError } from '../core/errors.js';
+import type { OptionSpecs } from '../core/options.js';
+
+/** One command-line flag: its value type, default, help, and the option it sets. */
+export interface Flag {
+  name: string;
+  type: 'string' | 'number' | 'int' | 'boolean';
+  help: string;
+  default?: string | number | boolean;
+  choices?: readonly string[];
+  /** The option key the value is stored under (default: the flag name in camelCase). */
+  key?: string;
+  /** A placeholder for the value in the help (default from the type). */
+  meta?: string;
+}
+
+export type FlagValues = Record<string, string | number | boolean | undefined>;
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Flags generated from a trainer's documented defaults: one per option with `flag !== false`, named in
+ * kebab-case, typed by its default, with its doc as help. `overrides` changes a default for the
+ * command (with the reason appended), `rename` gives a flag another name.
+ */
+export function flagsFromSpecs(specs: OptionSpecs, overrides: Record<string, { default: number | string; why: string }> = {}, rename: Record<string, string> = {}): Flag[] {
+  return Object.entries(specs)
+    .filter(([, s]) => s.flag !== false)
+    .map(([key, s]) => {
+      const o = overrides[key];
+      const value = (o?.default ?? s.default) as string | number | boolean;
+      const type: Flag['type'] = typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : s.integer ? 'int' : 'number';
+      return { name: rename[key] ?? kebab(key), key, type, default: value, choices: s.choices, help: o ? `${s.doc}; here ${o.default}: ${o.why}` : s.doc };
+    });
+}
+
+/** Parses a command's arguments against its flags: unknown flags, bad numbers and bad choices are errors naming the flag. */
+export function parseFlags(command: string, flags: Flag[], args: string[]): FlagValues {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: Object.fromEntries(flags.map((f) => [f.name, { type: f.type === 'boolean' ? 'boolean' : 'string' }] as const)),
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    const m = /Unknown option '([^']+)'|Unexpected argument '([^']+)'|Option '([^']+)[^']*' argument missing/.exec((err as Error).message);
+    const what = m?.[1] ?? m?.[2] ?? m?.[3];
+    if (m?.[3]) throw new InvalidArgumentError(`${command}: ${m[3]} needs a value (see diffpo ${command} --help)`);
+    throw new InvalidArgumentError(`${command}: unknown ${m?.[2] ? 'argument' : 'flag'} ${what ?? (err as Error).message} (see diffpo ${command} --help)`);
+  }
+  const out: FlagValues = {};
+  for (const f of flags) {
+    const key = f.key ?? camel(f.name);
+    const raw = values[f.name];
+    if (raw === undefined) {
+      out[key] = f.default;
+      continue;
+    }
+    if (f.type === 'boolean') out[key] = raw as boolean;
+    else if (f.type === 'string') {
+      if (f.choices && !f.choices.includes(raw as string)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not one of ${f.choices.join(', ')}`);
+      out[key] = raw as string;
+    } else {
+      const text = (raw as string).trim();
+      const n = Number(text);
+      if (text === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not a number`);
+      if (f.type === 'int' && !Number.isInteger(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not an integer`);
+      out[key] = n;
+    }
+  }
+  return out;
+}
+
+/** A command's help: usage line, summary, and one line per flag with its default. */
+export function flagsHelp(usage: string, summary: string, flags: Flag[]): string {
+  const lines = flags.map((f) => {
+    const meta = f.type === 'boolean' ? '' : ` ${f.meta ?? (f.choices ? f.choices.join('|') : f.type === 'string' ? 'TEXT' : 'N')}`;
+    const def = f.default !== undefined && f.type !== 'boolean' ? ` (default ${f.default})` : '';
+    return `  --${f.name}${meta}${def}\n      ${f.help}`;
+  });
+  return `usage: ${usage}\n\n${summary}\n\nflags:\n${lines.join('\n')}\n  --help\n      this text\n`;
+}

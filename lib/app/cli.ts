@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import { DiffpoError, InvalidArgumentError } from '../core/errors.js';
+import { evaluate } from '../decoding/evaluate.js';
+import type { GenerateOptions } from '../decoding/sampler.js';
+import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.js';
+import type { BackendName } from '../engine/backend.js';
+import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
+import { DiffusionLM, type ModelOptions } from '../engine/model.js';
+import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from '../tasks/index.js';
+import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
+import { readModelFolder } from '../training/model-folder.js';
+import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
+import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
+import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
+import { Progress } from './progress.js';
+import { runRl } from './rl-run.js';
+
+const TASKS = ['sudoku4', 'countdown3', 'arith'];
+
+// every command that builds a model
+const MODEL_FLAGS: Flag[] = [
+  { name: 'threads', type: 'int', help: 'worker threads of the native kernels (default: all cores)' },
+  { name: 'backend', type: 'string', default: 'cpu', help: "where the model computes: cpu, cuda, cuda-fp32, or auto (CUDA when the CUDA flavour and a device are present)", meta: 'cpu|cuda|cuda-fp32|auto' },
+];
+const STRATEGY_FLAGS: Flag[] = [
+  { name: 'threshold', type: 'number', help: `threshold decoding (Fast-dLLM): unmask every position with confidence >= T (${DEFAULT_THRESHOLD} unless another strategy is given)` },
+  { name: 'steps', type: 'int', help: "LLaDA's schedule: N forwards in all, the most confident first" },
+  { name: 'factor', type: 'number', help: "Fast-dLLM's dynamic rule with factor F" },
+  { name: 'gamma', type: 'number', help: 'the entropy-bounded sampler with bound G' },
+  { name: 'block-length', type: 'int', help: 'semi-autoregressive block length (default: one block)' },
+  { name: 'cache', type: 'string', default: 'none', choices: ['none', 'prefix', 'dual'], help: "Fast-dLLM's approximate KV caches" },
+];
+const MODEL_DIR: Flag = { name: 'model', type: 'string', help: 'a model folder (config.json, model.safetensors, tokenizer.json, ...)', meta: 'DIR' };
+const TASK: Flag = { name: 'task', type: 'string', choices: TASKS, help: 'the task' };
+const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print one JSON object' };
+
+interface Command {
+  usage: string;
+  summary: string;
+  flags: Flag[];
+  run(v: FlagValues, model: ModelOptions): Promise<void>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  logits: {
+    usage: 'diffpo logits --model DIR --tokens "1,2,3;4,5,6"',
+    summary: 'Prints JSON {"logits": [[[...]]]}: one row of token ids per ;-separated sequence (all of one length), for cross-checking against other implementations.',
+    flags: [MODEL_DIR, { name: 'tokens', type: 'string', help: 'token ids, rows separated by ;', meta: '"1,2;3,4"' }, ...MODEL_FLAGS],
+    run: logitsCommand,
+  },
+  init: {
+    usage: 'diffpo init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]',
+    summary: 'Writes a randomly initialised LLaDA-layout checkpoint.',
+    flags: [
+      { name: 'out', type: 'string', help: 'the folder to write', meta: 'DIR' },
+      { name: 'config', type: 'string', default: 'tiny', choices: Object.keys(PRESETS), help: 'size preset' },
+      { name: 'seed', type: 'int', default: 0, help: 'seed of the initialisation' },
+      { name: 'dtype', type: 'string', default: 'f32', choices: ['f32', 'bf16'], help: 'weight dtype on disk' },
+      ...MODEL_FLAGS,
+    ],
+    run: initCommand,
+  },
+  generate: {
+    usage: 'diffpo generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N (--steps N | --threshold T | --factor F | --gamma G) [...]',
+    summary: 'Decodes a completion per prompt and prints the tokens, the NFE and a per-step trace (positions, tokens, confidences).',
+    flags: [
+      MODEL_DIR,
+      { name: 'prompt', type: 'string', help: 'prompt token ids, prompts separated by ;', meta: '"1,2;3"' },
+      { name: 'gen-length', type: 'int', help: 'tokens to generate per prompt' },
+      ...STRATEGY_FLAGS,
+      { name: 'temperature', type: 'number', default: 0, help: '0 = argmax; else Gumbel-max sampling at this temperature' },
+      { name: 'seed', type: 'int', default: 0, help: 'seed of the sampling noise' },
+      { name: 'max-nfe', type: 'int', help: 'NFE budget per sequence: the last allowed forward fills what is left' },
+      JSON_FLAG,
+      ...MODEL_FLAGS,
+    ],
+    run: generateCommand,
+  },
+  eval: {
+    usage: 'diffpo eval --model DIR --task NAME [--data FILE] [--limit N] [strategy flags] [--pareto [--out FILE.svg]] [--json]',
+    summary: "Accuracy, mean reward, mean NFE and tokens/s on the task's test set (or FILE); --pareto sweeps thresholds and one token per step instead and draws the accuracy-vs-NFE plot.",
+    flags: [
+      MODEL_DIR,
+      TASK,
+      { name: 'data', type: 'string', help: "a test set file in the task's format (default: its external test set or held-out set)", meta: 'FILE' },
+      { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
+      { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json)" },
+      ...STRATEGY_FLAGS,
+      { name: 'pareto', type: 'boolean', help: 'sweep thresholds 0.5..0.95 and one token per step' },
+      { name: 'out', type: 'string', help: 'with --pareto: the SVG to write (default runs/<task>-pareto.svg)', meta: 'FILE.svg' },
+      JSON_FLAG,
+      ...MODEL_FLAGS,
+    ],
+    run: evalCommand,
+  },
+  sft: {
+    usage: 'diffpo sft --task NAME[,NAME...] --out DIR [--config tiny|small|medium] [--steps N] [trainer flags]',
+    summary: 'Supervised fine-tuning on generated items (never an evaluation item), with a progress bar, metrics.jsonl and a resumable checkpoint in DIR; several tasks mix in every batch (--eval-every evaluates the first).',
+    flags: [
+      { name: 'task', type: 'string', help: `one task or several separated by commas (${TASKS.join(', ')})`, meta: 'NAME[,NAME]' },
+      { name: 'out', type: 'string', help: 'the run folder', meta: 'DIR' },
+      { name: 'config', type: 'string', default: 'tiny', choices: Object.keys(PRESETS), help: 'size preset of the new model' },
+      { name: 'steps', type: 'int', default: 1000, help: 'total steps (a resumed run continues to this count)' },
+      { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
+      { name: 'export', type: 'string', help: 'also write a BF16 model folder for inference here', meta: 'DIR' },
+      ...flagsFromSpecs(SFT_DEFAULTS, { checkpointEvery: { default: 100, why: 'a long run keeps its progress' } }),
+      ...MODEL_FLAGS,
+    ],
+    run: sftCommand,
+  },
+  train: {
+    usage: 'diffpo train --task NAME [--method diffpo|d1|trace] [--steps 100] [--out DIR] [trainer flags]',
+    summary:
+      "RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the test set, trains with the DiFFPO trainer (a progress line per step), sweeps again, prints a before/after table, and writes a resumable checkpoint, metrics.jsonl and the report (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json) to DIR.",
+    flags: [
+      TASK,
+      { name: 'steps', type: 'int', default: 100, help: 'total RL steps (a resumed run continues to this count)' },
+      { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
+      { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
+      { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
+      { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
+      { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
+      { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
+      { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
+      ...flagsFromSpecs(DIFFPO_DEFAULTS, { checkpointEvery: { default: 25, why: 'a run can resume from its last quarter-hundred steps' } }, { temperature: 'rollout-temperature' }),
+      ...MODEL_FLAGS,
+    ],
+    run: trainCommand,
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary.split('. ')[0]!.replace(/\.$/, '')}`);
+  return `usage: diffpo <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\n'diffpo <command> --help' lists a command's flags with their defaults; 'diffpo --version' prints the version.\n`;
+}
+
+function parseRows(flag: string, text: string): number[][] {
+  return text.split(';').map((row) =>
+    row.split(',').map((s) => {
+      const v = Number(s.trim());
+      if (s.trim() === '' || !Number.isInteger(v)) throw new InvalidArgumentError(`${flag}: '${s}' is not an integer token id`);
+      return v;
+    }),
+  );
+}
+
+function required(v: FlagValues, command: string, ...names: string[]): void {
+  const missing = names.filter((n) => v[n.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] === undefined);
+  if (missing.length) throw new InvalidArgumentError(`${command} needs ${missing.map((n) => `--${n}`).join(' and ')} (see diffpo ${command} --help)`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h') return void process.stdout.write(usage());
+  if (command === '--version' || command === '-v') {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return void process.stdout.write(`diffpo ${pkg.version}\n`);
+  }
+  const c = COMMANDS[command];
+  if (!c) throw new InvalidArgumentError(`unknown command '${command}'\n\n${usage()}`);
+  if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(flagsHelp(c.usage, c.summary, c.flags));
+  const v = parseFlags(command, c.flags, rest);
+  await c.run(v, { threads: v.threads as number | undefined, backend: v.backend as BackendName });
+}
+
+async function logitsCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'logits', 'model', 'tokens');
+  const rows = parseRows('--tokens', v.tokens as string);
+  const seqLen = rows[0]!.length;
+  if (rows.some((r) => r.length !== seqLen)) throw new InvalidArgumentError('--tokens: every row must have the same length');
+  const model = await DiffusionLM.fromPretrained(v.model as string, run);
+  try {
+    const flat = await model.logits(Int32Array.from(rows.flat()), { batch: rows.length, seqLen });
+    const E = model.config.embedding_size;
+    const logits = rows.map((_, b) => Array.from({ length: seqLen }, (_, t) => Array.from(flat.subarray((b * seqLen + t) * E, (b * seqLen + t + 1) * E))));
+    process.stdout.write(JSON.stringify({ logits }) + '\n');
+  } finally {
+    model.dispose();
+  }
+}
+
+async function initCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'init', 'out');
+  const dtype = v.dtype as 'f32' | 'bf16';
+  const model = DiffusionLM.create(presetConfig(v.config as PresetName), { seed: v.seed as number, ...run });
+  try {
+    await model.save(v.out as string, { dtype });
+    process.stdout.write(`wrote ${v.out} (${model.numParameters} parameters, ${dtype})\n`);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** The decoding strategy the flags name: exactly one of them, or (when `fallback`) the default threshold. */
+function strategyFromFlags(v: FlagValues, command: string, fallback: boolean): DecodingStrategy {
+  const given = (['steps', 'threshold', 'factor', 'gamma'] as const).filter((k) => v[k] !== undefined);
+  if (given.length === 0 && fallback) return { kind: 'threshold', threshold: DEFAULT_THRESHOLD };
+  if (given.length !== 1) throw new InvalidArgumentError(`${command} needs exactly one of --steps, --threshold, --factor, --gamma`);
+  const value = v[given[0]!] as number;
+  switch (given[0]) {
+    case 'steps':
+      return { kind: 'steps', steps: value };
+    case 'threshold':
+      return { kind: 'threshold', threshold: value };
+    case 'factor':
+      return { kind: 'factor', factor: value };
+    default:
+      return { kind: 'entropy', gamma: value };
+  }
+}
+
+async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'generate', 'model', 'prompt', 'gen-length');
+  const prompts = parseRows('--prompt', v.prompt as string).map((r) => Int32Array.from(r));
+  const genLength = v.genLength as number;
+  const trace: { step: number; unmasked: { sequence: number; position: number; token: number; confidence: number }[] }[] = [];
+  const options: GenerateOptions = {
+    genLength,
+    blockLength: (v.blockLength as number | undefined) ?? genLength,
+    strategy: strategyFromFlags(v, 'generate', false),
+    temperature: v.temperature as number,
+    seed: v.seed as number,
+    maxNfe: v.maxNfe as number | undefined,
+    cache: v.cache as GenerateOptions['cache'],
+    onStep: (e) =>
+      void trace.push({
+        step: e.step,
+        unmasked: Array.from(e.unmasked.token, (token, i) => ({ sequence: e.unmasked.sequence[i]!, position: e.unmasked.position[i]!, token, confidence: e.unmasked.confidence[i]! })),
+      }),
+  };
+  const model = await DiffusionLM.fromPretrained(v.model as string, run);
+  try {
+    const r = await model.generate(prompts, options);
+    const tokens = prompts.map((_, b) => Array.from(r.tokens.subarray(b * genLength, (b + 1) * genLength)));
+    if (v.json) return void process.stdout.write(JSON.stringify({ tokens, nfe: Array.from(r.nfe), hitBudget: Array.from(r.hitBudget, Boolean), steps: trace }) + '\n');
+    for (const s of trace) process.stdout.write(`step ${s.step}: ` + s.unmasked.map((u) => `[${u.sequence}] ${u.position}=${u.token} (${u.confidence.toFixed(3)})`).join('  ') + '\n');
+    tokens.forEach((t, b) => process.stdout.write(`sequence ${b}: ${t.join(',')}  NFE ${r.nfe[b]}${r.hitBudget[b] ? ' (budget reached)' : ''}\n`));
+  } finally {
+    model.dispose();
+  }
+}
+
+async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'eval', 'model', 'task');
+  const task = getTask(v.task as TaskName);
+  let items = await loadTestSet(task, v.data as string | undefined);
+  if (v.limit !== undefined) items = items.slice(0, v.limit as number);
+  const folder = await readModelFolder(v.model as string);
+  const { tokenizer } = folder;
+  const genLength = (v.genLength as number | undefined) ?? folder.genLength;
+  const blockLength = v.blockLength as number | undefined;
+  const model = await DiffusionLM.fromPretrained(v.model as string, run);
+  try {
+    if (v.pareto) {
+      const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength });
+      const front = new Set(paretoFront(points));
+      const svg = (v.out as string | undefined) ?? join('runs', `${task.name}-pareto.svg`);
+      await mkdir(dirname(svg), { recursive: true });
+      await writeFile(svg, paretoSvg([{ name: v.model as string, points }], [], `${task.name}: accuracy vs mean NFE`));
+      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, points, svg }) + '\n');
+      process.stdout.write('| decoding | accuracy | mean NFE | on the front |\n|---|---|---|---|\n');
+      for (const p of points) process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${front.has(p) ? 'yes' : ''} |\n`);
+      return void process.stdout.write(`\nplot: ${svg}\n`);
+    }
+    const strategy = strategyFromFlags(v, 'eval', true);
+    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy, blockLength: blockLength ?? genLength, cache: v.cache as GenerateOptions['cache'] } });
+    void completions;
+    if (v.json) process.stdout.write(JSON.stringify({ task: task.name, strategy, ...r }) + '\n');
+    else process.stdout.write(`${task.name}: ${r.items} items  accuracy ${r.accuracy.toFixed(3)}  mean reward ${r.meanReward.toFixed(3)}  mean NFE ${r.meanNfe.toFixed(2)}  ${r.tokensPerS.toFixed(0)} tokens/s\n`);
+  } finally {
+    model.dispose();
+  }
+}
+
+async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'sft', 'task', 'out');
+  const tasks = (v.task as string).split(',').map((name) => getTask(name as TaskName));
+  const steps = v.steps as number;
+  const out = v.out as string;
+  // every task's evaluation items stay out of training; periodic evaluation uses the first task's
+  const tests = await Promise.all(tasks.map(async (t) => ((t.testSetFile && findBenchmarksDir()) || t.heldOut ? await loadTestSet(t) : [])));
+  const trainer = Object.fromEntries(Object.keys(SFT_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<SftOptions>;
+  const options: SftOptions = {
+    ...trainer,
+    ...(tasks.length === 1 ? { task: tasks[0]! } : { tasks }),
+    outDir: out,
+    exclude: tests.flatMap((items, k) => items.map((t) => tasks[k]!.key(t))),
+    evalItems: tests[0]!.slice(0, 64),
+  };
+  const sft = v.resume ? await SftTrainer.resume(out, { ...options, ...run }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: options.seed, ...run }), options);
+  const progress = new Progress(steps, 50);
+  const first = sft.step;
+  try {
+    await sft.train({
+      steps,
+      onStep: (i) => {
+        const evalText = i.eval ? `  eval acc ${i.eval.accuracy.toFixed(3)} NFE ${i.eval.meanNfe.toFixed(1)}` : '';
+        progress.update(i.step, `loss ${i.loss.toFixed(4)}  lr ${i.lr.toExponential(2)}${evalText}`, first, !!i.eval);
+      },
+    });
+  } finally {
+    progress.done();
+  }
+  process.stdout.write(`wrote ${out} after ${sft.step} steps (${progress.seconds.toFixed(0)} s)\n`);
+  if (typeof v.export === 'string') {
+    await sft.export(v.export, 'bf16');
+    process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
+  }
+  sft.model.dispose();
+}
+
+async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'train', 'task');
+  const task = getTask(v.task as TaskName);
+  const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
+  let test = await loadTestSet(task);
+  if (v.limit !== undefined) test = test.slice(0, v.limit as number);
+  const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);
+  const { table, report } = await runRl({
+    task,
+    testItems: test,
+    out,
+    steps: v.steps as number,
+    resume: v.resume as boolean,
+    threshold: v.threshold as number,
+    timeBudget: v.timeBudget as number | undefined,
+    sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
+    lambda: v.lambda as number,
+    trainer,
+    model: run,
+  });
+  process.stdout.write(`${table}\n\nreport: ${report} (and report.md)\n`);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof DiffpoError) process.stderr.write(`diffpo: ${err.message} (${err.code})\n`);
+  else process.stderr.write(`diffpo: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,155 @@
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { evaluate } from '../decoding/evaluate.js';
+import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
+import { DiffusionLM, type ModelOptions } from '../engine/model.js';
+import type { Task } from '../tasks/task.js';
+import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
+import { readModelFolder } from '../training/model-folder.js';
+import { paretoSweep, type ParetoPoint } from './pareto.js';
+import { Progress } from './progress.js';
+import { runReport } from './report.js';
+
+/** The grid of the learned per-prompt threshold: parallel decoding from loose to strict, and one token per step. */
+export const LEARNED_GRID: readonly number[] = [0.5, 0.7, 0.8, 0.9, ONE_TOKEN_PER_STEP];
+
+/** The thresholds swept before and after RL (the run's own threshold is added). */
+const RUN_SWEEP = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
+
+/** The shipped base checkpoint of a task. */
+export const shippedBase = (task: string): string => fileURLToPath(new URL(`../../../models/${task}-base`, import.meta.url));
+
+export interface RlRunOptions {
+  task: Task<unknown>;
+  /** Items to evaluate on before and after (never trained on). */
+  testItems: unknown[];
+  /** The starting model folder (default: the shipped base of the task). */
+  from?: string;
+  /** The run's folder: checkpoints, metrics.jsonl, the report, result.json. */
+  out: string;
+  /** Total RL steps (a resumed run continues to this count). */
+  steps: number;
+  resume?: boolean;
+  /** Rollout and evaluation threshold. */
+  threshold: number;
+  /** Seconds of training after which no step starts. */
+  timeBudget?: number;
+  sampler: 'fixed' | 'learned' | 'sampler-only';
+  /** The learned sampler's NFE cost. */
+  lambda: number;
+  /** DiffpoTrainer options (its defaults for the rest). */
+  trainer: Partial<DiffpoDefaults>;
+  model?: ModelOptions;
+  /** Where progress lines go (default stderr). */
+  log?: (line: string) => void;
+}
+
+export interface RlRunResult {
+  /** The before/after table (Markdown). */
+  table: string;
+  report: string;
+  result: {
+    task: string;
+    method: string;
+    sampler: string;
+    lambda?: number;
+    seed: number;
+    steps: number;
+    seconds: number;
+    testItems: number;
+    threshold: number;
+    before: ParetoPoint[];
+    after: ParetoPoint[];
+    learned?: ParetoPoint;
+  };
+}
+
+/**
+ * One RL run as an experiment: the frontier of the starting model on the test items (a threshold
+ * sweep), DiFFPO training with progress and metrics.jsonl, the frontier again, and the report
+ * (report.html and .md, pareto.svg, steps.svg, result.json) in `out`.
+ */
+export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
+  const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
+  const { task, out, steps, threshold } = o;
+  const base = o.from ?? shippedBase(task.name);
+  const from = o.resume ? out : base;
+  const { tokenizer, genLength } = await readModelFolder(from);
+  await mkdir(out, { recursive: true });
+  const test = o.testItems;
+  const thresholds = [...new Set([...RUN_SWEEP, threshold])].sort((a, b) => a - b);
+  const options = {
+    ...o.trainer,
+    task,
+    tokenizer,
+    genLength,
+    strategy: { kind: 'threshold' as const, threshold },
+    exclude: test.map((t) => task.key(t)),
+    outDir: out,
+    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, grid: [...LEARNED_GRID], lambda: o.lambda },
+  };
+  const rl = o.resume ? await DiffpoTrainer.resume(out, { ...options, ...o.model }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, o.model) });
+  const model = rl.model;
+  const method = o.trainer.method ?? DIFFPO_DEFAULTS.method.default;
+  try {
+    const sweep = () => paretoSweep(model, task, { items: test, tokenizer, genLength, thresholds });
+    log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...`);
+    const before = await sweep();
+    const metrics = join(out, 'metrics.jsonl');
+    if (!o.resume) await writeFile(metrics, '');
+    const progress = new Progress(steps, 10);
+    const first = rl.step;
+    try {
+      await rl.train({
+        steps,
+        maxSeconds: o.timeBudget,
+        onStep: async (i) => {
+          await appendFile(metrics, JSON.stringify(i) + '\n');
+          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
+        },
+      });
+    } finally {
+      progress.done();
+      await rl.dispose();
+    }
+    const seconds = progress.seconds;
+    log('evaluating the trained model...');
+    const after = await sweep();
+    let learned: ParetoPoint | undefined;
+    if (rl.head) {
+      const r = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
+      learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
+    }
+    const at = (points: ParetoPoint[]) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === threshold)!;
+    const b = at(before),
+      a = learned ?? at(after);
+    const row = (name: string, p: ParetoPoint) => `| ${name} | ${p.accuracy.toFixed(3)} | ${p.meanReward.toFixed(3)} | ${p.meanNfe.toFixed(2)} |`;
+    const table = [
+      `| model | accuracy | mean reward | mean NFE |`,
+      `|---|---|---|---|`,
+      row(o.resume ? 'resumed run' : `${task.name}-base`, b),
+      row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}`, a),
+    ].join('\n');
+    const history = (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const seed = o.trainer.seed ?? 0;
+    const report = runReport({
+      title: `${task.name}: ${method} RL${learned ? ` with a ${o.sampler} threshold` : ''}`,
+      summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${o.lambda}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
+      before,
+      after,
+      learned,
+      metrics: history,
+    });
+    await writeFile(join(out, 'report.md'), report.markdown);
+    await writeFile(join(out, 'report.html'), report.html);
+    await writeFile(join(out, 'pareto.svg'), report.paretoSvg);
+    await writeFile(join(out, 'steps.svg'), report.stepsSvg);
+    const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned };
+    await writeFile(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+    return { table, report: join(out, 'report.html'), result };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,393 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { positiveInt } from '../core/checks.js';
+import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
+import { Rng } from '../core/rng.js';
+import { deriveSeed } from '../core/seeds.js';
+import { generate, type GenerateResult } from '../decoding/sampler.js';
+import { thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
+import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead } from '../decoding/threshold-head.js';
+import type { BackendName } from '../engine/backend.js';
+import { writeFileAtomic } from '../engine/checkpoint.js';
+import { DiffusionLM } from '../engine/model.js';
+import { planEstimate, runPlan, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
+import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
+import { TaskMixture, type Task, type TaskItem } from '../tasks/task.js';
+import { CharTokenizer } from '../tasks/tokenizer.js';
+import { writeModelFolder } from './model-folder.js';
+import { AdamW } from './optimizer.js';
+import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
+import { checkSchedule, scheduledLr } from './schedule.js';
+
+/** 'd1': mean-field surrogate, no importance weight; 'diffpo': two-stage surrogate with the truncated importance weight; 'trace': the exact trajectory likelihood. */
+export type RlMethod = 'd1' | 'diffpo' | 'trace';
+
+/** An extra reward term (TRL's reward_funcs): added to the task's own reward of each completion. */
+export type RewardFn = (completion: string, item: unknown, task: Task<unknown>) => number;
+
+/**
+ * The DiFFPO trainer's options with their defaults, each with its reason (the CLI's `train` flags and
+ * help are generated from these). The defaults follow d1's recipe where it has one, scaled to our
+ * small models and short runs where it does not.
+ */
+export const DIFFPO_DEFAULTS = {
+  method: option<RlMethod>('diffpo', "the surrogate likelihood: 'diffpo' (two-stage with truncated importance weights, the paper's method), 'd1' (mean-field, no weight) or 'trace' (the exact trajectory, one pass per decode step)", { choices: ['diffpo', 'd1', 'trace'] }),
+  promptsPerStep: option(8, 'prompts per step; with groupSize 6, 48 rollouts: one batched generate call on 2 cores', { integer: true }),
+  groupSize: option(6, 'completions per prompt G; advantages are relative to the group, so G >= 2 (d1 uses 6)', { integer: true }),
+  innerIterations: option(2, 'updates mu per batch of rollouts: the rollouts (the costly part) are reused, each extra update costs one forward and backward of the surrogate', { integer: true }),
+  clipEps: option(0.5, "clip range of the probability ratio (d1's 0.5)"),
+  isCap: option(2, 'truncation C of the importance weight min(C, pi_old / pi_behaviour), so one rare token cannot dominate a batch'),
+  beta: option(0.04, "k3 KL weight against the starting model (d1's 0.04); 0 skips the frozen reference copy"),
+  pMaskPrompt: option(0.15, "probability of masking each prompt token in the surrogate's first pass (d1's 0.15: random prompt masks regularise the one-pass estimate)"),
+  temperature: option(1, 'rollout temperature: 1 samples the policy itself, which the importance weights and the group baseline assume'),
+  advantage: option<'mean' | 'mean-std'>('mean', "'mean' (d1: r - group mean) or 'mean-std' (also divided by the group std)", { choices: ['mean', 'mean-std'] }),
+  lr: option(1e-4, 'peak AdamW learning rate: a tenth of SFT\'s, since RL refines a trained model'),
+  warmup: option(0, 'linear warmup steps', { integer: true }),
+  schedule: option<'cosine' | 'constant'>('constant', "'constant' (d1) or 'cosine' down to a tenth of lr", { choices: ['constant', 'cosine'] }),
+  betas: option<[number, number]>([0.9, 0.99], "AdamW's moment decays (beta2 0.99 rather than 0.999: the second moment adapts within about 100 steps, which matters in runs of a few hundred)", { flag: false }),
+  weightDecay: option(0.1, 'decoupled weight decay on weight matrices (not norms)'),
+  maxGradNorm: option(0.2, 'global gradient-norm clip: policy gradients of small groups are noisy, and one outlier batch must not undo SFT'),
+  seed: option(0, 'seed of the data stream, rollout noise and estimator masks (each derived per step with deriveSeed)', { integer: true }),
+  checkpointEvery: option(0, 'save a resumable checkpoint to outDir every N steps (0: only at the end)', { integer: true }),
+} as const;
+
+export type DiffpoDefaults = DefaultsOf<typeof DIFFPO_DEFAULTS>;
+
+export interface DiffpoOptions extends Partial<DiffpoDefaults> {
+  model: DiffusionLM;
+  /** The task to train on, or `tasks` for a mixture (each step's prompts cycle through them). */
+  task?: Task<unknown>;
+  tasks?: Task<unknown>[];
+  /** Extra reward terms summed with each task's reward (default none). */
+  rewardFns?: RewardFn[];
+  tokenizer?: CharTokenizer;
+  /** Tokens generated per rollout (the task's response length with EOS padding). */
+  genLength: number;
+  blockLength?: number;
+  /** Rollout decoding (default threshold decoding at DEFAULT_THRESHOLD). */
+  strategy?: DecodingStrategy;
+  /** Keys (Task.key) of items that training must never see, e.g. the test set's. */
+  exclude?: Iterable<string>;
+  /**
+   * The rollout threshold: 'fixed' (default: `strategy`), or a learned per-prompt threshold on a grid,
+   * trained jointly with the model ('learned') or alone with the model frozen ('sampler-only'),
+   * rewarded by r - lambda * NFE / genLength; `lr` is the head's SGD rate (default DEFAULT_HEAD_LR).
+   */
+  sampler?: { mode: 'fixed' } | { mode: 'learned' | 'sampler-only'; grid: number[]; lambda: number; kind?: 'threshold' | 'entropy'; lr?: number };
+  outDir?: string;
+}
+
+export interface DiffpoStepInfo {
+  step: number;
+  steps: number;
+  meanReward: number;
+  accuracy: number;
+  meanNfe: number;
+  loss: number;
+  klMean: number;
+  clipFraction: number;
+  isWeightMean: number;
+  isWeightMax: number;
+  truncatedFraction: number;
+  /** Mean grid value the learned sampler chose for the rollouts (the fixed threshold otherwise, NaN for other strategies). */
+  meanThreshold: number;
+  /** The learning rate of this step's updates (from lr, warmup and schedule). */
+  lr: number;
+  /** With a learned sampler: the fraction of this step's rollouts that drew each grid value. */
+  thresholdDistribution?: { value: number; fraction: number }[];
+  seconds: { rollout: number; likelihood: number; update: number };
+}
+
+/** One step's rollouts as the trainer scored them (DiffpoTrainer.train's onRollout). */
+export interface DiffpoRollout {
+  step: number;
+  /** The task and item of each completion (G consecutive completions per prompt). */
+  items: { task: Task<unknown>; item: unknown }[];
+  rollout: GenerateResult;
+  texts: string[];
+  rewards: number[];
+  advantages: Float32Array;
+  /** (batch x genLength) 1 for the tokens in the loss: up to and including the first EOS. */
+  tokenMask: Uint8Array;
+  /** The surrogate's log-probs before the update for the first inner iteration (null when the model is frozen). */
+  logpOld: Float32Array | null;
+}
+
+/** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
+export const ADVANTAGE_STD_EPS = 1e-4;
+
+/** Group-relative advantages: rewards minus their group's mean (divided by the group's std with 'mean-std'). */
+export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, mode: 'mean' | 'mean-std' = 'mean'): Float32Array {
+  const out = new Float32Array(rewards.length);
+  for (let g = 0; g < rewards.length; g += groupSize) {
+    const group = Array.from({ length: groupSize }, (_, i) => rewards[g + i]!);
+    const mean = group.reduce((a, r) => a + r, 0) / groupSize;
+    const std = Math.sqrt(group.reduce((a, r) => a + (r - mean) ** 2, 0) / Math.max(1, groupSize - 1));
+    group.forEach((r, i) => (out[g + i] = mode === 'mean-std' ? (r - mean) / (std + ADVANTAGE_STD_EPS) : r - mean));
+  }
+  return out;
+}
+
+/** What one step's rollouts produced, before any update. */
+interface Rollouts {
+  items: TaskItem[];
+  prompts: Int32Array[];
+  rollout: GenerateResult;
+  strategy: DecodingStrategy;
+  /** With a learned sampler: each rollout's prompt features and the grid index it drew. */
+  features: Float64Array[];
+  choices: number[];
+}
+
+const ESTIMATOR: Record<RlMethod, Estimator> = { d1: 'mean-field', diffpo: 'two-stage', trace: 'trajectory' };
+
+/**
+ * The DiFFPO RL trainer (docs/algorithms.md, RL objective): rollouts of G completions per prompt,
+ * group-relative advantages, and mu inner iterations of the clipped objective with the chosen
+ * surrogate (d1's mean-field, DiFFPO's two-stage with truncated importance weights, or the exact
+ * trajectory likelihood), k3 KL against the starting model, AdamW; optionally a learned per-prompt
+ * threshold trained with the model or alone.
+ */
+export class DiffpoTrainer {
+  readonly model: DiffusionLM;
+  /** The first (or only) task. */
+  readonly task: Task<unknown>;
+  readonly tasks: Task<unknown>[];
+  readonly tokenizer: CharTokenizer;
+  readonly optimizer: AdamW;
+  /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
+  head: ThresholdHead | null = null;
+  step = 0;
+  readonly #o: DiffpoDefaults & DiffpoOptions;
+  readonly #rng: Rng;
+  readonly #mixture: TaskMixture;
+  #reference: Promise<DiffusionLM> | null = null;
+
+  constructor(options: DiffpoOptions) {
+    const o = (this.#o = withDefaults(defaultsOf(DIFFPO_DEFAULTS), options));
+    if (!DIFFPO_DEFAULTS.method.choices!.includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
+    for (const k of ['promptsPerStep', 'groupSize', 'innerIterations', 'genLength'] as const) positiveInt(k, o[k]);
+    if (o.groupSize < 2) throw new InvalidArgumentError(`groupSize must be at least 2 (advantages are group-relative${o.advantage === 'mean-std' ? ' and mean-std divides by the group std' : ''}), got ${o.groupSize}`);
+    if (o.advantage !== 'mean' && o.advantage !== 'mean-std') throw new InvalidArgumentError(`advantage must be 'mean' or 'mean-std', got ${String(o.advantage)}`);
+    if (!(o.isCap > 0 && Number.isFinite(o.isCap))) throw new InvalidArgumentError(`isCap must be a finite number > 0, got ${o.isCap}`);
+    if (!(o.clipEps > 0 && Number.isFinite(o.clipEps))) throw new InvalidArgumentError(`clipEps must be a finite number > 0, got ${o.clipEps}`);
+    if (!(o.beta >= 0 && Number.isFinite(o.beta))) throw new InvalidArgumentError(`beta must be a finite number >= 0, got ${o.beta}`);
+    if (!(o.pMaskPrompt >= 0 && o.pMaskPrompt < 1)) throw new InvalidArgumentError(`pMaskPrompt must be in [0, 1), got ${o.pMaskPrompt}`);
+    if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
+    if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
+    this.#rng = new Rng(o.seed);
+    this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'DiffpoTrainer');
+    this.tasks = this.#mixture.tasks;
+    this.model = o.model;
+    this.task = this.tasks[0]!;
+    this.tokenizer = o.tokenizer ?? new CharTokenizer();
+    checkSchedule(o);
+    this.optimizer = new AdamW(o.model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+    const s = o.sampler ?? { mode: 'fixed' };
+    if (s.mode === 'learned' || s.mode === 'sampler-only') {
+      if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
+      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
+      setSamplerHead(o.model, this.head); // saved with the model's checkpoints
+    } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
+  }
+
+  /** A frozen copy of the starting weights (made on first use), for the KL term. */
+  async #referenceModel(): Promise<DiffusionLM> {
+    this.#reference ??= (async () => {
+      const ref = DiffusionLM.create(this.model.config, { threads: this.model.threads, backend: this.model.backend });
+      const dst = ref.parameters();
+      for (const [name, p] of this.model.parameters()) dst.get(name)!.set(p);
+      return ref;
+    })();
+    return this.#reference;
+  }
+
+  get #modelFrozen(): boolean {
+    return this.#o.sampler?.mode === 'sampler-only';
+  }
+
+  /**
+   * Trains until `steps` steps have been taken in all. `onRollout` sees each step's rollouts, rewards
+   * and first-iteration old log-probs before any update (for logging samples or checking the loss).
+   */
+  async train(options: {
+    steps: number;
+    /** A wall-clock budget: no step starts after it has run out (the last step is checkpointed). */
+    maxSeconds?: number;
+    signal?: AbortSignal;
+    onStep?: (info: DiffpoStepInfo) => void | Promise<void>;
+    onRollout?: (r: DiffpoRollout) => void | Promise<void>;
+  }): Promise<DiffpoStepInfo | null> {
+    const o = this.#o;
+    const { steps, signal } = options;
+    positiveInt('steps', steps);
+    const { maxSeconds } = options;
+    if (maxSeconds !== undefined && !(maxSeconds > 0)) throw new InvalidArgumentError(`maxSeconds must be a number > 0, got ${maxSeconds}`);
+    const deadline = performance.now() + (maxSeconds ?? Infinity) * 1000;
+    const reference = o.beta > 0 ? await this.#referenceModel() : null;
+    let last: DiffpoStepInfo | null = null;
+    while (this.step < steps) {
+      const step = this.step + 1;
+      let t0 = performance.now();
+      const r = await this.#rollouts(step, signal);
+      const texts = r.items.map((_, b) => this.tokenizer.decode(r.rollout.tokens.subarray(b * o.genLength, (b + 1) * o.genLength)));
+      const rewards = this.#rewards(r.items, texts);
+      const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
+      const tokenMask = this.#tokenMask(r.rollout.tokens);
+      const meanThreshold = this.#updateHead(r, rewards);
+      const rolloutS = (performance.now() - t0) / 1000;
+      t0 = performance.now();
+      const batch = { prompts: r.prompts, completions: r.rollout.tokens, decodeStep: r.rollout.decodeStep };
+      const old = await this.#oldLogProbs(batch, step, reference, signal);
+      const likelihoodS = (performance.now() - t0) / 1000;
+      await options.onRollout?.({ step, items: r.items, rollout: r.rollout, texts, rewards, advantages, tokenMask, logpOld: old[0]?.logp ?? null });
+      t0 = performance.now();
+      const lr = scheduledLr(o, step, steps);
+      let res: PolicyLossResult | null = null;
+      for (const it of old) {
+        await this.model.zeroGrad();
+        res = await policyLoss(
+          this.model,
+          { ...batch, advantages, logpOld: it.logp, logpBehaviour: o.method === 'diffpo' ? r.rollout.behaviourLogProb : undefined, logpRef: it.ref, tokenMask, clipEps: o.clipEps, isCap: o.isCap, beta: o.beta },
+          it.plan,
+          { backward: true, signal },
+        );
+        await this.optimizer.step({ lr, signal });
+      }
+      this.step = step;
+      last = {
+        step,
+        steps,
+        meanReward: rewards.reduce((a, x) => a + x, 0) / rewards.length,
+        accuracy: r.items.filter(({ task, item }, b) => task.correct(item, texts[b]!)).length / r.items.length,
+        meanNfe: r.rollout.nfe.reduce((a, n) => a + n, 0) / r.rollout.nfe.length,
+        loss: res?.loss ?? 0,
+        klMean: res?.klMean ?? 0,
+        clipFraction: res?.clipFraction ?? 0,
+        isWeightMean: res?.isWeightMean ?? 1,
+        isWeightMax: res?.isWeightMax ?? 1,
+        truncatedFraction: res?.truncatedFraction ?? 0,
+        meanThreshold,
+        lr,
+        thresholdDistribution: this.head ? this.head.grid.map((value, k) => ({ value, fraction: r.choices.filter((c) => c === k).length / r.choices.length })) : undefined,
+        seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
+      };
+      const outOfTime = performance.now() >= deadline;
+      if (o.outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps || outOfTime)) await this.save(o.outDir);
+      await options.onStep?.(last);
+      if (outOfTime) break;
+    }
+    return last;
+  }
+
+  /** Rollouts: G completions of each of the step's prompts from the current (behaviour) policy. */
+  async #rollouts(step: number, signal?: AbortSignal): Promise<Rollouts> {
+    const o = this.#o;
+    const prompted = this.#mixture.batch(o.promptsPerStep, this.step);
+    const items = prompted.flatMap((item) => new Array<TaskItem>(o.groupSize).fill(item));
+    const encode = (list: TaskItem[]) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
+    const prompts = encode(items);
+    let strategy: DecodingStrategy = o.strategy ?? thresholdStrategy();
+    let features: Float64Array[] = [],
+      choices: number[] = [];
+    if (this.head) {
+      // each rollout draws its own threshold from the head's distribution for its prompt
+      const perPrompt = await ThresholdHead.features(this.model, encode(prompted), signal);
+      features = perPrompt.flatMap((f) => new Array(o.groupSize).fill(f));
+      choices = features.map((f) => this.head!.sample(f, this.#rng));
+      strategy = this.head.strategy(choices);
+    }
+    const rollout = await generate(this.model, prompts, {
+      genLength: o.genLength,
+      blockLength: o.blockLength,
+      strategy,
+      temperature: o.temperature,
+      seed: deriveSeed(o.seed, 'rollout', step),
+      signal,
+    });
+    return { items, prompts, rollout, strategy, features, choices };
+  }
+
+  /** Each completion's task reward plus the extra reward terms. */
+  #rewards(items: TaskItem[], texts: string[]): number[] {
+    const rewards = items.map(({ task, item }, b) => (this.#o.rewardFns ?? []).reduce((r, f) => r + f(texts[b]!, item, task), task.reward(item, texts[b]!)));
+    const bad = rewards.find((r) => !Number.isFinite(r));
+    if (bad !== undefined) throw new InvalidArgumentError(`a reward is not a finite number (${bad})`);
+    return rewards;
+  }
+
+  /** 1 for the tokens the loss covers: each completion up to and including its first EOS. */
+  #tokenMask(tokens: Int32Array): Uint8Array {
+    const L = this.#o.genLength;
+    const mask = new Uint8Array(tokens.length);
+    for (let b = 0; b < tokens.length / L; b++)
+      for (let i = 0; i < L; i++) {
+        mask[b * L + i] = 1;
+        if (tokens[b * L + i] === this.tokenizer.eosId) break;
+      }
+    return mask;
+  }
+
+  /** With a learned sampler, one policy-gradient step of the head on r - lambda * NFE / L; returns the mean threshold the rollouts used. */
+  #updateHead(r: Rollouts, rewards: number[]): number {
+    const s = r.strategy;
+    const sampler = this.#o.sampler;
+    if (!this.head || !sampler || sampler.mode === 'fixed') return s.kind === 'threshold' && typeof s.threshold === 'number' ? s.threshold : NaN;
+    const L = this.#o.genLength;
+    const costed = rewards.map((x, b) => x - (sampler.lambda * r.rollout.nfe[b]!) / L);
+    this.head.update(r.features, r.choices, groupAdvantages(costed, this.#o.groupSize, this.#o.advantage), sampler.lr ?? DEFAULT_HEAD_LR);
+    return r.choices.reduce((a, k) => a + this.head!.grid[k]!, 0) / r.choices.length;
+  }
+
+  /** The surrogate's passes for every inner iteration, with old (and reference) log-probs, all before any update. */
+  async #oldLogProbs(batch: { prompts: Int32Array[]; completions: Int32Array; decodeStep: Int32Array }, step: number, reference: DiffusionLM | null, signal?: AbortSignal) {
+    const o = this.#o;
+    const out: { plan: EstimatorPlan; logp: Float32Array; ref?: Float32Array }[] = [];
+    for (let it = 0; it < (this.#modelFrozen ? 0 : o.innerIterations); it++) {
+      const plan = planEstimate(this.model, batch, { estimator: ESTIMATOR[o.method], pMaskPrompt: o.pMaskPrompt, seed: deriveSeed(o.seed, 'estimator', step, it) });
+      const logp = await runPlan(this.model, batch, plan, { signal });
+      out.push({ plan, logp, ref: reference ? await runPlan(reference, batch, plan, { signal }) : undefined });
+    }
+    return out;
+  }
+
+  /** Writes a resumable checkpoint: the model folder (F32), the optimizer, the data RNG and the frozen reference. */
+  async save(dir: string): Promise<void> {
+    await writeModelFolder(dir, this.model, { tokenizer: this.tokenizer, genLength: this.#o.genLength, task: this.tasks.map((t) => t.name).join('+'), dtype: 'f32' });
+    await saveOptimizer(dir, this.optimizer);
+    if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
+    await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
+  }
+
+  /** Restores a checkpoint written by save() (same options, without the model: it is loaded from dir). */
+  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number; backend?: BackendName }): Promise<DiffpoTrainer> {
+    let state: { step: number; rng: number[]; seed: number };
+    try {
+      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
+    } catch (err) {
+      throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
+    const saved = model.extras;
+    const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });
+    await loadOptimizer(dir, trainer.optimizer);
+    trainer.#rng.setState(state.rng);
+    trainer.step = state.step;
+    if (trainer.head && saved) {
+      // the head as trained so far, not the fresh one the constructor attached
+      model.extras = saved;
+      trainer.head = samplerHeadOf(model);
+    }
+    if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads, backend: model.backend });
+    return trainer;
+  }
+
+  /** Frees the frozen reference copy. */
+  async dispose(): Promise<void> {
+    if (this.#reference) (await this.#reference).dispose();
+    this.#reference = null;
+  }
+}

@@ -1,0 +1,49 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { CheckpointError } from '../core/errors.js';
+import { writeFileAtomic } from '../engine/checkpoint.js';
+import { DiffusionLM, type LoadOptions } from '../engine/model.js';
+import { CharTokenizer } from '../tasks/tokenizer.js';
+
+/**
+ * A model folder: what inference needs in one directory. config.json and model.safetensors (the
+ * weights, with a learned sampler head if it has one), tokenizer.json, and generation_config.json
+ * (the task it was trained on and the tokens to generate per answer).
+ */
+export interface ModelFolder {
+  tokenizer: CharTokenizer;
+  /** Tokens generated per answer (the response length, EOS padding included). */
+  genLength: number;
+  /** The task (or 'a+b' mixture) the model was trained on, when recorded. */
+  task?: string;
+}
+
+/** Reads a model folder's tokenizer and generation config (not the weights: DiffusionLM.fromPretrained, or loadModelFolder). */
+export async function readModelFolder(dir: string): Promise<ModelFolder> {
+  const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+  const path = join(dir, 'generation_config.json');
+  let json: { task?: unknown; gen_length?: unknown };
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new CheckpointError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof json.gen_length !== 'number' || !Number.isInteger(json.gen_length) || json.gen_length < 1)
+    throw new CheckpointError(`${path}: gen_length must be a positive integer, got ${JSON.stringify(json.gen_length)}`);
+  return { tokenizer, genLength: json.gen_length, task: typeof json.task === 'string' ? json.task : undefined };
+}
+
+/** The weights and the rest of a model folder. */
+export async function loadModelFolder(dir: string, options: LoadOptions = {}): Promise<ModelFolder & { model: DiffusionLM }> {
+  const folder = await readModelFolder(dir);
+  return { ...folder, model: await DiffusionLM.fromPretrained(dir, options) };
+}
+
+/** Writes a model folder (each file atomically). */
+export async function writeModelFolder(dir: string, model: DiffusionLM, folder: ModelFolder & { dtype: 'f32' | 'bf16' }): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await model.save(dir, { dtype: folder.dtype });
+  await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(folder.tokenizer.toJSON()));
+  await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: folder.task, gen_length: folder.genLength }, null, 2) + '\n');
+}
