@@ -2,7 +2,9 @@
   "target_defaults": {
     "cflags!": ["-fno-exceptions", "-O2"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17", "-O2"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wall", "-Wno-unused-parameter"]
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wall", "-Wno-unused-parameter"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"]
   },
   "targets": [
     {
@@ -12,23 +14,38 @@
       "cflags_cc": ["-mavx2", "-mfma", "-fPIC"]
     },
     {
-      "target_name": "diffpo",
+      "target_name": "diffpo_core",
+      "type": "static_library",
       "dependencies": ["diffpo_avx2"],
       "sources": [
-        "native/bindings.cc",
         "native/model.cc",
         "native/ops.cc",
         "native/sampler.cc",
         "native/tensor_io.cc",
-        "native/testing.cc",
         "native/common/threadpool.cc",
         "native/cpu/cpu_backend.cc",
         "native/cpu/gemm.cc",
         "native/cpu/row_kernels_portable.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-fPIC"]
+    },
+    {
+      "target_name": "diffpo",
+      "dependencies": ["diffpo_core"],
+      "sources": ["native/bindings.cc"],
       "ldflags": ["-pthread"]
     }
+  ],
+  "conditions": [
+    ["'<!(node -p \"require('fs').existsSync('native/testing.cc')\")'=='true'", {
+      "targets": [
+        {
+          "target_name": "diffpo_testing",
+          "dependencies": ["diffpo_core"],
+          "sources": ["native/testing_bindings.cc", "native/testing.cc"],
+          "ldflags": ["-pthread"]
+        }
+      ]
+    }]
   ]
 }

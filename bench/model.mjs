@@ -13,7 +13,10 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
 import { AdamW, DiffusionLM, presetConfig } from 'diffpo';
-import native from 'diffpo/native';
+import { createRequire } from 'node:module';
+
+// the GEMM and FMA-peak benchmarks live in the test addon, which the package does not ship
+const native = createRequire(import.meta.url)('../build/Release/diffpo_testing.node');
 
 export const SHAPES = {
   tiny: { batch: 64, seqLen: 64 },

@@ -2,19 +2,17 @@
 // arrays they read or fill are referenced (not copied) until the work completes.
 #include <napi.h>
 
-#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 
 #include "common/errors.h"
+#include "napi_util.h"
 #include "cpu/cpu_backend.h"
-#include "cpu/gemm.h"
 #include "cpu/reference.h"
 #include "model.h"
 #include "sampler.h"
 #include "tensor_io.h"
-#include "testing.h"
 #ifdef DIFFPO_CUDA
 #include "cuda/cuda_backend.h"
 #endif
@@ -40,6 +38,7 @@ class Job : public Napi::AsyncWorker {
       work_();
     } catch (const Error& e) {
       code_ = e.code;
+      key_ = e.key;
       SetError(e.what());
     } catch (const std::bad_alloc&) {
       code_ = "ERR_OUT_OF_MEMORY";
@@ -57,6 +56,7 @@ class Job : public Napi::AsyncWorker {
     if (finally_) finally_();
     Napi::Error err = Napi::Error::New(Env(), e.Message());
     err.Set("code", Napi::String::New(Env(), code_));
+    if (!key_.empty()) err.Set("key", Napi::String::New(Env(), key_));
     deferred_.Reject(err.Value());
   }
 
@@ -67,69 +67,8 @@ class Job : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::Reference<Napi::Value>> refs_;
   std::string code_ = "ERR_NATIVE";
+  std::string key_;
 };
-
-[[noreturn]] void throw_js(Napi::Env env, const std::string& code, const std::string& msg) {
-  Napi::Error err = Napi::Error::New(env, msg);
-  err.Set("code", Napi::String::New(env, code));
-  throw err;
-}
-
-template <typename F>
-auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    throw_js(env, e.code, e.what());
-  } catch (const std::bad_alloc&) {
-    throw_js(env, "ERR_OUT_OF_MEMORY", "out of memory");
-  }
-}
-
-// Typed-array accessors with length checks (the JS layer validates first; these stop a bad call from
-// reading past a buffer).
-template <typename T, napi_typedarray_type kind>
-T* typed(const Napi::Value& v, size_t min_len, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
-    throw_js(v.Env(), "ERR_INVALID_ARGUMENT", std::string(what) + " has the wrong array type");
-  auto arr = v.As<Napi::TypedArrayOf<T>>();
-  if (arr.ElementLength() < min_len)
-    throw_js(v.Env(), "ERR_INVALID_ARGUMENT", std::string(what) + " is shorter than expected");
-  return arr.Data();
-}
-
-int get_int(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int32Value(); }
-double get_num(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
-bool get_bool(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
-
-ModelConfig parse_config(const Napi::Object& o) {
-  ModelConfig c;
-  c.d_model = get_int(o, "d_model");
-  c.n_heads = get_int(o, "n_heads");
-  c.n_kv_heads = get_int(o, "n_kv_heads");
-  c.n_layers = get_int(o, "n_layers");
-  c.mlp_hidden_size = get_int(o, "mlp_hidden_size");
-  c.vocab_size = get_int(o, "vocab_size");
-  c.embedding_size = get_int(o, "embedding_size");
-  c.mask_token_id = get_int(o, "mask_token_id");
-  c.rope_theta = get_num(o, "rope_theta");
-  c.rms_norm_eps = get_num(o, "rms_norm_eps");
-  c.weight_tying = get_bool(o, "weight_tying");
-  c.scale_logits = get_bool(o, "scale_logits");
-  c.input_emb_norm = get_bool(o, "input_emb_norm");
-  return c;
-}
-
-Napi::Object check_to_js(Napi::Env env, const CheckResult& r) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("forward", r.forward_error);
-  Napi::Object b = Napi::Object::New(env), rb = Napi::Object::New(env);
-  for (auto& kv : r.backward_error) b.Set(kv.first, kv.second);
-  for (auto& kv : r.reference_backward_error) rb.Set(kv.first, kv.second);
-  o.Set("backward", b);
-  o.Set("referenceBackward", rb);
-  return o;
-}
 
 // Views over a Block that keep it alive (the model may be disposed while JS still holds them).
 Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block) {
@@ -145,7 +84,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        {InstanceMethod("tensors", &NativeModel::Tensors),
                         InstanceMethod("paramBuffer", &NativeModel::ParamBuffer),
                         InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
-                        InstanceMethod("optimizerBuffers", &NativeModel::OptimizerBuffers),
+                        InstanceMethod("newMoments", &NativeModel::NewMoments),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
                         InstanceMethod("zeroGrad", &NativeModel::ZeroGrad),
                         InstanceMethod("logits", &NativeModel::Logits),
@@ -233,16 +172,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
     return guarded(info.Env(), [&] { return block_buffer(info.Env(), model_->grads()); });
   }
-  // [m, v]: AdamW's moments (zero until the first step), for training checkpoints
-  Napi::Value OptimizerBuffers(const Napi::CallbackInfo& info) {
+  // newMoments() -> [m, v]: zeroed AdamW moments for one optimizer, in the backend's memory
+  Napi::Value NewMoments(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
+    for (auto it = moments_.begin(); it != moments_.end();) it = it->second.expired() ? moments_.erase(it) : std::next(it);
     return guarded(env, [&] {
       Napi::Array arr = Napi::Array::New(env, 2);
-      arr.Set(0u, block_buffer(env, m.adam_m()));
-      arr.Set(1u, block_buffer(env, m.adam_v()));
+      for (uint32_t i = 0; i < 2; i++) {
+        BlockPtr block = m.new_moment();
+        moments_[block->data] = block;
+        arr.Set(i, block_buffer(env, block));
+      }
       return arr;
     });
+  }
+  // The moment Block behind an ArrayBuffer from newMoments() (any other buffer is refused: on a GPU
+  // the update must run on the backend's own memory).
+  Block& moment_arg(const Napi::Value& v) {
+    if (!v.IsArrayBuffer()) throw_js(v.Env(), "ERR_INVALID_ARGUMENT", "AdamW moments must be ArrayBuffers from newMoments()");
+    auto it = moments_.find(v.As<Napi::ArrayBuffer>().Data());
+    BlockPtr block = it == moments_.end() ? nullptr : it->second.lock();
+    if (!block) throw_js(v.Env(), "ERR_INVALID_ARGUMENT", "AdamW moments must come from this model's newMoments()");
+    return *block;
   }
   Napi::Value InitRandom(const Napi::CallbackInfo& info) {
     Model& m = live(info.Env());
@@ -253,62 +205,64 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     live(info.Env()).zero_grad();
     return info.Env().Undefined();
   }
-  // The (ids, keymask|null, positions|null, B, T) prefix shared by the forward calls, checked for length.
+  // {tokens, attentionMask|null, positions|null, batch, seqLen}: the inputs of every forward, checked for length.
   struct Batch {
     int32_t* ids;
     uint8_t* mask;
     int32_t* pos;
     int B, T;
   };
-  static Batch batch_args(const Napi::CallbackInfo& info) {
+  static Batch batch_arg(const Napi::Object& o) {
     Batch b;
-    b.B = info[3].As<Napi::Number>().Int32Value();
-    b.T = info[4].As<Napi::Number>().Int32Value();
+    b.B = get_int(o, "batch");
+    b.T = get_int(o, "seqLen");
     const size_t N = (size_t)b.B * b.T;
-    b.ids = typed<int32_t, napi_int32_array>(info[0], N, "tokens");
-    b.mask = info[1].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[1], N, "attentionMask");
-    b.pos = info[2].IsNull() ? nullptr : typed<int32_t, napi_int32_array>(info[2], N, "positions");
+    b.ids = typed<int32_t, napi_int32_array>(o.Get("tokens"), N, "tokens");
+    b.mask = o.Get("attentionMask").IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(o.Get("attentionMask"), N, "attentionMask");
+    b.pos = o.Get("positions").IsNull() ? nullptr : typed<int32_t, napi_int32_array>(o.Get("positions"), N, "positions");
     return b;
   }
-  // logits(ids, keymask|null, positions|null, B, T, out)
+  // logits(batch, out (B*T*E))
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
-    const Batch a = batch_args(info);
-    float* out = typed<float, napi_float32_array>(info[5], (size_t)a.B * a.T * m.config().embedding_size, "logits output");
-    return start(env, [&m, a, out] { m.logits(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr,
-                 {info[0], info[1], info[2], info[5]});
+    const Batch a = batch_arg(info[0].As<Napi::Object>());
+    float* out = typed<float, napi_float32_array>(info[1], (size_t)a.B * a.T * m.config().embedding_size, "logits output");
+    return start(env, [&m, a, out] { m.logits(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr, {info[0], info[1]});
   }
-  // hidden(ids, keymask|null, positions|null, B, T, out (B*T*D))
+  // hidden(batch, out (B*T*D))
   Napi::Value Hidden(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
-    const Batch a = batch_args(info);
-    float* out = typed<float, napi_float32_array>(info[5], (size_t)a.B * a.T * m.config().d_model, "hidden output");
-    return start(env, [&m, a, out] { m.hidden(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr, {info[0], info[1], info[2], info[5]});
+    const Batch a = batch_arg(info[0].As<Napi::Object>());
+    float* out = typed<float, napi_float32_array>(info[1], (size_t)a.B * a.T * m.config().d_model, "hidden output");
+    return start(env, [&m, a, out] { m.hidden(a.ids, a.mask, a.pos, a.B, a.T, out); }, nullptr, {info[0], info[1]});
   }
-  // logprobLoss(ids, keymask|null, positions|null, B, T, rows, targets, weights, logpOut|null, backward) -> loss
+  // logprobLoss({...batch, rows, targets, weights, logProbs|null, backward}) -> loss
   Napi::Value LogprobLoss(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
-    const Batch a = batch_args(info);
-    const int S = (int)info[5].As<Napi::Int32Array>().ElementLength();
-    int32_t* rows = typed<int32_t, napi_int32_array>(info[5], S, "rows");
-    int32_t* targets = typed<int32_t, napi_int32_array>(info[6], S, "targets");
-    float* weights = typed<float, napi_float32_array>(info[7], S, "weights");
-    float* logp = info[8].IsNull() ? nullptr : typed<float, napi_float32_array>(info[8], S, "logp output");
-    const bool backward = info[9].ToBoolean().Value();
+    Napi::Object o = info[0].As<Napi::Object>();
+    const Batch a = batch_arg(o);
+    const Napi::Value rows_v = o.Get("rows");
+    if (!rows_v.IsTypedArray()) throw_js(env, "ERR_INVALID_ARGUMENT", "rows must be an Int32Array");
+    const int S = (int)rows_v.As<Napi::TypedArray>().ElementLength();
+    int32_t* rows = typed<int32_t, napi_int32_array>(rows_v, S, "rows");
+    int32_t* targets = typed<int32_t, napi_int32_array>(o.Get("targets"), S, "targets");
+    float* weights = typed<float, napi_float32_array>(o.Get("weights"), S, "weights");
+    float* logp = o.Get("logProbs").IsNull() ? nullptr : typed<float, napi_float32_array>(o.Get("logProbs"), S, "logProbs");
+    const bool backward = get_bool(o, "backward");
     auto loss = std::make_shared<double>(0.0);
     return start(
         env,
         [&m, a, rows, targets, weights, S, logp, backward, loss] {
           *loss = m.logprob_loss(a.ids, a.mask, a.pos, a.B, a.T, rows, targets, weights, S, logp, backward);
         },
-        [loss](Napi::Env e) { return Napi::Number::New(e, *loss); },
-        {info[0], info[1], info[2], info[5], info[6], info[7], info[8]});
+        [loss](Napi::Env e) { return Napi::Number::New(e, *loss); }, {info[0]});
   }
-  // decoderCreate(prompts: Int32Array[], {genLength, blockLength, temperature, seed, strategy: 0..3, steps,
-  //   randomRemasking, threshold: Float32Array, factor, maxNfe: Int32Array, compact}) -> decoder handle
+  // decoderCreate(prompts: Int32Array[], {genLength, blockLength, temperature, seed, strategy: 'steps' |
+  //   'threshold' | 'factor' | 'entropy', steps, randomRemasking, threshold: Float32Array, factor,
+  //   maxNfe: Int32Array, compact, cache: 'none' | 'prefix' | 'dual'}) -> decoder handle
   Napi::Value DecoderCreate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
@@ -326,12 +280,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     s.block_length = get_int(o, "blockLength");
     s.temperature = get_num(o, "temperature");
     s.seed = (uint64_t)get_num(o, "seed");
-    s.strategy = (Strategy)get_int(o, "strategy");
+    s.strategy = strategy_arg(env, o.Get("strategy"));
     s.steps = get_int(o, "steps");
     s.random_remasking = get_bool(o, "randomRemasking");
     s.factor = (float)get_num(o, "factor");
     s.compact = get_bool(o, "compact");
-    s.cache = (CacheMode)get_int(o, "cache");
+    s.cache = cache_arg(env, o.Get("cache"));
     const size_t B = prompts.size();
     const float* th = typed<float, napi_float32_array>(o.Get("threshold"), B, "threshold");
     const int32_t* budget = typed<int32_t, napi_int32_array>(o.Get("maxNfe"), B, "maxNfe");
@@ -342,6 +296,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       decoders_[id].reset(new Decoder(m.config(), prompts, std::move(s)));
       return Napi::Number::New(env, id);
     });
+  }
+  static Strategy strategy_arg(Napi::Env env, const Napi::Value& v) {
+    const std::string name = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (name == "steps") return Strategy::Steps;
+    if (name == "threshold") return Strategy::Threshold;
+    if (name == "factor") return Strategy::Factor;
+    if (name == "entropy") return Strategy::Entropy;
+    throw_js(env, "ERR_INVALID_ARGUMENT", "strategy must be 'steps', 'threshold', 'factor' or 'entropy', got '" + name + "'");
+  }
+  static CacheMode cache_arg(Napi::Env env, const Napi::Value& v) {
+    const std::string name = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (name == "none") return CacheMode::None;
+    if (name == "prefix") return CacheMode::Prefix;
+    if (name == "dual") return CacheMode::Dual;
+    throw_js(env, "ERR_INVALID_ARGUMENT", "cache must be 'none', 'prefix' or 'dual', got '" + name + "'");
   }
   Decoder* decoder_arg(const Napi::Value& v) {
     auto it = decoders_.find(v.As<Napi::Number>().Int32Value());
@@ -392,18 +361,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("hitBudget", copy_out<uint8_t, Napi::Uint8Array>(env, d->hit_budget()));
     return o;
   }
-  // adamwStep({lr, beta1, beta2, eps, weightDecay, gradScale, t, maxGradNorm}) -> grad norm
+  // adamwStep({lr, beta1, beta2, eps, weightDecay, gradScale, t, maxGradNorm}, m, v) -> grad norm
   Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
     Napi::Object o = info[0].As<Napi::Object>();
+    Block& mom1 = moment_arg(info[1]);
+    Block& mom2 = moment_arg(info[2]);
+    if (&mom1 == &mom2) throw_js(env, "ERR_INVALID_ARGUMENT", "AdamW's two moments must be different buffers");
     AdamWStep s{(float)get_num(o, "lr"),     (float)get_num(o, "beta1"),       (float)get_num(o, "beta2"),
                 (float)get_num(o, "eps"),    (float)get_num(o, "weightDecay"), (float)get_num(o, "gradScale"),
                 get_int(o, "t")};
     const float max_norm = (float)get_num(o, "maxGradNorm");
     auto norm = std::make_shared<double>(0.0);
-    return start(env, [&m, s, max_norm, norm] { *norm = m.adamw_step(s, max_norm); },
-                 [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {});
+    return start(env, [&m, s, max_norm, norm, &mom1, &mom2] { *norm = m.adamw_step(s, max_norm, mom1, mom2); },
+                 [norm](Napi::Env e) { return Napi::Number::New(e, *norm); }, {info[1], info[2]});
   }
   // loadTensors([{file, byteOffset, count, dtype: 0|1|2, dstOffset}])
   Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
@@ -461,78 +433,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   bool busy_ = false, dispose_pending_ = false;
   std::map<int, std::unique_ptr<Decoder>> decoders_;
   int next_decoder_ = 1;
+  std::map<void*, std::weak_ptr<Block>> moments_;  // what newMoments() handed out
 };
-
-Napi::Value OpCheckNames(const Napi::CallbackInfo& info) {
-  auto names = op_check_names();
-  Napi::Array arr = Napi::Array::New(info.Env(), names.size());
-  for (size_t i = 0; i < names.size(); i++) arr.Set((uint32_t)i, names[i]);
-  return arr;
-}
-
-Napi::Value OpCheck(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&] {
-    return check_to_js(env, op_check(info[0].As<Napi::String>().Utf8Value(), (uint64_t)info[1].As<Napi::Number>().Int64Value()));
-  });
-}
-
-Napi::Value ModelCheck(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&] {
-    return check_to_js(env, model_check(parse_config(info[0].As<Napi::Object>()), (uint64_t)info[1].As<Napi::Number>().Int64Value()));
-  });
-}
-
-// referenceLogProbs(config, params: Float64Array, ids, keymask|null, positions|null, B, T, rows, targets) -> Float64Array
-Napi::Value ReferenceLogProbs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guarded(env, [&] {
-    const ModelConfig cfg = parse_config(info[0].As<Napi::Object>());
-    const int B = info[5].As<Napi::Number>().Int32Value(), T = info[6].As<Napi::Number>().Int32Value();
-    const size_t N = (size_t)B * T;
-    auto params = info[1].As<Napi::Float64Array>();
-    const int32_t* ids = typed<int32_t, napi_int32_array>(info[2], N, "tokens");
-    const uint8_t* mask = info[3].IsNull() ? nullptr : typed<uint8_t, napi_uint8_array>(info[3], N, "attentionMask");
-    const int32_t* pos = info[4].IsNull() ? nullptr : typed<int32_t, napi_int32_array>(info[4], N, "positions");
-    auto rows = info[7].As<Napi::Int32Array>(), targets = info[8].As<Napi::Int32Array>();
-    const std::vector<int32_t> r(rows.Data(), rows.Data() + rows.ElementLength()), t(targets.Data(), targets.Data() + targets.ElementLength());
-    const std::vector<double> logp = reference_logprobs(cfg, params.Data(), ids, mask, pos, B, T, r, t);
-    Napi::Float64Array out = Napi::Float64Array::New(env, logp.size());
-    std::copy(logp.begin(), logp.end(), out.Data());
-    return out;
-  });
-}
-
-// gemmBench(M, N, K, threads, reps, kernel: 'auto'|'portable', layout: 'nt'|'nn'|'tn') -> best GFLOP/s.
-// nt: out = inp W^T (linear forward), nn: dinp = dout W, tn: dW = dout^T inp.
-Napi::Value GemmBench(const Napi::CallbackInfo& info) {
-  const int M = info[0].As<Napi::Number>().Int32Value(), N = info[1].As<Napi::Number>().Int32Value(),
-            K = info[2].As<Napi::Number>().Int32Value(), threads = info[3].As<Napi::Number>().Int32Value(),
-            reps = info[4].As<Napi::Number>().Int32Value();
-  const bool portable = info[5].As<Napi::String>().Utf8Value() == "portable";
-  const std::string layout = info.Length() > 6 ? info[6].As<Napi::String>().Utf8Value() : "nt";
-  std::vector<float> A((size_t)M * K, 0.5f), B((size_t)N * K, 0.25f), C((size_t)M * N);
-  const MatView a = layout == "tn" ? MatView{A.data(), 1, M} : MatView{A.data(), K, 1};
-  const MatView b = layout == "nt" ? MatView{B.data(), 1, K} : MatView{B.data(), N, 1};
-  ThreadPool pool(threads);
-  double best = 0;
-  for (int r = 0; r < reps; r++) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (portable)
-      sgemm_portable(M, N, K, a, b, C.data(), N, false);
-    else
-      sgemm(M, N, K, a, b, C.data(), N, false, &pool);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * M * N * K / s / 1e9);
-  }
-  return Napi::Number::New(info.Env(), best);
-}
-
-Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), measure_fma_peak_gflops(info[0].As<Napi::Number>().Int32Value(),
-                                                               info[1].As<Napi::Number>().DoubleValue()));
-}
 
 // {flavour, devices, name, reason}: what this build can run on (the loader's backend 'auto' reads it)
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
@@ -554,13 +456,6 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("NativeModel", NativeModel::Init(env));
-  exports.Set("opCheckNames", Napi::Function::New(env, OpCheckNames));
-  exports.Set("opCheck", Napi::Function::New(env, OpCheck));
-  exports.Set("modelCheck", Napi::Function::New(env, ModelCheck));
-  exports.Set("gemmBench", Napi::Function::New(env, GemmBench));
-  exports.Set("referenceLogProbs", Napi::Function::New(env, ReferenceLogProbs));
-  exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
-  exports.Set("gemmKernel", Napi::String::New(env, gemm_kernel_name()));
   return exports;
 }
 

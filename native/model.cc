@@ -14,9 +14,7 @@ const char* kLayerNames[kLayerTensors] = {"attn_norm", "q_proj", "k_proj", "v_pr
 }  // namespace
 
 void ModelConfig::validate() const {
-  auto positive = [](int v, const char* key) {
-    require(v > 0, "ERR_CONFIG", std::string("config.") + key + " must be a positive integer, got " + std::to_string(v));
-  };
+  auto positive = [](int v, const char* key) { require_config(v > 0, key, "must be a positive integer, got " + std::to_string(v)); };
   positive(d_model, "d_model");
   positive(n_heads, "n_heads");
   positive(n_kv_heads, "n_kv_heads");
@@ -24,13 +22,13 @@ void ModelConfig::validate() const {
   positive(mlp_hidden_size, "mlp_hidden_size");
   positive(vocab_size, "vocab_size");
   positive(embedding_size, "embedding_size");
-  require(d_model % n_heads == 0, "ERR_CONFIG", "config.n_heads must divide d_model");
-  require(n_heads % n_kv_heads == 0, "ERR_CONFIG", "config.n_kv_heads must divide n_heads");
-  require(head_dim() % 2 == 0, "ERR_CONFIG", "config.d_model / n_heads must be even for RoPE");
-  require(embedding_size >= vocab_size, "ERR_CONFIG", "config.embedding_size must be >= vocab_size");
-  require(mask_token_id >= 0 && mask_token_id < vocab_size, "ERR_CONFIG", "config.mask_token_id out of range");
-  require(rope_theta > 0 && std::isfinite(rope_theta), "ERR_CONFIG", "config.rope_theta must be positive");
-  require(rms_norm_eps > 0 && std::isfinite(rms_norm_eps), "ERR_CONFIG", "config.rms_norm_eps must be positive");
+  require_config(d_model % n_heads == 0, "n_heads", "must divide d_model");
+  require_config(n_heads % n_kv_heads == 0, "n_kv_heads", "must divide n_heads");
+  require_config(head_dim() % 2 == 0, "n_heads", "must leave an even d_model / n_heads (RoPE)");
+  require_config(embedding_size >= vocab_size, "embedding_size", "must be >= vocab_size");
+  require_config(mask_token_id >= 0 && mask_token_id < vocab_size, "mask_token_id", "is out of range");
+  require_config(rope_theta > 0 && std::isfinite(rope_theta), "rope_theta", "must be positive");
+  require_config(rms_norm_eps > 0 && std::isfinite(rms_norm_eps), "rms_norm_eps", "must be positive");
 }
 
 struct Model::Acts {
@@ -86,15 +84,7 @@ BlockPtr Model::grads() {
   return grads_;
 }
 
-BlockPtr Model::adam_m() {
-  if (!adam_m_) adam_m_ = std::make_shared<Block>(params_->size, backend_->memory());
-  return adam_m_;
-}
-
-BlockPtr Model::adam_v() {
-  if (!adam_v_) adam_v_ = std::make_shared<Block>(params_->size, backend_->memory());
-  return adam_v_;
-}
+BlockPtr Model::new_moment() const { return std::make_shared<Block>(params_->size, backend_->memory()); }
 
 void Model::zero_grad() {
   if (grads_) backend_->zero(grads_->data, (long)grads_->size);
@@ -330,11 +320,6 @@ void Model::resize_cache(KVCache& cache, int slots, int T) const {
   cache.v = std::make_shared<Block>(n, backend_->memory());
 }
 
-void Model::logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
-                      const int32_t* rows, int S, float* out, const CacheUse* cache) {
-  forward_rows(ids, keymask, pos, B, T, rows, S, out, cache);
-}
-
 void Model::decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
                           const int32_t* rows, int S, const CacheUse* cache, const double* noise, double temperature,
                           int32_t* x0, float* conf, float* logp, float* entropy) {
@@ -372,10 +357,9 @@ void Model::head(const float* h, int rows, float* out) {
   if (cfg_.scale_logits) backend_->scale(out, (long)rows * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));
 }
 
-double Model::adamw_step(AdamWStep step, float max_grad_norm) {
+double Model::adamw_step(AdamWStep step, float max_grad_norm, Block& m, Block& v) {
+  require(m.size == params_->size && v.size == params_->size, "ERR_INVALID_ARGUMENT", "AdamW moments do not match this model");
   float* g = grads()->data;
-  adam_m();
-  adam_v();
   double ss = 0;
   for (const auto& t : tensors_) ss += backend_->sum_squares(g + t.offset, (long)t.numel);
   const double norm = std::sqrt(ss) * step.grad_scale;
@@ -384,8 +368,7 @@ double Model::adamw_step(AdamWStep step, float max_grad_norm) {
   for (const auto& t : tensors_) {
     AdamWStep s = step;
     if (t.shape.size() < 2) s.weight_decay = 0.f;  // no decay on norm weights
-    backend_->adamw_update(params_->data + t.offset, g + t.offset, adam_m_->data + t.offset, adam_v_->data + t.offset,
-                           (long)t.numel, s);
+    backend_->adamw_update(params_->data + t.offset, g + t.offset, m.data + t.offset, v.data + t.offset, (long)t.numel, s);
   }
   return norm;
 }

@@ -28,8 +28,6 @@ struct TensorSpec {
   size_t offset, numel;  // in floats within the parameter (and gradient) Block
 };
 
-// One block's tensors (or their gradients). qkv points at q_proj, followed by k_proj and v_proj;
-// ff_up at ff_proj, followed by up_proj: each pair or triple is used as one fused matrix.
 // Keys and values (after RoPE) of every layer for `slots` sequences of T positions, for decoding with
 // Fast-dLLM's approximate caches: k, v (layers, slots, T, KVd).
 struct KVCache {
@@ -47,6 +45,8 @@ struct CacheUse {
   const int32_t* start;  // (B) Read only
 };
 
+// One block's tensors (or their gradients). qkv points at q_proj, followed by k_proj and v_proj;
+// ff_up at ff_proj, followed by up_proj: each pair or triple is used as one fused matrix.
 struct LayerWeights {
   float *attn_norm, *qkv, *attn_out, *ff_norm, *ff_up, *ff_out;
 };
@@ -74,12 +74,8 @@ class Model {
                       const int32_t* targets, const float* weights, int S, float* logp_out, bool backward);
   // Full logits (B*T, E) into out.
   void logits(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
-  // Logits (S, E) of the rows (flat b*T+t) only: what a sampler needs. With a CacheUse, the forward
-  // fills or reads a KV cache (then keymask covers the cache's T keys of each row).
-  void logits_at(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
-                 int S, float* out, const CacheUse* cache = nullptr);
   void resize_cache(KVCache& cache, int slots, int T) const;
-  // Decoding: logits_at the rows, scored by the backend's decode_score (see ops.h) without the logits
+  // Decoding: logits of the rows (flat b*T+t) only, scored by the backend's decode_score (see ops.h) without the logits
   // leaving it: x0, conf, logp, entropy (S) per row; noise (S, vocab_size) Gumbel noise or null.
   void decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
                      int S, const CacheUse* cache, const double* noise, double temperature, int32_t* x0, float* conf,
@@ -87,11 +83,11 @@ class Model {
   // Final hidden states (after ln_f), (B*T, D) into out: the features of the learned sampler head.
   void hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
 
-  // AdamW over every tensor (weight decay on matrices only); returns the global gradient norm
-  // measured after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
-  double adamw_step(AdamWStep step, float max_grad_norm);
-  BlockPtr adam_m();  // allocated on first use
-  BlockPtr adam_v();
+  // AdamW over every tensor (weight decay on matrices only) with the caller's moments m, v (each the
+  // size of the parameters: an optimizer owns its state); returns the global gradient norm measured
+  // after grad_scale and before clipping. max_grad_norm <= 0 disables clipping.
+  double adamw_step(AdamWStep step, float max_grad_norm, Block& m, Block& v);
+  BlockPtr new_moment() const;  // zeroed, parameter-sized, in the backend's memory
 
   // Checked between layers; a set flag aborts the current call with Error("ABORT_ERR").
   std::atomic<bool> cancel{false};
@@ -102,7 +98,7 @@ class Model {
   // Tk: keys per row when reading a cache; logits_rows: rows of logits kept in the arena (decoding)
   void plan(int B, int T, int S, bool train, int Tk = 0, int logits_rows = 0);
   float* forward_rows(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
-                      int S, float* out, const CacheUse* cache);  // logits_at into out, or the arena when out is null
+                      int S, float* out, const CacheUse* cache);  // logits of the rows into out, or the arena when out is null
   void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
                const CacheUse* cache = nullptr);  // after plan()
   void backward(const int32_t* ids, const int32_t* pos, int B, int T);
@@ -115,7 +111,7 @@ class Model {
   ModelConfig cfg_;
   std::unique_ptr<Backend> backend_;
   std::vector<TensorSpec> tensors_;
-  BlockPtr params_, grads_, adam_m_, adam_v_;
+  BlockPtr params_, grads_;
   float* wte_ = nullptr;
   float* ln_f_ = nullptr;
   float* head_ = nullptr;

@@ -45,10 +45,7 @@ class Decoder {
 
   // One forward over the unfinished sequences and one selection each; returns true when all are done.
   bool step(Model& model);
-  bool done() const { return active_count() == 0; }
 
-  int batch() const { return B_; }
-  int gen_length() const { return L_; }
   const StepTrace& last_step() const { return trace_; }
   // Generated tokens (B, L) so far (mask id where still masked).
   std::vector<int32_t> tokens() const;

@@ -1,6 +1,9 @@
 #include "testing.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -8,6 +11,8 @@
 #include "common/errors.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
+#include "cpu/cpu_features.h"
+#include "cpu/gemm_kernels.h"
 #include "cpu/reference.h"
 
 namespace diffpo {
@@ -461,6 +466,34 @@ CheckResult model_check(const ModelConfig& cfg, uint64_t seed) {
     r.backward_error[t.name] = norm_error(got, fd);
   }
   return r;
+}
+
+double measure_fma_peak_gflops(int threads, double seconds) {
+  if (!cpu_has_avx2_fma()) return 0.0;
+  const long iters = 20'000'000;  // 10 x 8 lanes x 2 flops per iteration
+  std::atomic<double> sink{0.0};
+  auto one = [&] {
+    // best of several timed runs: the machine is shared
+    double best = 0;
+    auto start = std::chrono::steady_clock::now();
+    do {
+      auto t0 = std::chrono::steady_clock::now();
+      double v = fma_loop_avx2(iters);
+      auto t1 = std::chrono::steady_clock::now();
+      double s = std::chrono::duration<double>(t1 - t0).count();
+      best = std::max(best, 160.0 * iters / s / 1e9);
+      sink.store(sink.load() + v);
+    } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds);
+    return best;
+  };
+  if (threads <= 1) return one();
+  std::vector<double> per(threads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; t++) ts.emplace_back([&, t] { per[t] = one(); });
+  for (auto& t : ts) t.join();
+  double total = 0;
+  for (double g : per) total += g;
+  return total;
 }
 
 }  // namespace diffpo

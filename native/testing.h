@@ -28,4 +28,7 @@ std::vector<double> reference_logprobs(const ModelConfig& cfg, const double* par
                                        const uint8_t* keymask, const int32_t* pos, int B, int T,
                                        const std::vector<int32_t>& rows, const std::vector<int32_t>& targets);
 
+// Measures this machine's FP32 FMA peak with a register-only FMA loop (GFLOP/s on `threads` threads).
+double measure_fma_peak_gflops(int threads, double seconds);
+
 }  // namespace diffpo

@@ -43,7 +43,7 @@ describe('CLI', () => {
     expect((JSON.parse(dual.stdout) as { tokens: number[][] }).tokens.length).toBe(2);
     const badCache = cli('generate', '--model', dir, '--prompt', '1', '--gen-length', '4', '--threshold', '0.5', '--cache', 'full');
     expect(badCache.status).toBe(1);
-    expect(badCache.stderr).toMatch(/cache must be/);
+    expect(badCache.stderr).toMatch(/--cache: 'full' is not one of none, prefix, dual/);
     const none = cli('generate', '--model', dir, '--prompt', '1', '--gen-length', '4');
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/exactly one of --steps, --threshold, --factor, --gamma/);
@@ -103,5 +103,31 @@ describe('CLI', () => {
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);
+  });
+
+  it('each command takes its own flags, generated from the trainers\' documented defaults', async () => {
+    const { DIFFPO_DEFAULTS, SFT_DEFAULTS } = await import('diffpo');
+    // --help per command: every trainer option is a flag with the trainer's default (or the command's own, explained)
+    const train = cli('train', '--help');
+    expect(train.status).toBe(0);
+    expect(train.stdout).toMatch(/--prompts-per-step N \(default 8\)\n\s+prompts per step/);
+    expect(train.stdout).toMatch(/--method diffpo\|d1\|trace \(default diffpo\)/);
+    expect(train.stdout).toMatch(/--rollout-temperature N \(default 1\)/);
+    expect(train.stdout).toMatch(/--checkpoint-every N \(default 25\)\n.*; here 25: /);
+    for (const key of Object.keys(DIFFPO_DEFAULTS).filter((k) => k !== 'betas' && k !== 'temperature'))
+      expect(train.stdout, key).toContain(`--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} `);
+    const sft = cli('sft', '--help');
+    for (const key of Object.keys(SFT_DEFAULTS).filter((k) => k !== 'betas')) expect(sft.stdout, key).toContain(`--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} `);
+    expect(sft.stdout).toMatch(/--batch-size N \(default 32\)/);
+    // a flag of another command, an unknown flag, a bad number: errors naming the flag, never a stack trace
+    const wrong = cli('init', '--out', '/tmp/x', '--lambda', '7');
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toBe("diffpo: init: unknown flag --lambda (see diffpo init --help) (ERR_INVALID_ARGUMENT)\n");
+    const steps = cli('generate', '--model', '/tmp', '--prompt', '1', '--gen-length', '4', '--steps', 'abc');
+    expect(steps.stderr).toMatch(/--steps: 'abc' is not a number/);
+    const half = cli('generate', '--model', '/tmp', '--prompt', '1', '--gen-length', '4', '--steps', '2.5');
+    expect(half.stderr).toMatch(/--steps: '2.5' is not an integer/);
+    expect(cli('eval', '--max-nfe', '2').stderr).toMatch(/eval: unknown flag --max-nfe/);
+    expect(cli('--version').stdout).toMatch(/^diffpo \d+\.\d+\.\d+\n$/);
   });
 });

@@ -203,7 +203,7 @@ describe('policy loss', () => {
 
 describe('policy loss gradient in double precision', () => {
   it('matches central finite differences of a float64 reference model, through every estimator', async () => {
-    const { default: native } = await import('diffpo/native');
+    const { testing: native } = await import('./helpers/native-testing.js');
     const { passBatches, resolveConfig } = await import('diffpo');
     const batch = await rollout();
     const ref = await runPlan(model, batch, planEstimate(model, batch, { estimator: 'mean-field' }));

@@ -1,6 +1,6 @@
 // Each op of the native op list: the fast CPU kernel against the reference loop (forward), and both
 // backwards against central finite differences of the float64 reference.
-import native from 'diffpo/native';
+import { testing as native } from './helpers/native-testing.js';
 import { describe, expect, it } from 'vitest';
 
 import { resolveConfig } from 'diffpo';

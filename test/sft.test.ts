@@ -34,8 +34,9 @@ describe('SftTrainer', () => {
 
   it('multi-task SFT: one model learns two tasks from mixed batches', async () => {
     const model = DiffusionLM.create(TINY, { seed: 3 });
-    const trainer = new SftTrainer(model, { tasks: [copy4, reverse4] as Task<unknown>[], batchSize: 32, lr: 5e-3, warmup: 10, seed: 4 });
-    await trainer.train({ steps: 250 });
+    // both tasks reach 1.0 with seeds 4-7 at this size; batches of 32 at lr 5e-3 often learn only one
+    const trainer = new SftTrainer(model, { tasks: [copy4, reverse4] as Task<unknown>[], batchSize: 64, lr: 2e-3, warmup: 10, seed: 4 });
+    await trainer.train({ steps: 300 });
     const rng = new Rng(98);
     const items = Array.from({ length: 32 }, () => copy4.generate(rng));
     for (const task of [copy4, reverse4]) {

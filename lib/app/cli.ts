@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 
 import { DiffpoError, InvalidArgumentError } from '../core/errors.js';
 import { evaluate } from '../decoding/evaluate.js';
-import type { GenerateOptions } from '../decoding/sampler.js';
+import { generate, type GenerateOptions } from '../decoding/sampler.js';
 import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.js';
 import type { BackendName } from '../engine/backend.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
@@ -234,7 +234,7 @@ async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> 
   };
   const model = await DiffusionLM.fromPretrained(v.model as string, run);
   try {
-    const r = await model.generate(prompts, options);
+    const r = await generate(model, prompts, options);
     const tokens = prompts.map((_, b) => Array.from(r.tokens.subarray(b * genLength, (b + 1) * genLength)));
     if (v.json) return void process.stdout.write(JSON.stringify({ tokens, nfe: Array.from(r.nfe), hitBudget: Array.from(r.hitBudget, Boolean), steps: trace }) + '\n');
     for (const s of trace) process.stdout.write(`step ${s.step}: ` + s.unmasked.map((u) => `[${u.sequence}] ${u.position}=${u.token} (${u.confidence.toFixed(3)})`).join('  ') + '\n');

@@ -66,13 +66,13 @@ export class BackendUnavailableError extends DiffpoError {
 /** Maps an error thrown by the native addon (a plain Error with a `code`) onto the classes above. */
 export function fromNativeError(err: unknown): DiffpoError {
   if (err instanceof DiffpoError) return err;
-  const e = err as { code?: string; message?: string };
+  const e = err as { code?: string; message?: string; key?: string };
   const message = e?.message ?? String(err);
   switch (e?.code) {
     case 'ERR_INVALID_ARGUMENT':
       return new InvalidArgumentError(message);
     case 'ERR_CONFIG':
-      return new ConfigError(/config\.(\w+)/.exec(message)?.[1] ?? 'config', message);
+      return new ConfigError(e.key ?? 'config', message);
     case 'ERR_CHECKPOINT':
       return new CheckpointError(message);
     case 'ERR_NON_FINITE':

@@ -7,11 +7,17 @@ namespace diffpo {
 
 struct Error : std::runtime_error {
   std::string code;
-  Error(std::string c, const std::string& msg) : std::runtime_error(msg), code(std::move(c)) {}
+  std::string key;  // ERR_CONFIG: the config.json key at fault
+  Error(std::string c, const std::string& msg, std::string k = "") : std::runtime_error(msg), code(std::move(c)), key(std::move(k)) {}
 };
 
 inline void require(bool ok, const char* code, const std::string& msg) {
   if (!ok) throw Error(code, msg);
+}
+
+// A config check: ERR_CONFIG naming the key.
+inline void require_config(bool ok, const char* key, const std::string& msg) {
+  if (!ok) throw Error("ERR_CONFIG", std::string("config.") + key + " " + msg, key);
 }
 
 }  // namespace diffpo

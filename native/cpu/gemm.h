@@ -23,7 +23,5 @@ void sgemm_portable(int M, int N, int K, MatView A, MatView B, float* C, long ld
 
 const char* gemm_kernel_name();
 
-// Measures this machine's FP32 FMA peak with a register-only FMA loop (GFLOP/s on `threads` threads).
-double measure_fma_peak_gflops(int threads, double seconds);
 
 }  // namespace diffpo

@@ -1,0 +1,95 @@
+// The engine's narrow interface: optimizer state owned by each optimizer, derived seeds, extras, and
+// structured errors from the native core.
+import native from 'diffpo/native';
+import { describe, expect, it } from 'vitest';
+
+import { AdamW, deriveSeed, DiffusionLM, InvalidArgumentError, resolveConfig, ThresholdHead } from 'diffpo';
+
+import { TINY } from './helpers/copy-task.js';
+
+async function withGradients(model: DiffusionLM): Promise<void> {
+  await model.zeroGrad();
+  const tokens = Int32Array.from({ length: 8 }, (_, i) => i + 1);
+  await model.maskedDiffusionLoss({ tokens, batch: 1, seqLen: 8, normalization: 'pretrain', seed: 1 }, { backward: true });
+}
+
+describe('optimizer state', () => {
+  it('each AdamW owns its moments: a second optimizer on the same model starts from zero', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 1 });
+    const a = new AdamW(model, { lr: 1e-3 });
+    await withGradients(model);
+    await a.step();
+    const b = new AdamW(model, { lr: 1e-3 });
+    expect(a.state().m.some((x) => x !== 0)).toBe(true);
+    expect(b.state().m.every((x) => x === 0) && b.state().v.every((x) => x === 0)).toBe(true);
+    // b's first step is a bias-corrected step from zero moments: |update| = lr wherever the gradient is not tiny
+    const before = Float32Array.from(model.parameters().get('model.transformer.ln_f.weight')!);
+    const aMoments = a.state();
+    await b.step();
+    const after = model.parameters().get('model.transformer.ln_f.weight')!;
+    const g = model.gradients().get('model.transformer.ln_f.weight')!;
+    const big = [...g.keys()].filter((i) => Math.abs(g[i]!) > 1e-3);
+    expect(big.length).toBeGreaterThan(10);
+    for (const i of big) expect(Math.abs(after[i]! - before[i]!)).toBeCloseTo(1e-3, 5);
+    // a's moments did not move with b's step
+    expect(a.state().m).toEqual(aMoments.m);
+    expect(b.state().m).not.toEqual(aMoments.m);
+    model.dispose();
+  });
+
+  it("the native update refuses buffers that are not this model's moments", async () => {
+    const model = DiffusionLM.create(TINY, { seed: 1 });
+    const other = DiffusionLM.create(TINY, { seed: 2 });
+    await withGradients(model);
+    const n = model.numParameters;
+    const update = { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, gradScale: 1, t: 1, maxGradNorm: 0 };
+    await expect(model.adamwStep({ m: new Float32Array(n), v: new Float32Array(n) }, update)).rejects.toThrow(/newMoments/);
+    await expect(model.adamwStep(other.createMoments(), update)).rejects.toThrow(/this model's newMoments/);
+    const mine = model.createMoments();
+    await expect(model.adamwStep({ m: mine.m, v: mine.m }, update)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(await model.adamwStep(mine, update)).toBeGreaterThan(0);
+    model.dispose();
+    other.dispose();
+  });
+});
+
+describe('deriveSeed', () => {
+  it('is deterministic, a non-negative safe integer, and distinct across seeds, purposes, steps and iterations', () => {
+    expect(deriveSeed(3, 'rollout', 7)).toBe(deriveSeed(3, 'rollout', 7));
+    const seen = new Set<number>();
+    for (const seed of [0, 1, 2, 2 ** 40])
+      for (const purpose of ['sft-masks', 'rollout', 'estimator'] as const)
+        for (let step = 0; step < 300; step++)
+          for (let it = 0; it < 3; it++) {
+            const s = deriveSeed(seed, purpose, step, it);
+            expect(Number.isSafeInteger(s) && s >= 0).toBe(true);
+            seen.add(s);
+          }
+    expect(seen.size).toBe(4 * 3 * 300 * 3);
+  });
+});
+
+describe('extras and errors', () => {
+  it('a sampler head must read d_model features', () => {
+    const model = DiffusionLM.create(TINY, { seed: 1 });
+    expect(() => (model.samplerHead = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model + 1 }))).toThrow(/reads 65 features but d_model is 64/);
+    const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model });
+    model.samplerHead = head;
+    expect(model.samplerHead).toBe(head);
+    model.samplerHead = null;
+    expect(model.samplerHead).toBeNull();
+    model.dispose();
+  });
+
+  it('native config errors carry the key at fault', () => {
+    const cfg = { ...resolveConfig(TINY), n_kv_heads: 3 };
+    try {
+      new native.NativeModel(cfg, 1, 'cpu');
+      expect.unreachable();
+    } catch (err) {
+      expect((err as { code: string; key: string }).code).toBe('ERR_CONFIG');
+      expect((err as { key: string }).key).toBe('n_kv_heads');
+      expect((err as Error).message).toBe('config.n_kv_heads must divide n_heads');
+    }
+  });
+});

@@ -1,0 +1,33 @@
+// The test addon (build/Release/diffpo_testing.node, native/testing_bindings.cc): self-checks that the
+// product addon does not ship.
+import { createRequire } from 'node:module';
+
+import type { NativeConfig } from 'diffpo/native';
+
+export interface CheckResult {
+  forward: number;
+  backward: Record<string, number>;
+  referenceBackward: Record<string, number>;
+}
+
+export interface NativeTesting {
+  opCheckNames(): string[];
+  opCheck(op: string, seed: number): CheckResult;
+  modelCheck(config: NativeConfig, seed: number): CheckResult;
+  referenceLogProbs(
+    config: NativeConfig,
+    params: Float64Array,
+    ids: Int32Array,
+    keymask: Uint8Array | null,
+    positions: Int32Array | null,
+    batch: number,
+    seqLen: number,
+    rows: Int32Array,
+    targets: Int32Array,
+  ): Float64Array;
+  gemmBench(m: number, n: number, k: number, threads: number, reps: number, kernel: 'auto' | 'portable'): number;
+  fmaPeak(threads: number, seconds: number): number;
+  gemmKernel: string;
+}
+
+export const testing = createRequire(import.meta.url)('../../build/Release/diffpo_testing.node') as NativeTesting;
