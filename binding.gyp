@@ -42,7 +42,7 @@
         {
           "target_name": "diffpo_testing",
           "dependencies": ["diffpo_core"],
-          "sources": ["native/testing_bindings.cc", "native/testing.cc"],
+          "sources": ["native/testing_bindings.cc", "native/testing.cc", "native/op_cases.cc"],
           "ldflags": ["-pthread"]
         }
       ]

@@ -10,13 +10,16 @@
 namespace diffpo {
 
 struct CheckResult {
-  double forward_error = 0;                     // fast vs double reference, normalised max error
+  double forward_error = 0;                     // every output, fast vs float64 reference, normalised max error
   std::map<std::string, double> backward_error;  // fast backward vs finite differences, per input
   std::map<std::string, double> reference_backward_error;  // the reference backward vs finite differences
 };
 
+// The op case table's names (native/op_cases.h), and "gemm": the CPU's GEMM kernels on every transpose.
 std::vector<std::string> op_check_names();
-CheckResult op_check(const std::string& op, uint64_t seed);
+// The op-list methods a case calls.
+std::vector<std::string> op_case_covers(const std::string& name);
+CheckResult op_check(const std::string& name, uint64_t seed);
 
 // A tiny model: fast-backend logits and gradients against a double-precision reference model built from
 // the reference loops, with finite differences over every parameter.

@@ -31,6 +31,16 @@ Napi::Value OpCheckNames(const Napi::CallbackInfo& info) {
   return arr;
 }
 
+Napi::Value OpCaseCovers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&] {
+    auto covers = op_case_covers(info[0].As<Napi::String>().Utf8Value());
+    Napi::Array arr = Napi::Array::New(env, covers.size());
+    for (size_t i = 0; i < covers.size(); i++) arr.Set((uint32_t)i, covers[i]);
+    return arr;
+  });
+}
+
 Napi::Value OpCheck(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&] {
@@ -97,6 +107,7 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opCheckNames", Napi::Function::New(env, OpCheckNames));
+  exports.Set("opCaseCovers", Napi::Function::New(env, OpCaseCovers));
   exports.Set("opCheck", Napi::Function::New(env, OpCheck));
   exports.Set("modelCheck", Napi::Function::New(env, ModelCheck));
   exports.Set("gemmBench", Napi::Function::New(env, GemmBench));

@@ -31,9 +31,8 @@ describe('optimizer state', () => {
     const big = [...g.keys()].filter((i) => Math.abs(g[i]!) > 1e-3);
     expect(big.length).toBeGreaterThan(10);
     for (const i of big) expect(Math.abs(after[i]! - before[i]!)).toBeCloseTo(1e-3, 5);
-    // a's moments did not move with b's step
+    // a's moments did not move with b's step (shared moments would now hold 0.19 g instead of 0.1 g)
     expect(a.state().m).toEqual(aMoments.m);
-    expect(b.state().m).not.toEqual(aMoments.m);
     model.dispose();
   });
 

@@ -11,7 +11,10 @@ export interface CheckResult {
 }
 
 export interface NativeTesting {
+  /** The op case table's names, and 'gemm' (the CPU GEMM kernels). */
   opCheckNames(): string[];
+  /** The op-list methods a case calls. */
+  opCaseCovers(name: string): string[];
   opCheck(op: string, seed: number): CheckResult;
   modelCheck(config: NativeConfig, seed: number): CheckResult;
   referenceLogProbs(
