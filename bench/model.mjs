@@ -7,13 +7,13 @@
 // back (interleaved) and the tables report medians.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
 import { AdamW, DiffusionLM, presetConfig } from 'diffpo';
-import { createRequire } from 'node:module';
 
 // the GEMM and FMA-peak benchmarks live in the test addon, which the package does not ship
 const native = createRequire(import.meta.url)('../build/Release/diffpo_testing.node');

@@ -26,8 +26,11 @@ export interface NativeAdamWStep {
   beta2: number;
   eps: number;
   weightDecay: number;
+  /** Gradients are multiplied by this first (accumulation). */
   gradScale: number;
+  /** 1-based step, for bias correction. */
   t: number;
+  /** Clip the global gradient norm to this; 0 disables clipping. */
   maxGradNorm: number;
 }
 export interface NativeTensorRead {

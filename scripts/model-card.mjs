@@ -42,7 +42,7 @@ ${command}
 \`\`\`
 
 Evaluated with \`npx diffpo eval --model models/${taskName}-base --task ${taskName}\` (and \`--threshold\` /
-\`--steps ${genLength}\` for the other rows) on ${task.testSetFile ? `the external test set \`shared/benchmarks/${task.testSetFile}\` (${test.length} items)` : `its fixed held-out set of ${test.length} generated items (\`getTask('${taskName}').heldOut()\`, never in a training stream; this task has no external test set)`};
+\`--steps ${genLength}\` for the other rows) on ${task.testSetFile ? `the external test set \`data/${task.testSetFile}\` (${test.length} items)` : `its fixed held-out set of ${test.length} generated items (\`getTask('${taskName}').heldOut()\`, never in a training stream; this task has no external test set)`};
 ${genLength} tokens generated per item (the response and its EOS padding), one block:
 
 | decoding | accuracy (all) | accuracy (first 256) | mean reward | mean NFE |

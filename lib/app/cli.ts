@@ -10,7 +10,7 @@ import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.j
 import type { BackendName } from '../engine/backend.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { findBenchmarksDir, getTask, loadTestSet, type TaskName } from '../tasks/index.js';
+import { getTask, loadTestSet, type TaskName } from '../tasks/index.js';
 import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
@@ -282,7 +282,7 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const steps = v.steps as number;
   const out = v.out as string;
   // every task's evaluation items stay out of training; periodic evaluation uses the first task's
-  const tests = await Promise.all(tasks.map(async (t) => ((t.testSetFile && findBenchmarksDir()) || t.heldOut ? await loadTestSet(t) : [])));
+  const tests = await Promise.all(tasks.map(async (t) => (t.testSetFile || t.heldOut ? await loadTestSet(t) : [])));
   const trainer = Object.fromEntries(Object.keys(SFT_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<SftOptions>;
   const options: SftOptions = {
     ...trainer,

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 
-import type { NativeDecoderOptions, NativeModel, NativeTensorSpec } from 'diffpo/native';
+import type { NativeAdamWStep, NativeDecoderOptions, NativeModel, NativeTensorSpec } from 'diffpo/native';
 
 import { resolveBackend, type BackendName } from './backend.js';
 import { positiveInt } from '../core/checks.js';
@@ -90,19 +90,7 @@ export interface OptimizerMoments {
 }
 
 /** One AdamW update's hyperparameters (see training/optimizer.ts). */
-export interface AdamWUpdate {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Gradients are multiplied by this first (accumulation). */
-  gradScale: number;
-  /** 1-based step, for bias correction. */
-  t: number;
-  /** Clip the global gradient norm to this; 0 disables clipping. */
-  maxGradNorm: number;
-}
+export type AdamWUpdate = NativeAdamWStep;
 
 /**
  * A masked-diffusion language model with LLaDA's architecture, running on the native core.

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+
+import data from 'diffpo/data';
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { arithTask } from './arith.js';
@@ -30,26 +31,12 @@ export function getTask(name: TaskName): Task<unknown> {
   }
 }
 
-/** The shared/benchmarks folder beside the repository, found from the working directory upwards. */
-export function findBenchmarksDir(from = process.cwd()): string | null {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const candidate = join(dir, '..', 'shared', 'benchmarks');
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) return null;
-  }
-}
-
 /**
- * Items of a test set: the given file, or the task's external test set in shared/benchmarks/, or
- * (for a task without one, like arith) its fixed generated held-out set.
+ * Items of a test set: the given file, or the task's external test set (shipped in the package's
+ * data/ folder), or (for a task without one, like arith) its fixed generated held-out set.
  */
 export async function loadTestSet<Item>(task: Task<Item>, file?: string): Promise<Item[]> {
-  let path = file;
-  if (!path && !task.testSetFile && task.heldOut) return task.heldOut();
-  if (!path) {
-    const dir = findBenchmarksDir();
-    if (!task.testSetFile || !dir) throw new InvalidArgumentError(`no test set file given and none found for task '${task.name}' (looked for ../shared/benchmarks/)`);
-    path = join(dir, task.testSetFile);
-  }
-  return task.parseTestSet(await readFile(path, 'utf8'));
+  if (!file && !task.testSetFile && task.heldOut) return task.heldOut();
+  if (!file && !task.testSetFile) throw new InvalidArgumentError(`task '${task.name}' has no test set of its own: give a file`);
+  return task.parseTestSet(await readFile(file ?? join(data.dir, task.testSetFile!), 'utf8'));
 }

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 
 /**
- * A reasoning task with exact verification (ALGORITHMS.md §7): a seeded generator, a text format
+ * A reasoning task with exact verification (docs/rewards.md): a seeded generator, a text format
  * over the shared character vocabulary, the reward and the accuracy metric, and a parser for its
  * external test-set format.
  */
@@ -14,7 +14,7 @@ export interface Task<Item> {
   prompt(item: Item): string;
   /** A reference response text (the answer the model is trained to write; no EOS). */
   response(item: Item): string;
-  /** The reward of §7 for a completion's text (everything the model wrote before EOS). */
+  /** The reward of a completion's text (everything the model wrote before EOS); see docs/rewards.md. */
   reward(item: Item, completion: string): number;
   /** Whether the completion solves the item (the accuracy metric). */
   correct(item: Item, completion: string): boolean;
@@ -22,7 +22,7 @@ export interface Task<Item> {
   key(item: Item): string;
   /** Items of a file in the task's external test-set format. */
   parseTestSet(text: string): Item[];
-  /** File name of the task's external test set in shared/benchmarks/, if it has one. */
+  /** File name of the task's external test set in the package's data/ folder, if it has one. */
   readonly testSetFile?: string;
   /** For a task without an external test set: a fixed generated evaluation set (from its own seed). */
   heldOut?(): Item[];

@@ -1,7 +1,6 @@
 // The CUDA backend's harness, without Node.js: every case of the op table (native/op_cases.h) against the
-// CPU backend by normalised max error
-// (forward and backward, bf16 and fp32 GEMMs), a whole-model forward/backward, the decoding step and a
-// decoding run, then a timing table at LLaDA-8B's shapes. `gpu_check --self-test` runs the same parity
+// CPU backend by normalised max error (forward and backward, bf16 and fp32 GEMMs), a whole-model
+// forward/backward, the decoding step and a decoding run, then a timing table at LLaDA-8B's shapes. `gpu_check --self-test` runs the same parity
 // checks with the reference loops in place of the GPU, so the harness itself is tested on any machine.
 // Usage: gpu_check [--self-test] [--out FILE.md] [--skip-timing] [--gen N]
 #include <algorithm>

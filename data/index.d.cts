@@ -1,0 +1,2 @@
+/** The folder of the shipped external test sets. */
+export declare const dir: string;
