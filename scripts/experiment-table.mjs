@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { CharTokenizer, DiffusionLM, getTask, loadTestSet, paretoSvg, paretoSweep } from '../dist/esm/index.js';
+import { DiffusionLM, getTask, loadTestSet, paretoSvg, paretoSweep, readModelFolder } from '../dist/esm/index.js';
 
 // A finer threshold grid than the runs' own sweeps, for the frontier the learned threshold is judged
 // against (computed once per checkpoint and cached beside it).
@@ -14,8 +14,7 @@ async function fineSweep(dir, taskName, cache = join(dir, 'fine-sweep.json')) {
   if (existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8'));
   const task = getTask(taskName);
   const model = await DiffusionLM.fromPretrained(dir);
-  const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
-  const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
+  const { tokenizer, genLength } = await readModelFolder(dir);
   const points = await paretoSweep(model, task, { items: await loadTestSet(task), tokenizer, genLength, thresholds: FINE });
   model.dispose();
   writeFileSync(cache, JSON.stringify(points));

@@ -2,17 +2,16 @@
 // and its accuracy, mean reward and mean NFE on the external test set (all rows and the first 256)
 // with threshold decoding at several thresholds and with one token per step.
 // Usage: node scripts/model-card.mjs TASK TRAIN_SECONDS "COMMAND"
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { CharTokenizer, DiffusionLM, evaluate, getTask, loadTestSet } from 'diffpo';
+import { DiffusionLM, evaluate, getTask, loadTestSet, readModelFolder } from 'diffpo';
 
 const [taskName, seconds, command] = process.argv.slice(2);
 const dir = new URL(`../models/${taskName}-base/`, import.meta.url).pathname;
 const task = getTask(taskName);
 const model = await DiffusionLM.fromPretrained(dir);
-const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
-const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
+const { tokenizer, genLength } = await readModelFolder(dir);
 const test = await loadTestSet(task); // the external test set, or the task's fixed held-out set
 const strategies = [
   ['threshold 0.9', { kind: 'threshold', threshold: 0.9 }],

@@ -1,4 +1,5 @@
 import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { leftPad } from '../core/left-pad.js';
 import type { Rng } from '../core/rng.js';
 import { EXTRA_TENSOR_PREFIX, readCheckpointTensors, readExtraTensors, type ExtraTensor } from '../engine/checkpoint.js';
 import type { DiffusionLM } from '../engine/model.js';
@@ -40,20 +41,8 @@ export class ThresholdHead {
 
   /** Mean-pooled final hidden states of each prompt (one forward, prompts left-padded). */
   static async features(model: DiffusionLM, prompts: Int32Array[], signal?: AbortSignal): Promise<Float64Array[]> {
-    const P = Math.max(...prompts.map((p) => p.length));
-    const B = prompts.length,
-      D = model.config.d_model;
-    const tokens = new Int32Array(B * P),
-      attentionMask = new Uint8Array(B * P),
-      positions = new Int32Array(B * P);
-    prompts.forEach((p, b) => {
-      const pad = P - p.length;
-      for (let t = 0; t < P; t++) {
-        attentionMask[b * P + t] = t >= pad ? 1 : 0;
-        positions[b * P + t] = Math.max(0, t - pad);
-        tokens[b * P + t] = t >= pad ? p[t - pad]! : 0;
-      }
-    });
+    const { tokens, attentionMask, positions, batch: B, seqLen: P } = leftPad(prompts);
+    const D = model.config.d_model;
     const h = await model.hiddenStates(tokens, { batch: B, seqLen: P, attentionMask, positions, signal });
     return prompts.map((p, b) => {
       const f = new Float64Array(D);

@@ -1,4 +1,6 @@
+import { positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { leftPad } from '../core/left-pad.js';
 import type { DiffusionLM } from '../engine/model.js';
 import { Rng } from '../core/rng.js';
 
@@ -118,7 +120,7 @@ export function planEstimate(model: DiffusionLM, batch: CompletionBatch, options
     }
     case 'trajectory': {
       const shrink = options.shrink ?? 1;
-      if (!(Number.isInteger(shrink) && shrink >= 1)) throw new InvalidArgumentError(`shrink = ${shrink} must be a positive integer`);
+      positiveInt('shrink', shrink);
       for (let b = 0; b < B; b++) {
         const s = steps(b);
         const distinct = [...new Set(s)].sort((x, y) => x - y);
@@ -134,7 +136,7 @@ export function planEstimate(model: DiffusionLM, batch: CompletionBatch, options
     }
     case 'elbo': {
       const samples = options.mcSamples ?? 1;
-      if (!(Number.isInteger(samples) && samples >= 1)) throw new InvalidArgumentError(`mcSamples = ${samples} must be a positive integer`);
+      positiveInt('mcSamples', samples);
       if (options.masks && (!(options.masks instanceof Uint8Array) || options.masks.length !== samples * B * L))
         throw new InvalidArgumentError(`masks must be a Uint8Array of length mcSamples * batch * genLength (${samples * B * L})`);
       for (let k = 0; k < samples; k++)
@@ -186,22 +188,16 @@ export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxToke
   const out: PassBatch[] = [];
   for (let start = 0; start < plan.passes.length; start += rowsPerForward) {
     const group = plan.passes.slice(start, start + rowsPerForward);
-    const R = group.length;
-    const tokens = new Int32Array(R * T),
-      attentionMask = new Uint8Array(R * T),
-      positions = new Int32Array(R * T);
+    const { tokens, attentionMask, positions } = leftPad(
+      group.map((p) => p.prompt),
+      group.map((p) => p.canvas),
+      { prefixLength: P, suffixLength: L },
+    );
     const rows: number[] = [],
       targets: number[] = [],
       slots: number[] = [],
       factors: number[] = [];
     group.forEach((pass, r) => {
-      const pad = P - pass.prompt.length;
-      for (let t = 0; t < T; t++) {
-        const i = r * T + t;
-        attentionMask[i] = t >= pad ? 1 : 0;
-        positions[i] = Math.max(0, t - pad);
-        tokens[i] = t < pad ? 0 : t < P ? pass.prompt[t - pad]! : pass.canvas[t - P]!;
-      }
       for (const g of pass.scored) {
         rows.push(r * T + P + g);
         targets.push(batch.completions[pass.sequence * L + g]!);
@@ -209,7 +205,7 @@ export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxToke
         factors.push(pass.factor);
       }
     });
-    out.push({ tokens, attentionMask, positions, batch: R, seqLen: T, rows: Int32Array.from(rows), targets: Int32Array.from(targets), slots: Int32Array.from(slots), factors: Float32Array.from(factors) });
+    out.push({ tokens, attentionMask, positions, batch: group.length, seqLen: T, rows: Int32Array.from(rows), targets: Int32Array.from(targets), slots: Int32Array.from(slots), factors: Float32Array.from(factors) });
   }
   return out;
 }

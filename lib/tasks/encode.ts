@@ -1,3 +1,4 @@
+import { leftPad } from '../core/left-pad.js';
 import type { CharTokenizer } from './tokenizer.js';
 import type { Task } from './task.js';
 
@@ -24,24 +25,9 @@ export function encodeSftBatch<Item>(task: Task<Item>, items: Item[], tokenizer:
 /** encodeSftBatch for items of several tasks (a multi-task batch): each row uses its own task's format. */
 export function encodeSftPairs(pairs: { task: Task<unknown>; item: unknown }[], tokenizer: CharTokenizer, responseLength: number): EncodedBatch {
   const prompts = pairs.map(({ task, item }) => tokenizer.encode(task.prompt(item)));
-  const P = Math.max(...prompts.map((p) => p.length));
-  const T = P + responseLength;
-  const B = pairs.length;
-  const tokens = new Int32Array(B * T),
-    attentionMask = new Uint8Array(B * T),
-    positions = new Int32Array(B * T);
-  pairs.forEach(({ task, item }, b) => {
-    const prompt = prompts[b]!;
-    const response = tokenizer.encode(task.response(item)).subarray(0, responseLength);
-    const pad = P - prompt.length;
-    for (let t = 0; t < T; t++) {
-      const i = b * T + t;
-      attentionMask[i] = t >= pad ? 1 : 0;
-      positions[i] = Math.max(0, t - pad);
-      tokens[i] = t < pad ? tokenizer.eosId : t < P ? prompt[t - pad]! : t - P < response.length ? response[t - P]! : tokenizer.eosId;
-    }
-  });
-  return { tokens, attentionMask, positions, batch: B, seqLen: T, promptLength: P };
+  const responses = pairs.map(({ task, item }) => tokenizer.encode(task.response(item)).subarray(0, responseLength));
+  const { prefixLength, ...batch } = leftPad(prompts, responses, { padId: tokenizer.eosId, suffixLength: responseLength });
+  return { ...batch, promptLength: prefixLength };
 }
 
 /** Longest response of `samples` generated items, plus one for EOS. */

@@ -73,8 +73,6 @@ void expect(const std::string& what, double err, double tol) {
   report("| %s | %.2e | %.0e | %s |\n", what.c_str(), err, tol, ok ? "ok" : "FAIL");
 }
 
-// Runs `op` on the CPU backend (host arrays) and on the device backend (its memory), then compares
-// every output array. `op(backend, arrays)` may modify any array; outputs are the listed indices.
 // Runs one check; an exception (a CUDA error, an unsupported shape) fails it and the run goes on, so
 // one bad kernel does not hide the state of the others.
 void guarded(const std::string& name, const std::function<void()>& f) {
