@@ -74,8 +74,12 @@ describe('CLI', () => {
     expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
     expect(r.stdout).toContain(`report: ${join(out, 'report.html')}`);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
-    expect(html.match(/<svg/g)!.length).toBe(2); // the frontier and the per-step curves
-    expect(html.match(/<polyline/g)!.length).toBe(2 + 3); // before/after curves; reward, accuracy, NFE
+    expect(html.match(/<svg/g)!.length).toBe(3); // the frontier, the per-step curves, the KL
+    expect(html.match(/<polyline/g)!.length).toBe(2 + 4 + 1); // before/after; reward, accuracy, NFE, zero-variance groups; KL
+    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
+    expect(html).toContain('<a href="metrics.jsonl">');
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (const m of metrics) expect(m.zeroVariance >= 0 && m.zeroVariance <= 1).toBe(true);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| before RL \| one token per step \| [\d.]+ \| [\d.]+ \| 17.00 \|/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
     const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');

@@ -4,11 +4,18 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, InvalidArgumentError, Rng, SftTrainer, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type Task } from 'diffpo';
+import { AbortError, DiffpoTrainer, DiffusionLM, evaluate, groupAdvantages, zeroVarianceFraction, InvalidArgumentError, Rng, SftTrainer, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type Task } from 'diffpo';
 
 import { copy4, reverse4, TINY } from './helpers/copy-task.js';
 
 describe('DiffpoTrainer', () => {
+  it('the zero-variance fraction counts the groups whose rewards are all equal', () => {
+    expect(zeroVarianceFraction([1, 1, 1, 0, 1, 1, 0.5, 0.5, 0.5], 3)).toBeCloseTo(2 / 3);
+    expect(zeroVarianceFraction([0, 0, 1, 1], 2)).toBe(1);
+    expect(zeroVarianceFraction([0, 1, 1, 0], 2)).toBe(0);
+    expect(zeroVarianceFraction([0.1, 0.1, 0.1, 0.10000001], 4)).toBe(0);
+  });
+
   it('group-relative advantages: r - mean, or (r - mean) / std', () => {
     expect(Array.from(groupAdvantages([1, 0, 0, 1, 0.5, 0.5], 2))).toEqual([0.5, -0.5, -0.5, 0.5, 0, 0]);
     const a = groupAdvantages([3, 1, 2], 3, 'mean-std');

@@ -56,8 +56,8 @@ describe('countdown reward (edge cases by hand, checked against Python 3.11 eval
   const item = { numbers: [30, 100, 93], target: 23 };
   it.each([
     ['30-(100-93)', 1, 'right'],
-    ['', 0, 'no answer'],
-    [' \t\n', 0, 'only whitespace: no answer'],
+    ['', 0.1, 'an empty answer: d1 finds "" between its tags, a wrong answer'],
+    [' \t\n', 0.1, 'only whitespace: empty once stripped'],
     ['\x1c30-(100-93)\x1f', 1, 'Python strips U+001C..U+001F'],
     ['100-(93-30)', 0.1, 'wrong value'],
     ['3 0-(100-93)', 0.1, 'whitespace splits a number'],
@@ -80,6 +80,10 @@ describe('countdown reward (edge cases by hand, checked against Python 3.11 eval
     ['30-(100-93)=23', 0.1, 'other characters'],
   ])('%j scores %s (%s)', (text, reward) => {
     expect(countdownReward(item, text)).toBe(reward);
+  });
+
+  it('no answer at all (no answer tags in d1, no # in our format) scores 0', () => {
+    expect(countdownReward(item, null)).toBe(0);
   });
 
   it('divides as Python: exact through fractions, tolerance 1e-5, a division by zero is invalid even when its result is not used', () => {

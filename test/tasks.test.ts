@@ -8,6 +8,7 @@ import {
   arithTask,
   CharTokenizer,
   countdown3Task,
+  countdownTask,
   countSudoku4Solutions,
   evaluateExpression,
   getTask,
@@ -39,6 +40,26 @@ describe('sudoku4', () => {
       expect([...p].filter((c) => c === '0').length).toBe(empty);
       expect(countSudoku4Solutions(p)).toBe(1);
     }
+  });
+
+  it('a range of empty cells draws each puzzle\'s count uniformly (and keeps every puzzle unique)', () => {
+    const mixed = sudoku4Task({ empty: [4, 12] });
+    const rng = new Rng(11);
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 900; i++) {
+      const p = mixed.generate(rng).puzzle;
+      const k = [...p].filter((c) => c === '0').length;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+      if (i < 100) expect(countSudoku4Solutions(p)).toBe(1);
+    }
+    expect([...counts.keys()].sort((a, b) => a - b)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(60); // 100 expected each
+    // a one-value range draws nothing: the default stream is what it always was
+    const a = new Rng(3),
+      b = new Rng(3);
+    expect(sudoku4Task({ empty: [8, 8] }).generate(a)).toEqual(sudoku4Task().generate(b));
+    expect(() => sudoku4Task({ empty: [0, 4] })).toThrow(/empty = \[0,4\]/);
+    expect(() => sudoku4Task({ empty: 13 })).toThrow(/empty = 13/);
   });
 
   it('rewards the fraction of empty cells filled correctly (digits padded/truncated to 16)', () => {
@@ -84,22 +105,48 @@ describe('countdown3', () => {
     }
   });
 
-  it("rewards as d1: 1 for a right expression, 0.1 for a wrong or malformed one, 0 for none", () => {
-    const item = { numbers: [30, 100, 93] as [number, number, number], target: 23 };
-    expect(task.reward(item, '100-(93-30)')).toBeCloseTo(0.1); // = 37
-    expect(task.reward(item, '30-(100-93)')).toBe(1);
-    expect(task.reward(item, ' 30 - ( 100 - 93 ) ')).toBe(1);
+  it("rewards as d1 the expression after the last '#': 1 right, 0.1 wrong or malformed (or empty), 0 without one", () => {
+    const item = { numbers: [30, 100, 93], target: 23 };
+    expect(task.reward(item, '100-93=7;30-7=23#100-(93-30)')).toBeCloseTo(0.1); // = 37
+    expect(task.reward(item, '100-93=7;30-7=23#30-(100-93)')).toBe(1);
+    expect(task.reward(item, 'any steps at all#30-(100-93)')).toBe(1); // the steps are not scored (d1)
+    expect(task.reward(item, '#1#30-(100-93)')).toBe(1); // the last '#'
+    expect(task.reward(item, '# 30 - ( 100 - 93 ) ')).toBe(1);
+    expect(task.reward(item, '30-(100-93)')).toBe(0); // no '#': no answer
     expect(task.reward(item, '')).toBe(0);
-    expect(task.reward(item, '   ')).toBe(0);
-    expect(task.reward(item, '30-(100-93)=23')).toBeCloseTo(0.1); // other characters
-    expect(task.reward(item, 'x+1')).toBeCloseTo(0.1);
-    expect(task.reward(item, '30-(100-100)')).toBeCloseTo(0.1); // a number reused, one missing
-    expect(task.reward(item, '30-7')).toBeCloseTo(0.1); // other numbers
-    expect(task.reward(item, '93/(100-100)+30')).toBeCloseTo(0.1); // division by zero
-    expect(task.reward(item, '((30-100)+93')).toBeCloseTo(0.1); // does not parse
-    const frac = { numbers: [7, 2, 4] as [number, number, number], target: 14 };
-    expect(task.reward(frac, '7/2*4')).toBe(1); // exact through a fraction
-    expect(task.correct(item, '30-(100-93)')).toBe(true);
+    expect(task.reward(item, '#')).toBeCloseTo(0.1); // d1: an empty answer between its tags is a wrong answer
+    expect(task.reward(item, '#   ')).toBeCloseTo(0.1);
+    expect(task.reward(item, '#30-(100-93)=23')).toBeCloseTo(0.1); // other characters
+    expect(task.reward(item, '#30-(100-100)')).toBeCloseTo(0.1); // a number reused, one missing
+    expect(task.reward(item, '#93/(100-100)+30')).toBeCloseTo(0.1); // division by zero
+    const frac = { numbers: [7, 2, 4], target: 14 };
+    expect(task.reward(frac, '#7/2*4')).toBe(1); // exact through a fraction
+    expect(task.correct(item, '#30-(100-93)')).toBe(true);
+    expect(task.correct(item, '#30-(100-92)')).toBe(false);
+  });
+
+  it('writes its intermediate results before the expression; a numbers knob makes 4-number and mixed tasks', () => {
+    const rng = new Rng(5);
+    const item = task.generate(rng);
+    expect(task.response(item)).toMatch(/^-?\d+[+\-*/]-?\d+=-?\d+;-?\d+[+\-*/]-?\d+=-?\d+#[\d+\-*/()]+$/);
+    // each step's result is what its expression says, and the last is the target
+    for (const step of item.steps!) {
+      const [lhs, value] = step.split('=');
+      expect(Number(evaluateExpression(lhs!)!.value), step).toBe(Number(value));
+    }
+    expect(Number(item.steps!.at(-1)!.split('=')[1])).toBe(item.target);
+    const four = countdownTask({ numbers: 4 });
+    expect(four.name).toBe('countdown4');
+    const mixed = countdownTask({ numbers: [3, 4] });
+    const sizes = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      const x = mixed.generate(rng);
+      sizes.add(x.numbers.length);
+      expect(x.steps!.length).toBe(x.numbers.length - 1);
+      expect(mixed.reward(x, mixed.response(x))).toBe(1);
+    }
+    expect([...sizes].sort()).toEqual([3, 4]);
+    expect(() => countdownTask({ numbers: [4, 3] })).toThrow(/numbers = \[4,3\] must be an integer in \[2, 6\] or a range/);
   });
 
   it('loads the external test set (256 problems)', async () => {
@@ -123,6 +170,19 @@ describe('arith', () => {
         expect(t.reward(item, t.response(item))).toBeCloseTo(2.2);
       }
     expect(() => arithTask({ maxOperand: 0 })).toThrow(/maxOperand/);
+  });
+
+  it('a range of terms mixes chain lengths', () => {
+    const mixed = arithTask({ terms: [2, 5] });
+    const rng = new Rng(4);
+    const lengths = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      const item = mixed.generate(rng);
+      lengths.add(item.steps.length + 1);
+      expect(mixed.reward(item, mixed.response(item))).toBeCloseTo(2.2);
+    }
+    expect([...lengths].sort()).toEqual([2, 3, 4, 5]);
+    expect(() => arithTask({ terms: [1, 3] })).toThrow(/terms = \[1,3\]/);
   });
 
   it('has a fixed held-out evaluation set that training streams never emit', async () => {

@@ -39,7 +39,7 @@ export function stepsSvg(title: string, series: { name: string; color: string; v
 }
 
 /** The figures and tables of a run: Markdown (with the SVGs as files beside it) and one self-contained HTML page. */
-export function runReport(r: RunReportInput): { markdown: string; html: string; paretoSvg: string; stepsSvg: string } {
+export function runReport(r: RunReportInput): { markdown: string; html: string; paretoSvg: string; stepsSvg: string; klSvg: string } {
   const pareto = paretoSvg(
     [
       { name: 'before RL', points: r.before },
@@ -53,7 +53,9 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
     { name: 'mean reward', color: '#1f77b4', values: m.map((i) => i.meanReward) },
     { name: 'accuracy', color: '#2ca02c', values: m.map((i) => i.accuracy) },
     { name: 'mean NFE / max', color: '#d62728', values: m.map((i) => i.meanNfe / Math.max(...m.map((j) => j.meanNfe))) },
+    { name: 'zero-variance groups', color: '#7f7f7f', values: m.map((i) => i.zeroVariance ?? NaN) },
   ]);
+  const kl = stepsSvg('KL to the starting model per step', [{ name: 'mean k3 KL', color: '#9467bd', values: m.map((i) => i.klMean) }]);
   const rows = [
     ...r.before.map((p) => ['before RL', p]),
     ...r.after.map((p) => ['after RL', p]),
@@ -68,8 +70,8 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
   const time = `Time: rollouts ${sum((i) => i.seconds.rollout).toFixed(1)} s, likelihoods ${sum((i) => i.seconds.likelihood).toFixed(1)} s, updates ${sum((i) => i.seconds.update).toFixed(1)} s.`;
   const last = m[m.length - 1];
   const dist = last?.thresholdDistribution ? `Last step's sampled thresholds: ${last.thresholdDistribution.map((d) => `${d.value}: ${(100 * d.fraction).toFixed(0)}%`).join(', ')}.` : '';
-  const markdown = `# ${r.title}\n\n${r.summary}\n\n${table}\n\n![accuracy vs mean NFE](pareto.svg)\n\n![per-step metrics](steps.svg)\n\n${time} ${dist}\nPer-step metrics: metrics.jsonl.\n`;
+  const markdown = `# ${r.title}\n\n${r.summary}\n\n${table}\n\n![accuracy vs mean NFE](pareto.svg)\n\n![per-step metrics](steps.svg)\n\n![KL per step](kl.svg)\n\n${time} ${dist}\nPer-step metrics: [metrics.jsonl](metrics.jsonl).\n`;
   const htmlTable = `<table><tr><th>model</th><th>decoding</th><th>accuracy</th><th>mean reward</th><th>mean NFE</th></tr>${rows.map(([who, p]) => `<tr><td>${who}</td><td>${esc(p.label)}</td><td>${p.accuracy.toFixed(3)}</td><td>${p.meanReward.toFixed(3)}</td><td>${p.meanNfe.toFixed(2)}</td></tr>`).join('')}</table>`;
-  const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>body{font-family:sans-serif;max-width:720px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>\n<h1>${esc(r.title)}</h1>\n<p>${esc(r.summary)}</p>\n${htmlTable}\n${pareto}\n${curves}\n<p>${esc(time)} ${esc(dist)}</p>\n</body></html>\n`;
-  return { markdown, html, paretoSvg: pareto, stepsSvg: curves };
+  const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>body{font-family:sans-serif;max-width:720px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>\n<h1>${esc(r.title)}</h1>\n<p>${esc(r.summary)}</p>\n${htmlTable}\n${pareto}\n${curves}\n${kl}\n<p>${esc(time)} ${esc(dist)} Per-step metrics: <a href="metrics.jsonl">metrics.jsonl</a>.</p>\n</body></html>\n`;
+  return { markdown, html, paretoSvg: pareto, stepsSvg: curves, klSvg: kl };
 }

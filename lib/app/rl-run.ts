@@ -107,7 +107,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
         maxSeconds: o.timeBudget,
         onStep: async (i) => {
           await appendFile(metrics, JSON.stringify(i) + '\n');
-          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
+          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
     } finally {
@@ -146,6 +146,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
     await writeFile(join(out, 'report.html'), report.html);
     await writeFile(join(out, 'pareto.svg'), report.paretoSvg);
     await writeFile(join(out, 'steps.svg'), report.stepsSvg);
+    await writeFile(join(out, 'kl.svg'), report.klSvg);
     const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned };
     await writeFile(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
     return { table, report: join(out, 'report.html'), result };

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
-import type { Task } from './task.js';
+import { difficultyRange, drawIn, type Difficulty, type Task } from './task.js';
 
 /**
  * Multi-step arithmetic with a chain of thought [ours]: an expression of `terms` integers in
@@ -64,16 +64,17 @@ export function arithReward(item: ArithItem, completion: string): number {
 /** Items held out of every training stream, for tasks without an external test set. */
 const HELD_OUT_SEED = 20261129;
 
-export function arithTask(options: { terms?: number; maxOperand?: number } = {}): Task<ArithItem> {
-  const terms = options.terms ?? 3;
+/** Arithmetic with `terms` integers (3 by default; a range such as [2, 5] mixes difficulties) in 1..maxOperand. */
+export function arithTask(options: { terms?: Difficulty; maxOperand?: number } = {}): Task<ArithItem> {
+  const terms = difficultyRange('terms', options.terms ?? 3, 2, 8);
   const maxOperand = options.maxOperand ?? 9;
-  if (!Number.isInteger(terms) || terms < 2 || terms > 8) throw new InvalidArgumentError(`terms = ${terms} must be an integer in [2, 8]`);
   if (!Number.isInteger(maxOperand) || maxOperand < 1 || maxOperand > 99) throw new InvalidArgumentError(`maxOperand = ${maxOperand} must be an integer in [1, 99]`);
   return {
     name: 'arith',
     generate(rng) {
       let expression = String(1 + rng.int(maxOperand));
-      for (let t = 1; t < terms; t++) expression += '+-*'[rng.int(3)]! + String(1 + rng.int(maxOperand));
+      const n = drawIn(terms, rng);
+      for (let t = 1; t < n; t++) expression += '+-*'[rng.int(3)]! + String(1 + rng.int(maxOperand));
       return { expression, ...solveArith(expression) };
     },
     prompt: (item) => `A${item.expression}\n`,

@@ -5,15 +5,15 @@ import data from 'diffpo/data';
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { arithTask } from './arith.js';
-import { countdown3Task } from './countdown3.js';
+import { countdown3Task } from './countdown.js';
 import { sudoku4Task } from './sudoku4.js';
 import type { Task } from './task.js';
 
 export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
-export { countdown3Task, countdownReward, type Countdown3Item } from './countdown3.js';
+export { countdown3Task, countdownAnswer, countdownReward, countdownTask, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Task, sudokuReward, type Sudoku4Item } from './sudoku4.js';
-export { TaskMixture, trainingStream, type Task, type TaskItem } from './task.js';
+export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Task, type TaskItem } from './task.js';
 
 export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
 

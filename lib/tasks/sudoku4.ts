@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import type { Task } from './task.js';
+import { difficultyRange, drawIn, type Difficulty, type Task } from './task.js';
 
 /** A 4x4 Sudoku: 16 characters row-major, '0' = empty. */
 export interface Sudoku4Item {
@@ -75,10 +75,12 @@ export function sudokuReward(item: Sudoku4Item, answer: string): number {
   return holes ? right / holes : 0;
 }
 
-/** 4x4 Sudoku with `empty` empty cells (default 8, as the external test set) and a unique solution. */
-export function sudoku4Task(options: { empty?: number } = {}): Task<Sudoku4Item> {
-  const empty = options.empty ?? 8;
-  if (!Number.isInteger(empty) || empty < 1 || empty > 12) throw new InvalidArgumentError(`empty = ${empty} must be an integer in [1, 12]`);
+/**
+ * 4x4 Sudoku with a unique solution and `empty` empty cells: 8 by default, as the external test set;
+ * a range such as [4, 12] mixes difficulties (each puzzle draws its count).
+ */
+export function sudoku4Task(options: { empty?: Difficulty } = {}): Task<Sudoku4Item> {
+  const empty = difficultyRange('empty', options.empty ?? 8, 1, 12);
   return {
     name: 'sudoku4',
     testSetFile: 'sudoku4_test.csv',
@@ -99,8 +101,9 @@ export function sudoku4Task(options: { empty?: number } = {}): Task<Sudoku4Item>
         return digits[base[rr * 4 + cc]! - 1]!;
       };
       const solution = Array.from({ length: 16 }, (_, i) => cell(Math.floor(i / 4), i % 4)).join('');
+      const count = drawIn(empty, rng); // once per item: redrawing on a retry would favour easy puzzles
       for (;;) {
-        const holes = new Set(rng.shuffle([...Array(16).keys()]).slice(0, empty));
+        const holes = new Set(rng.shuffle([...Array(16).keys()]).slice(0, count));
         const puzzle = [...solution].map((d, i) => (holes.has(i) ? '0' : d)).join('');
         if (countSudoku4Solutions(puzzle) === 1) return { puzzle, solution };
       }

@@ -28,6 +28,20 @@ export interface Task<Item> {
   heldOut?(): Item[];
 }
 
+/** A difficulty knob: one value, or a range [min, max] from which each generated item draws uniformly. */
+export type Difficulty = number | readonly [number, number];
+
+/** Checks a difficulty knob against its allowed integer range, naming it; returns [min, max]. */
+export function difficultyRange(name: string, value: Difficulty, lo: number, hi: number): [number, number] {
+  const [a, b] = typeof value === 'number' ? [value, value] : Array.isArray(value) && value.length === 2 ? value : [NaN, NaN];
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < lo || b > hi || a > b)
+    throw new InvalidArgumentError(`${name} = ${JSON.stringify(value)} must be an integer in [${lo}, ${hi}] or a range [min, max] within it`);
+  return [a, b];
+}
+
+/** One draw from a range (no draw, so the RNG stream stays as it was, when the range is one value). */
+export const drawIn = ([a, b]: [number, number], rng: Rng): number => (a === b ? a : a + rng.int(b - a + 1));
+
 /** Generated items that never coincide with an item of `exclude` (keys from Task.key). */
 export function* trainingStream<Item>(task: Task<Item>, rng: Rng, exclude: ReadonlySet<string> = new Set()): Generator<Item> {
   for (;;) {

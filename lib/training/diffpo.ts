@@ -86,6 +86,8 @@ export interface DiffpoStepInfo {
   meanReward: number;
   accuracy: number;
   meanNfe: number;
+  /** The fraction of this step's groups with all rewards equal (no learning signal). */
+  zeroVariance: number;
   loss: number;
   klMean: number;
   clipFraction: number;
@@ -118,6 +120,21 @@ export interface DiffpoRollout {
 
 /** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
 export const ADVANTAGE_STD_EPS = 1e-4;
+
+/**
+ * The fraction of groups whose rewards are all equal: their advantages are all zero, so they teach the
+ * model nothing (rollouts all right or all wrong). A training distribution where this is near 1 gives
+ * RL no signal.
+ */
+export function zeroVarianceFraction(rewards: ArrayLike<number>, groupSize: number): number {
+  let flat = 0;
+  for (let g = 0; g < rewards.length; g += groupSize) {
+    let same = true;
+    for (let i = 1; i < groupSize; i++) same &&= rewards[g + i] === rewards[g];
+    if (same) flat++;
+  }
+  return flat / Math.ceil(rewards.length / groupSize);
+}
 
 /** Group-relative advantages: rewards minus their group's mean (divided by the group's std with 'mean-std'). */
 export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, mode: 'mean' | 'mean-std' = 'mean'): Float32Array {
@@ -262,6 +279,7 @@ export class DiffpoTrainer {
         step,
         steps,
         meanReward: rewards.reduce((a, x) => a + x, 0) / rewards.length,
+        zeroVariance: zeroVarianceFraction(rewards, o.groupSize),
         accuracy: r.items.filter(({ task, item }, b) => task.correct(item, texts[b]!)).length / r.items.length,
         meanNfe: r.rollout.nfe.reduce((a, n) => a + n, 0) / r.rollout.nfe.length,
         loss: res?.loss ?? 0,
