@@ -16,6 +16,26 @@ describe('DiffpoTrainer', () => {
     expect(zeroVarianceFraction([0.1, 0.1, 0.1, 0.10000001], 4)).toBe(0);
   });
 
+  it('flat groups teach nothing: left out of the loss, and a step where every group is flat leaves the weights alone', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 3 });
+    const constant: RewardFn = () => 0;
+    const zero = { ...copy4, reward: () => 0 } as Task<unknown>; // every group flat
+    const w0 = Float32Array.from(model.parameters().get('model.transformer.ln_f.weight')!);
+    const masks: Uint8Array[] = [];
+    const rl = new DiffpoTrainer({ model, task: zero, rewardFns: [constant], genLength: 5, promptsPerStep: 2, groupSize: 3, lr: 1e-3, seed: 1 });
+    const info = await rl.train({ steps: 2, onRollout: (r) => void masks.push(r.tokenMask) });
+    expect(info!.zeroVariance).toBe(1);
+    expect(masks.every((m) => m.every((x) => x === 0))).toBe(true);
+    expect(model.parameters().get('model.transformer.ln_f.weight')).toEqual(w0);
+    await rl.dispose();
+    // without dropping them, AdamW moves the weights on the KL term alone
+    const keep = new DiffpoTrainer({ model, task: zero, genLength: 5, promptsPerStep: 2, groupSize: 3, lr: 1e-3, seed: 1, dropFlatGroups: false });
+    await keep.train({ steps: 2 });
+    expect(model.parameters().get('model.transformer.ln_f.weight')).not.toEqual(w0);
+    await keep.dispose();
+    model.dispose();
+  });
+
   it('group-relative advantages: r - mean, or (r - mean) / std', () => {
     expect(Array.from(groupAdvantages([1, 0, 0, 1, 0.5, 0.5], 2))).toEqual([0.5, -0.5, -0.5, 0.5, 0, 0]);
     const a = groupAdvantages([3, 1, 2], 3, 'mean-std');
@@ -133,11 +153,18 @@ describe('DiffpoTrainer', () => {
       expect(r.rewards).toEqual(rewards);
       const adv = rewards.map((x, b) => x - rewards.slice(b - (b % G), b - (b % G) + G).reduce((a, y) => a + y, 0) / G);
       adv.forEach((a, b) => expect(r.advantages[b]).toBeCloseTo(a, 6));
-      // at the first inner iteration the ratio is exactly 1: loss = -mean over loss tokens of w * A
+      // at the first inner iteration the ratio is exactly 1: loss = -mean over loss tokens of w * A,
+      // the tokens of groups with signal (a flat group's rewards are all equal: none of its tokens count)
       let sum = 0,
         n = 0,
         wMax = 0;
+      const flat = (b: number) => new Set(rewards.slice(b - (b % G), b - (b % G) + G)).size === 1;
+      expect(Array.from({ length: B }, (_, b) => b).some((b) => !flat(b))).toBe(true);
       for (let b = 0; b < B; b++) {
+        if (flat(b)) {
+          expect(r.tokenMask.subarray(b * L, (b + 1) * L).every((m) => m === 0)).toBe(true);
+          continue;
+        }
         const eos = Array.from(r.rollout.tokens.subarray(b * L, (b + 1) * L)).indexOf(62);
         for (let i = 0; i < (eos < 0 ? L : eos + 1); i++) {
           expect(r.tokenMask[b * L + i]).toBe(1);

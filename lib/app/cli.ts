@@ -10,7 +10,7 @@ import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.j
 import type { BackendName } from '../engine/backend.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { getTask, loadTestSet, type TaskName } from '../tasks/index.js';
+import { getTask, loadTestSet, type Difficulty, type TaskName } from '../tasks/index.js';
 import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
@@ -37,6 +37,20 @@ const STRATEGY_FLAGS: Flag[] = [
 const MODEL_DIR: Flag = { name: 'model', type: 'string', help: 'a model folder (config.json, model.safetensors, tokenizer.json, ...)', meta: 'DIR' };
 const TASK: Flag = { name: 'task', type: 'string', choices: TASKS, help: 'the task' };
 const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print one JSON object' };
+const DIFFICULTY: Flag = {
+  name: 'difficulty',
+  type: 'string',
+  meta: 'N|MIN-MAX',
+  help: "the training items' difficulty: sudoku4's empty cells (default 8), countdown3's numbers (3), arith's terms (3); a range such as 4-12 mixes them (evaluation always uses the task's test set)",
+};
+
+/** --difficulty "8" or "4-12". */
+function parseDifficulty(text: string | undefined): Difficulty | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`--difficulty: '${text}' is not N or MIN-MAX`);
+  return m[2] === undefined ? Number(m[1]) : [Number(m[1]), Number(m[2])];
+}
 
 interface Command {
   usage: string;
@@ -107,6 +121,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'steps', type: 'int', default: 1000, help: 'total steps (a resumed run continues to this count)' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       { name: 'export', type: 'string', help: 'also write a BF16 model folder for inference here', meta: 'DIR' },
+      DIFFICULTY,
       ...flagsFromSpecs(SFT_DEFAULTS, { checkpointEvery: { default: 100, why: 'a long run keeps its progress' } }),
       ...MODEL_FLAGS,
     ],
@@ -123,6 +138,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
+      DIFFICULTY,
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
@@ -278,11 +294,13 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 
 async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'sft', 'task', 'out');
-  const tasks = (v.task as string).split(',').map((name) => getTask(name as TaskName));
+  const names = (v.task as string).split(',') as TaskName[];
+  const difficulty = parseDifficulty(v.difficulty as string | undefined);
+  const tasks = names.map((name) => getTask(name, difficulty));
   const steps = v.steps as number;
   const out = v.out as string;
   // every task's evaluation items stay out of training; periodic evaluation uses the first task's
-  const tests = await Promise.all(tasks.map(async (t) => (t.testSetFile || t.heldOut ? await loadTestSet(t) : [])));
+  const tests = await Promise.all(names.map((name) => loadTestSet(getTask(name))));
   const trainer = Object.fromEntries(Object.keys(SFT_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<SftOptions>;
   const options: SftOptions = {
     ...trainer,
@@ -316,12 +334,14 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
+  const trainTask = getTask(v.task as TaskName, parseDifficulty(v.difficulty as string | undefined));
   const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
   const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);
   const { table, report } = await runRl({
     task,
+    trainTask,
     testItems: test,
     out,
     steps: v.steps as number,

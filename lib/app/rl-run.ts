@@ -22,7 +22,10 @@ const RUN_SWEEP = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
 export const shippedBase = (task: string): string => fileURLToPath(new URL(`../../../models/${task}-base`, import.meta.url));
 
 export interface RlRunOptions {
+  /** The task evaluated on `testItems`. */
   task: Task<unknown>;
+  /** The task's training items (default `task`), e.g. a harder or mixed difficulty of it. */
+  trainTask?: Task<unknown>;
   /** Items to evaluate on before and after (never trained on). */
   testItems: unknown[];
   /** The starting model folder (default: the shipped base of the task). */
@@ -82,7 +85,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
   const thresholds = [...new Set([...RUN_SWEEP, threshold])].sort((a, b) => a - b);
   const options = {
     ...o.trainer,
-    task,
+    task: o.trainTask ?? task,
     tokenizer,
     genLength,
     strategy: { kind: 'threshold' as const, threshold },

@@ -5,9 +5,9 @@ import data from 'diffpo/data';
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { arithTask } from './arith.js';
-import { countdown3Task } from './countdown.js';
+import { countdownTask } from './countdown.js';
 import { sudoku4Task } from './sudoku4.js';
-import type { Task } from './task.js';
+import type { Difficulty, Task } from './task.js';
 
 export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
 export { countdown3Task, countdownAnswer, countdownReward, countdownTask, type CountdownItem } from './countdown.js';
@@ -17,15 +17,18 @@ export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Tas
 
 export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
 
-/** A task by name, with its default options. */
-export function getTask(name: TaskName): Task<unknown> {
+/**
+ * A task by name, with its default options or a difficulty: sudoku4's empty cells, countdown3's count
+ * of numbers, arith's terms (a value or a range).
+ */
+export function getTask(name: TaskName, difficulty?: Difficulty): Task<unknown> {
   switch (name) {
     case 'sudoku4':
-      return sudoku4Task() as Task<unknown>;
+      return sudoku4Task({ empty: difficulty }) as Task<unknown>;
     case 'countdown3':
-      return countdown3Task() as Task<unknown>;
+      return countdownTask({ numbers: difficulty }) as Task<unknown>;
     case 'arith':
-      return arithTask() as Task<unknown>;
+      return arithTask({ terms: difficulty }) as Task<unknown>;
     default:
       throw new InvalidArgumentError(`unknown task '${String(name)}' (one of sudoku4, countdown3, arith)`);
   }
