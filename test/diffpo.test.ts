@@ -36,6 +36,18 @@ describe('DiffpoTrainer', () => {
     model.dispose();
   });
 
+  it('nfeCost prices forwards in the model reward: r - nfeCost * NFE / genLength', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 4 });
+    let seen: DiffpoRollout | null = null;
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 2, groupSize: 3, nfeCost: 0.5, seed: 2, strategy: { kind: 'threshold', threshold: 0.5 } });
+    await rl.train({ steps: 1, onRollout: (r) => void (seen = r) });
+    const r = seen! as DiffpoRollout;
+    r.rewards.forEach((x, b) => expect(x).toBeCloseTo(copy4.reward(r.items[b]!.item as string, r.texts[b]!) - (0.5 * r.rollout.nfe[b]!) / 5, 12));
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, nfeCost: -1 })).toThrow(/nfeCost must be/);
+    await rl.dispose();
+    model.dispose();
+  });
+
   it('group-relative advantages: r - mean, or (r - mean) / std', () => {
     expect(Array.from(groupAdvantages([1, 0, 0, 1, 0.5, 0.5], 2))).toEqual([0.5, -0.5, -0.5, 0.5, 0, 0]);
     const a = groupAdvantages([3, 1, 2], 3, 'mean-std');

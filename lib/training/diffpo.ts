@@ -50,6 +50,7 @@ export const DIFFPO_DEFAULTS = {
   betas: option<[number, number]>([0.9, 0.99], "AdamW's moment decays (d1's 0.9, 0.99: the second moment adapts within about 100 steps, which matters in runs of a few hundred)", { flag: false }),
   weightDecay: option(0.1, "decoupled weight decay on weight matrices, not norms (d1's 0.1)"),
   maxGradNorm: option(0.2, "global gradient-norm clip (d1's 0.2): policy gradients of small groups are noisy, and one outlier batch must not undo SFT"),
+  nfeCost: option(0, "the model's reward is r - nfeCost * NFE / genLength: a price on forwards that makes the model itself more confident where it can be (threshold decoding then takes fewer steps); 0 rewards correctness alone"),
   dropFlatGroups: option(
     true,
     "leave groups whose rewards are all equal out of the loss, and skip the update when every group is: their advantages are zero, and AdamW would turn the KL term's near-zero gradient into full-size noise steps (measured: KL to the start 0.1-0.25 after tens of such steps at lr 5e-4)",
@@ -197,6 +198,7 @@ export class DiffpoTrainer {
     if (!(o.clipEps > 0 && Number.isFinite(o.clipEps))) throw new InvalidArgumentError(`clipEps must be a finite number > 0, got ${o.clipEps}`);
     if (!(o.beta >= 0 && Number.isFinite(o.beta))) throw new InvalidArgumentError(`beta must be a finite number >= 0, got ${o.beta}`);
     if (!(o.pMaskPrompt >= 0 && o.pMaskPrompt < 1)) throw new InvalidArgumentError(`pMaskPrompt must be in [0, 1), got ${o.pMaskPrompt}`);
+    if (!(o.nfeCost >= 0 && Number.isFinite(o.nfeCost))) throw new InvalidArgumentError(`nfeCost must be a finite number >= 0, got ${o.nfeCost}`);
     if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
     if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
     this.#rng = new Rng(o.seed);
@@ -255,7 +257,7 @@ export class DiffpoTrainer {
       let t0 = performance.now();
       const r = await this.#rollouts(step, signal);
       const texts = r.items.map((_, b) => this.tokenizer.decode(r.rollout.tokens.subarray(b * o.genLength, (b + 1) * o.genLength)));
-      const rewards = this.#rewards(r.items, texts);
+      const rewards = this.#rewards(r.items, texts, r.rollout.nfe);
       const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
       const tokenMask = this.#tokenMask(r.rollout.tokens, rewards);
       const learns = !this.#modelFrozen && tokenMask.some((m) => m === 1);
@@ -334,9 +336,10 @@ export class DiffpoTrainer {
     return { items, prompts, rollout, strategy, features, choices };
   }
 
-  /** Each completion's task reward plus the extra reward terms. */
-  #rewards(items: TaskItem[], texts: string[]): number[] {
-    const rewards = items.map(({ task, item }, b) => (this.#o.rewardFns ?? []).reduce((r, f) => r + f(texts[b]!, item, task), task.reward(item, texts[b]!)));
+  /** Each completion's task reward plus the extra reward terms, less the NFE cost. */
+  #rewards(items: TaskItem[], texts: string[], nfe: Int32Array): number[] {
+    const { rewardFns = [], nfeCost, genLength } = this.#o;
+    const rewards = items.map(({ task, item }, b) => rewardFns.reduce((r, f) => r + f(texts[b]!, item, task), task.reward(item, texts[b]!)) - (nfeCost * nfe[b]!) / genLength);
     const bad = rewards.find((r) => !Number.isFinite(r));
     if (bad !== undefined) throw new InvalidArgumentError(`a reward is not a finite number (${bad})`);
     return rewards;
