@@ -19,6 +19,7 @@ import {
   loadTestSet,
   Rng,
   solveArith,
+  sudoku4Solutions,
   sudoku4Task,
   trainingStream,
 } from 'diffpo';
@@ -60,6 +61,33 @@ describe('sudoku4', () => {
     expect(sudoku4Task({ empty: [8, 8] }).generate(a)).toEqual(sudoku4Task().generate(b));
     expect(() => sudoku4Task({ empty: [0, 4] })).toThrow(/empty = \[0,4\]/);
     expect(() => sudoku4Task({ empty: 13 })).toThrow(/empty = 13/);
+  });
+
+  it('anySolution: puzzles may have several solutions, and any of them is credited (d1\'s reward on a unique puzzle)', async () => {
+    const any = sudoku4Task({ empty: 12, anySolution: true });
+    const rng = new Rng(21);
+    let several = 0;
+    for (let i = 0; i < 50; i++) {
+      const item = any.generate(rng);
+      const all = sudoku4Solutions(item.puzzle);
+      expect(all).toContain(item.solution);
+      if (all.length > 1) several++;
+      for (const s of all) {
+        expect(any.reward(item, s)).toBe(1);
+        expect(any.correct(item, s)).toBe(true);
+      }
+    }
+    expect(several).toBeGreaterThan(25); // 4 givens rarely pin the grid down
+    // a test puzzle with two solutions: d1's reward credits only the reference, anySolution both
+    const test = await loadTestSet(sudoku4Task());
+    const two = test.find((x) => sudoku4Solutions(x.puzzle).length === 2)!;
+    const other = sudoku4Solutions(two.puzzle).find((s) => s !== two.solution)!;
+    expect(sudoku4Task().reward(two, other)).toBeLessThan(1);
+    expect(sudoku4Task({ anySolution: true }).reward(two, other)).toBe(1);
+    // on a unique puzzle the two rewards agree, partial answers included
+    const unique = test.find((x) => sudoku4Solutions(x.puzzle).length === 1)!;
+    for (const text of [unique.solution, unique.solution.slice(0, 10), '1'.repeat(16)]) expect(any.reward(unique, text)).toBe(sudoku4Task().reward(unique, text));
+    expect(() => getTask('arith', undefined, { anySolution: true })).toThrow(/anySolution is a sudoku4 option/);
   });
 
   it('rewards the fraction of empty cells filled correctly (digits padded/truncated to 16)', () => {

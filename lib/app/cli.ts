@@ -139,6 +139,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
       DIFFICULTY,
+      { name: 'any-solution', type: 'boolean', help: "sudoku4: training puzzles may have several solutions (as a quarter of the test set's do), credited for whichever solution a completion matches best" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
@@ -334,7 +335,7 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
-  const trainTask = getTask(v.task as TaskName, parseDifficulty(v.difficulty as string | undefined));
+  const trainTask = getTask(v.task as TaskName, parseDifficulty(v.difficulty as string | undefined), { anySolution: v.anySolution as boolean });
   const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);

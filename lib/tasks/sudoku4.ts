@@ -11,8 +11,13 @@ const BOXES = (r: number, c: number) => Math.floor(r / 2) * 2 + Math.floor(c / 2
 
 /** Number of solutions of a puzzle, counting up to `limit`. */
 export function countSudoku4Solutions(puzzle: string, limit = 2): number {
+  return sudoku4Solutions(puzzle, limit).length;
+}
+
+/** The solutions of a puzzle (up to `limit`; a 4x4 Sudoku has 288 grids in all). */
+export function sudoku4Solutions(puzzle: string, limit = 288): string[] {
   const grid = [...puzzle].map(Number);
-  let count = 0;
+  const found: string[] = [];
   const ok = (i: number, d: number) => {
     const r = Math.floor(i / 4),
       c = i % 4;
@@ -25,9 +30,9 @@ export function countSudoku4Solutions(puzzle: string, limit = 2): number {
     return true;
   };
   const solve = (i: number): void => {
-    if (count >= limit) return;
+    if (found.length >= limit) return;
     if (i === 16) {
-      count++;
+      found.push(grid.join(''));
       return;
     }
     if (grid[i] !== 0) return solve(i + 1);
@@ -39,9 +44,9 @@ export function countSudoku4Solutions(puzzle: string, limit = 2): number {
       }
   };
   // the givens must not already conflict
-  for (let i = 0; i < 16; i++) if (grid[i] !== 0 && !ok(i, grid[i]!)) return 0;
+  for (let i = 0; i < 16; i++) if (grid[i] !== 0 && !ok(i, grid[i]!)) return [];
   solve(0);
-  return count;
+  return found;
 }
 
 /** Whether a 16-digit grid is a complete, valid 4x4 Sudoku. */
@@ -76,11 +81,16 @@ export function sudokuReward(item: Sudoku4Item, answer: string): number {
 }
 
 /**
- * 4x4 Sudoku with a unique solution and `empty` empty cells: 8 by default, as the external test set;
- * a range such as [4, 12] mixes difficulties (each puzzle draws its count).
+ * 4x4 Sudoku with `empty` empty cells: 8 by default, as the external test set; a range such as
+ * [4, 12] mixes difficulties (each puzzle draws its count). Generated puzzles have a unique solution,
+ * unless `anySolution`: then they are any holes in a random grid (a quarter of the test set's puzzles
+ * have several solutions too), and a completion is credited against whichever solution it matches
+ * best (the same as d1's reward on a unique puzzle). For training streams; test sets score d1's way.
  */
-export function sudoku4Task(options: { empty?: Difficulty } = {}): Task<Sudoku4Item> {
+export function sudoku4Task(options: { empty?: Difficulty; anySolution?: boolean } = {}): Task<Sudoku4Item> {
   const empty = difficultyRange('empty', options.empty ?? 8, 1, 12);
+  const anySolution = options.anySolution ?? false;
+  const solutions = (item: Sudoku4Item) => (anySolution ? sudoku4Solutions(item.puzzle) : [item.solution]);
   return {
     name: 'sudoku4',
     testSetFile: 'sudoku4_test.csv',
@@ -105,13 +115,13 @@ export function sudoku4Task(options: { empty?: Difficulty } = {}): Task<Sudoku4I
       for (;;) {
         const holes = new Set(rng.shuffle([...Array(16).keys()]).slice(0, count));
         const puzzle = [...solution].map((d, i) => (holes.has(i) ? '0' : d)).join('');
-        if (countSudoku4Solutions(puzzle) === 1) return { puzzle, solution };
+        if (anySolution || countSudoku4Solutions(puzzle) === 1) return { puzzle, solution };
       }
     },
     prompt: (item) => `S${item.puzzle}\n`,
     response: (item) => item.solution,
-    reward: (item, completion) => sudokuReward(item, completion),
-    correct: (item, completion) => answerDigits(completion).slice(0, 16).join('') === item.solution,
+    reward: (item, completion) => Math.max(...solutions(item).map((solution) => sudokuReward({ puzzle: item.puzzle, solution }, completion))),
+    correct: (item, completion) => solutions(item).includes(answerDigits(completion).slice(0, 16).join('')),
     key: (item) => item.puzzle,
     parseTestSet(text) {
       const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
