@@ -134,6 +134,7 @@ const COMMANDS: Record<string, Command> = {
     flags: [
       TASK,
       { name: 'steps', type: 'int', default: 100, help: 'total RL steps (a resumed run continues to this count)' },
+      { name: 'from', type: 'string', help: 'the model folder to start from (default: the shipped base models/<task>-base)', meta: 'DIR' },
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
@@ -343,6 +344,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const { table, report } = await runRl({
     task,
     trainTask,
+    from: v.from as string | undefined,
     testItems: test,
     out,
     steps: v.steps as number,

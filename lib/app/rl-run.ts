@@ -132,7 +132,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
     const table = [
       `| model | accuracy | mean reward | mean NFE |`,
       `|---|---|---|---|`,
-      row(o.resume ? 'resumed run' : `${task.name}-base`, b),
+      row(o.resume ? 'resumed run' : o.from ?? `${task.name}-base`, b),
       row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}`, a),
     ].join('\n');
     const history = (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
