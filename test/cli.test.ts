@@ -118,10 +118,11 @@ describe('CLI', () => {
     expect(train.stdout).toMatch(/--method diffpo\|d1\|trace \(default diffpo\)/);
     expect(train.stdout).toMatch(/--rollout-temperature N \(default 1\)/);
     expect(train.stdout).toMatch(/--checkpoint-every N \(default 25\)\n.*; here 25: /);
-    for (const key of Object.keys(DIFFPO_DEFAULTS).filter((k) => k !== 'betas' && k !== 'temperature'))
-      expect(train.stdout, key).toContain(`--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} `);
+    const flag = (key: string, value: unknown) => `--${value === true ? 'no-' : ''}${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
+    for (const [key, spec] of Object.entries(DIFFPO_DEFAULTS).filter(([k]) => k !== 'betas' && k !== 'temperature')) expect(train.stdout, key).toMatch(new RegExp(`${flag(key, spec.default)}[ \\n]`));
+    expect(train.stdout).toMatch(/--no-drop-flat-groups\n\s+turns off: leave groups/);
     const sft = cli('sft', '--help');
-    for (const key of Object.keys(SFT_DEFAULTS).filter((k) => k !== 'betas')) expect(sft.stdout, key).toContain(`--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} `);
+    for (const [key, spec] of Object.entries(SFT_DEFAULTS).filter(([k]) => k !== 'betas')) expect(sft.stdout, key).toMatch(new RegExp(`${flag(key, spec.default)}[ \\n]`));
     expect(sft.stdout).toMatch(/--batch-size N \(default 32\)/);
     // a flag of another command, an unknown flag, a bad number: errors naming the flag, never a stack trace
     const wrong = cli('init', '--out', '/tmp/x', '--lambda', '7');
@@ -133,5 +134,10 @@ describe('CLI', () => {
     expect(half.stderr).toMatch(/--steps: '2.5' is not an integer/);
     expect(cli('eval', '--max-nfe', '2').stderr).toMatch(/eval: unknown flag --max-nfe/);
     expect(cli('--version').stdout).toMatch(/^diffpo \d+\.\d+\.\d+\n$/);
+    // flags parse to the trainer's option keys; an option on by default is turned off by --no-<name>
+    const { flagsFromSpecs, parseFlags } = await import('../dist/esm/app/cli-flags.js');
+    const flags = flagsFromSpecs(DIFFPO_DEFAULTS);
+    expect(parseFlags('train', flags, ['--no-drop-flat-groups', '--group-size', '4'])).toMatchObject({ dropFlatGroups: false, groupSize: 4, beta: 0.04 });
+    expect(parseFlags('train', flags, []).dropFlatGroups).toBeUndefined(); // the trainer's default applies
   });
 });

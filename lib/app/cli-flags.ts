@@ -14,6 +14,8 @@ export interface Flag {
   key?: string;
   /** A placeholder for the value in the help (default from the type). */
   meta?: string;
+  /** A boolean flag that sets its option to false (`--no-x` for an option on by default). */
+  negates?: boolean;
 }
 
 export type FlagValues = Record<string, string | number | boolean | undefined>;
@@ -33,7 +35,10 @@ export function flagsFromSpecs(specs: OptionSpecs, overrides: Record<string, { d
       const o = overrides[key];
       const value = (o?.default ?? s.default) as string | number | boolean;
       const type: Flag['type'] = typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : s.integer ? 'int' : 'number';
-      return { name: rename[key] ?? kebab(key), key, type, default: value, choices: s.choices, help: o ? `${s.doc}; here ${o.default}: ${o.why}` : s.doc };
+      const help = o ? `${s.doc}; here ${o.default}: ${o.why}` : s.doc;
+      // an option on by default is turned off by --no-<name>
+      if (value === true) return { name: `no-${rename[key] ?? kebab(key)}`, key, type, negates: true, help: `turns off: ${help}` };
+      return { name: rename[key] ?? kebab(key), key, type, default: value, choices: s.choices, help };
     });
 }
 
@@ -58,10 +63,10 @@ export function parseFlags(command: string, flags: Flag[], args: string[]): Flag
     const key = f.key ?? camel(f.name);
     const raw = values[f.name];
     if (raw === undefined) {
-      out[key] = f.default;
+      out[key] = f.negates ? undefined : f.default;
       continue;
     }
-    if (f.type === 'boolean') out[key] = raw as boolean;
+    if (f.type === 'boolean') out[key] = f.negates ? !raw : (raw as boolean);
     else if (f.type === 'string') {
       if (f.choices && !f.choices.includes(raw as string)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not one of ${f.choices.join(', ')}`);
       out[key] = raw as string;
