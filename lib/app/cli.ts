@@ -17,7 +17,7 @@ import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
 import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
 import { Progress } from './progress.js';
-import { runRl } from './rl-run.js';
+import { RL_STREAMS, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith'];
 
@@ -133,14 +133,14 @@ const COMMANDS: Record<string, Command> = {
       "RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the test set, trains with the DiFFPO trainer (a progress line per step), sweeps again, prints a before/after table, and writes a resumable checkpoint, metrics.jsonl and the report (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json) to DIR.",
     flags: [
       TASK,
-      { name: 'steps', type: 'int', default: 100, help: 'total RL steps (a resumed run continues to this count)' },
+      { name: 'steps', type: 'int', default: 150, help: 'total RL steps (a resumed run continues to this count); 150 keeps the main job near 3 minutes on 2 cores' },
       { name: 'from', type: 'string', help: 'the model folder to start from (default: the shipped base models/<task>-base)', meta: 'DIR' },
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
       DIFFICULTY,
-      { name: 'any-solution', type: 'boolean', help: "sudoku4: training puzzles may have several solutions (as a quarter of the test set's do), credited for whichever solution a completion matches best" },
+      { name: 'solutions', type: 'string', choices: ['unique', 'any'], help: "sudoku4's training puzzles: 'unique' solutions, or 'any' (they may have several, as a quarter of the test set's do, and a completion is credited for whichever it matches best); default from the task's RL stream (see runRl)" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
@@ -336,7 +336,10 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
-  const trainTask = getTask(v.task as TaskName, parseDifficulty(v.difficulty as string | undefined), { anySolution: v.anySolution as boolean });
+  const stream = RL_STREAMS[v.task as TaskName] ?? {};
+  const difficulty = parseDifficulty(v.difficulty as string | undefined) ?? stream.difficulty;
+  const solutions = (v.solutions as string | undefined) ?? (stream.anySolution ? 'any' : 'unique');
+  const trainTask = getTask(v.task as TaskName, difficulty, { anySolution: solutions === 'any' });
   const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
