@@ -92,3 +92,33 @@ describe('extras and errors', () => {
     }
   });
 });
+
+describe('inputs that would give silent garbage are refused', () => {
+  it('a NaN or infinite weight in a checkpoint, a non-finite sampler head, huge threads or initStd, a maxNfe that Int32 would wrap', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { CheckpointError } = await import('diffpo');
+    const model = DiffusionLM.create(TINY, { seed: 1 });
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-nan-'));
+    await model.save(dir);
+    const file = join(dir, 'model.safetensors');
+    const bytes = readFileSync(file);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    bytes.writeFloatLE(NaN, 8 + headerLength + 4 * 5); // the 6th float of the first tensor (wte)
+    writeFileSync(file, bytes);
+    await expect(DiffusionLM.fromPretrained(dir)).rejects.toThrow(/tensor 'model.transformer.wte.weight' holds NaN at index 5/);
+    await expect(DiffusionLM.fromPretrained(dir)).rejects.toBeInstanceOf(CheckpointError);
+    const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model });
+    head.bias[1] = Infinity;
+    const extras = new Map(head.toTensors().map((t) => [t.name, t]));
+    expect(() => ThresholdHead.fromTensors(extras, 'ckpt')).toThrow(/diffpo.threshold_head.bias holds a non-finite value/);
+    expect(() => DiffusionLM.create(TINY, { threads: 2 ** 31 })).toThrow(/threads must be at most 1024/);
+    expect(() => DiffusionLM.create(TINY, { initStd: 1e30 })).toThrow(/initStd must be a number in \[0, 1\]/);
+    const prompt = [Int32Array.from([1, 2])];
+    await expect(model.generate(prompt, { genLength: 4, maxNfe: NaN })).rejects.toThrow(/maxNfe = NaN must be an integer in \[0, 2147483647\]/);
+    await expect(model.generate(prompt, { genLength: 4, maxNfe: [2 ** 32 + 1] })).rejects.toThrow(/maxNfe\[0\] = 4294967297/);
+    expect(resolveConfig({ vocab_size: 64, d_model: 64, n_heads: 4, n_layers: 2, mlp_hidden_size: 128 }).rope_theta).toBe(10000); // LLaDA's configuration class default
+    model.dispose();
+  });
+});

@@ -58,6 +58,8 @@ export interface GenerateResult {
 }
 
 const CACHES = ['none', 'prefix', 'dual'] as const;
+/** The largest NFE budget (the native decoder counts in int32). */
+const MAX_NFE_BUDGET = 2 ** 31 - 1;
 
 function perSequence(name: string, value: number | Float32Array, B: number, ok: (v: number) => boolean, what: string): Float32Array {
   const arr = typeof value === 'number' ? new Float32Array(B).fill(value) : value;
@@ -116,13 +118,15 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     default:
       throw new InvalidArgumentError(`strategy.kind must be 'steps', 'threshold', 'factor' or 'entropy', got ${String((strategy as { kind?: unknown })?.kind)}`);
   }
+  // checked before the Int32 conversion, which would turn NaN into 0 (no budget) and 2^32 + 1 into 1
   const budget = options.maxNfe ?? 0;
-  const maxNfe = typeof budget === 'number' ? new Int32Array(B).fill(budget) : Int32Array.from(budget);
-  if (maxNfe.length !== B) throw new InvalidArgumentError(`maxNfe must be a number or one entry per prompt (${B})`);
-  maxNfe.forEach((v, i) => {
-    if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`maxNfe[${i}] = ${v} must be a non-negative integer (0 = no budget)`);
+  const budgets = typeof budget === 'number' ? new Array<number>(B).fill(budget) : Array.from(budget as ArrayLike<number>);
+  if (budgets.length !== B) throw new InvalidArgumentError(`maxNfe must be a number or one entry per prompt (${B})`);
+  budgets.forEach((v, i) => {
+    if (!Number.isInteger(v) || v < 0 || v > MAX_NFE_BUDGET)
+      throw new InvalidArgumentError(`maxNfe${typeof budget === 'number' ? '' : `[${i}]`} = ${v} must be an integer in [0, ${MAX_NFE_BUDGET}] (0 = no budget)`);
   });
-  if (typeof budget === 'number' && !(Number.isInteger(budget) && budget >= 0)) throw new InvalidArgumentError(`maxNfe = ${budget} must be a non-negative integer`);
+  const maxNfe = Int32Array.from(budgets);
   const cache = options.cache ?? 'none';
   if (!CACHES.includes(cache)) throw new InvalidArgumentError(`cache must be 'none', 'prefix' or 'dual', got ${String(cache)}`);
   return {

@@ -133,6 +133,8 @@ export class ThresholdHead {
       if (!grid || !weight || !bias || weight.shape.length !== 2 || weight.shape[0] !== K || bias.data.length !== K)
         throw new CheckpointError(`${where}: the ${kind} head needs ${p}grid (K), ${p}weight (K, d_model) and ${p}bias (K)`);
       try {
+        const bad = [grid, weight, bias].find((t) => t.data.some((v) => !Number.isFinite(v)));
+        if (bad) throw new InvalidArgumentError(`${bad.name} holds a non-finite value`);
         const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: weight.shape[1]!, kind });
         head.weight.set(weight.data);
         head.bias.set(bias.data);

@@ -46,9 +46,13 @@ const ARCHITECTURE = {
   block_group_size: 1,
 } as const;
 
-/** Defaults for keys a partial config leaves out (LLaDA-8B's values where they are architectural). */
+/**
+ * Defaults for keys a partial config leaves out: those of LLaDA's configuration class, so a config.json
+ * that omits a key means what it means to LLaDA's own code (rope_theta 10000 there; LLaDA-8B's
+ * config.json states its 500000 explicitly).
+ */
 export const CONFIG_DEFAULTS = {
-  rope_theta: 500000,
+  rope_theta: 10000,
   rms_norm_eps: 1e-5,
   weight_tying: false,
   scale_logits: false,

@@ -5,7 +5,7 @@ import type { NativeAdamWStep, NativeDecoderOptions, NativeModel, NativeTensorSp
 
 import { resolveBackend, type BackendName } from './backend.js';
 import { positiveInt } from '../core/checks.js';
-import { AbortError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
+import { AbortError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
@@ -69,6 +69,9 @@ class LoadedExtras implements ExtraTensorSource {
   }
 }
 
+/** More worker threads than any machine has cores only costs memory (and past int32, wraps). */
+const MAX_THREADS = 1024;
+
 /** The decoder options of the native core (validated by the decoding layer). */
 export type DecoderOptions = NativeDecoderOptions;
 
@@ -117,6 +120,7 @@ export class DiffusionLM {
 
   private constructor(config: LLaDAConfig, options: ModelOptions, seed: number) {
     const threads = positiveInt('threads', options.threads ?? availableParallelism());
+    if (threads > MAX_THREADS) throw new InvalidArgumentError(`threads must be at most ${MAX_THREADS}, got ${threads}`);
     if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.config = config;
     this.threads = threads;
@@ -136,7 +140,7 @@ export class DiffusionLM {
     const cfg = typeof config === 'string' ? presetConfig(config) : resolveConfig(config);
     const seed = options.seed ?? 0;
     const std = options.initStd ?? 0.02;
-    if (!(std >= 0 && Number.isFinite(std))) throw new InvalidArgumentError(`initStd must be a finite number >= 0, got ${std}`);
+    if (!(std >= 0 && std <= 1)) throw new InvalidArgumentError(`initStd must be a number in [0, 1], got ${std}`); // larger overflows RMSNorm's squares
     const model = new DiffusionLM(cfg, options, seed);
     model.#native.initRandom(seed, std);
     return model;
@@ -151,6 +155,9 @@ export class DiffusionLM {
     try {
       const reads = planLoad(dir, entries, model.#specs);
       await model.#run(options.signal, () => model.#native.loadTensors(reads));
+      // a NaN or infinite weight would make every logit non-finite: refuse it at the door, by name
+      for (const [name, t] of model.parameters())
+        for (let i = 0; i < t.length; i++) if (t[i]! * 0 !== 0) throw new CheckpointError(`${dir}: tensor '${name}' holds ${t[i]} at index ${i}`); // x * 0 is NaN only for NaN and ±Infinity
       const extras = await readExtraTensors(entries);
       if (extras.size > 0) model.extras = new LoadedExtras(extras);
     } catch (err) {
