@@ -1,25 +1,15 @@
+import type { NativeConfig } from 'diffpo/native';
+
 import { ConfigError } from '../core/errors.js';
 
 /**
- * A LLaDA `config.json` (the keys of LLaDA-8B's Hugging Face checkpoint). Keys the model does not
- * read are kept as they are, so a saved config round-trips.
+ * A LLaDA `config.json` (the keys of LLaDA-8B's Hugging Face checkpoint): the keys the native model
+ * reads (NativeConfig) and the rest. Keys the model does not read are kept as they are, so a saved
+ * config round-trips.
  */
-export interface LLaDAConfig {
-  d_model: number;
-  n_heads: number;
-  n_kv_heads: number;
-  n_layers: number;
-  mlp_hidden_size: number;
-  vocab_size: number;
-  embedding_size: number;
-  mask_token_id: number;
+export interface LLaDAConfig extends NativeConfig {
   eos_token_id: number;
   pad_token_id: number;
-  rope_theta: number;
-  rms_norm_eps: number;
-  weight_tying: boolean;
-  scale_logits: boolean;
-  input_emb_norm: boolean;
   max_sequence_length: number;
   block_type: string;
   activation_type: string;
