@@ -63,8 +63,8 @@ describe('sudoku4', () => {
     expect(() => sudoku4Task({ empty: 13 })).toThrow(/empty = 13/);
   });
 
-  it('anySolution: puzzles may have several solutions, and any of them is credited (d1\'s reward on a unique puzzle)', async () => {
-    const any = sudoku4Task({ empty: 12, anySolution: true });
+  it("solutions 'any': puzzles may have several solutions, and any of them is credited (d1's reward on a unique puzzle)", async () => {
+    const any = sudoku4Task({ empty: 12, solutions: 'any' });
     const rng = new Rng(21);
     let several = 0;
     for (let i = 0; i < 50; i++) {
@@ -78,16 +78,36 @@ describe('sudoku4', () => {
       }
     }
     expect(several).toBeGreaterThan(25); // 4 givens rarely pin the grid down
-    // a test puzzle with two solutions: d1's reward credits only the reference, anySolution both
+    // a test puzzle with two solutions: d1's reward credits only the reference, 'any' both
     const test = await loadTestSet(sudoku4Task());
     const two = test.find((x) => sudoku4Solutions(x.puzzle).length === 2)!;
     const other = sudoku4Solutions(two.puzzle).find((s) => s !== two.solution)!;
     expect(sudoku4Task().reward(two, other)).toBeLessThan(1);
-    expect(sudoku4Task({ anySolution: true }).reward(two, other)).toBe(1);
+    expect(sudoku4Task({ solutions: 'any' }).reward(two, other)).toBe(1);
     // on a unique puzzle the two rewards agree, partial answers included
     const unique = test.find((x) => sudoku4Solutions(x.puzzle).length === 1)!;
     for (const text of [unique.solution, unique.solution.slice(0, 10), '1'.repeat(16)]) expect(any.reward(unique, text)).toBe(sudoku4Task().reward(unique, text));
-    expect(() => getTask('arith', undefined, { anySolution: true })).toThrow(/anySolution is a sudoku4 option/);
+    expect(() => getTask('arith', undefined, { solutions: 'any' })).toThrow(/solutions is a sudoku4 option/);
+    expect(() => sudoku4Task({ solutions: 'all' as never })).toThrow(/solutions must be one of unique, any, several, got "all"/);
+  });
+
+  it("solutions 'several': only puzzles with two or more solutions, each credited; 4 holes at least", () => {
+    for (const empty of [4, 8, 12] as const) {
+      const several = sudoku4Task({ empty, solutions: 'several' });
+      const rng = new Rng(empty);
+      for (let i = 0; i < 20; i++) {
+        const item = several.generate(rng);
+        expect([...item.puzzle].filter((c) => c === '0').length).toBe(empty);
+        const all = sudoku4Solutions(item.puzzle);
+        expect(all.length).toBeGreaterThanOrEqual(2);
+        expect(all).toContain(item.solution);
+        for (const s of all) expect(several.correct(item, s)).toBe(true);
+      }
+    }
+    expect(() => sudoku4Task({ empty: 3, solutions: 'several' })).toThrow(/empty = 3/);
+    // unique stays unique
+    const rng = new Rng(5);
+    for (let i = 0; i < 20; i++) expect(countSudoku4Solutions(sudoku4Task({ empty: 10 }).generate(rng).puzzle)).toBe(1);
   });
 
   it('rewards the fraction of empty cells filled correctly (digits padded/truncated to 16)', () => {

@@ -6,9 +6,9 @@ import type { OptionSpecs } from '../core/options.js';
 /** One command-line flag: its value type, default, help, and the option it sets. */
 export interface Flag {
   name: string;
-  type: 'string' | 'number' | 'int' | 'boolean';
+  type: 'string' | 'number' | 'int' | 'boolean' | 'numbers';
   help: string;
-  default?: string | number | boolean;
+  default?: string | number | boolean | number[];
   choices?: readonly string[];
   /** The option key the value is stored under (default: the flag name in camelCase). */
   key?: string;
@@ -18,7 +18,7 @@ export interface Flag {
   negates?: boolean;
 }
 
-export type FlagValues = Record<string, string | number | boolean | undefined>;
+export type FlagValues = Record<string, string | number | boolean | number[] | undefined>;
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -33,8 +33,8 @@ export function flagsFromSpecs(specs: OptionSpecs, overrides: Record<string, { d
     .filter(([, s]) => s.flag !== false)
     .map(([key, s]) => {
       const o = overrides[key];
-      const value = (o?.default ?? s.default) as string | number | boolean;
-      const type: Flag['type'] = typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : s.integer ? 'int' : 'number';
+      const value = (o?.default ?? s.default) as string | number | boolean | number[];
+      const type: Flag['type'] = Array.isArray(value) ? 'numbers' : typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : s.integer ? 'int' : 'number';
       const help = o ? `${s.doc}; here ${o.default}: ${o.why}` : s.doc;
       // an option on by default is turned off by --no-<name>
       if (value === true) return { name: `no-${rename[key] ?? kebab(key)}`, key, type, negates: true, help: `turns off: ${help}` };
@@ -70,22 +70,28 @@ export function parseFlags(command: string, flags: Flag[], args: string[]): Flag
     else if (f.type === 'string') {
       if (f.choices && !f.choices.includes(raw as string)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not one of ${f.choices.join(', ')}`);
       out[key] = raw as string;
-    } else {
-      const text = (raw as string).trim();
-      const n = Number(text);
-      if (text === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not a number`);
-      if (f.type === 'int' && !Number.isInteger(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not an integer`);
-      out[key] = n;
-    }
+    } else if (f.type === 'numbers') {
+      out[key] = (raw as string).split(',').map((part) => parseNumber(f, part, raw as string));
+    } else out[key] = parseNumber(f, raw as string, raw as string);
   }
   return out;
+}
+
+function parseNumber(f: Flag, part: string, raw: string): number {
+  const text = part.trim();
+  const n = Number(text);
+  const what = f.type === 'numbers' ? 'a comma-separated list of numbers' : 'a number';
+  if (text === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not ${what}`);
+  if (f.type === 'int' && !Number.isInteger(n)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not an integer`);
+  return n;
 }
 
 /** A command's help: usage line, summary, and one line per flag with its default. */
 export function flagsHelp(usage: string, summary: string, flags: Flag[]): string {
   const lines = flags.map((f) => {
-    const meta = f.type === 'boolean' ? '' : ` ${f.meta ?? (f.choices ? f.choices.join('|') : f.type === 'string' ? 'TEXT' : 'N')}`;
-    const def = f.default !== undefined && f.type !== 'boolean' ? ` (default ${f.default})` : '';
+    const meta = f.type === 'boolean' ? '' : ` ${f.meta ?? (f.choices ? f.choices.join('|') : f.type === 'string' ? 'TEXT' : f.type === 'numbers' ? 'N,N,...' : 'N')}`;
+    const shown = Array.isArray(f.default) ? (f.default.length ? f.default.join(',') : undefined) : f.default;
+    const def = shown !== undefined && f.type !== 'boolean' ? ` (default ${shown})` : '';
     return `  --${f.name}${meta}${def}\n      ${f.help}`;
   });
   return `usage: ${usage}\n\n${summary}\n\nflags:\n${lines.join('\n')}\n  --help\n      this text\n`;

@@ -10,7 +10,7 @@ import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.j
 import type { BackendName } from '../engine/backend.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { getTask, loadTestSet, type Difficulty, type TaskName } from '../tasks/index.js';
+import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type Difficulty, type Sudoku4Solutions, type TaskName } from '../tasks/index.js';
 import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
@@ -140,7 +140,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
       DIFFICULTY,
-      { name: 'solutions', type: 'string', choices: ['unique', 'any'], help: "sudoku4's training puzzles: 'unique' solutions, or 'any' (they may have several, as a quarter of the test set's do, and a completion is credited for whichever it matches best); default from the task's RL stream (see runRl)" },
+      { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
@@ -338,8 +338,8 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const task = getTask(v.task as TaskName);
   const stream = RL_STREAMS[v.task as TaskName] ?? {};
   const difficulty = parseDifficulty(v.difficulty as string | undefined) ?? stream.difficulty;
-  const solutions = (v.solutions as string | undefined) ?? (stream.anySolution ? 'any' : 'unique');
-  const trainTask = getTask(v.task as TaskName, difficulty, { anySolution: solutions === 'any' });
+  const solutions = (v.solutions as Sudoku4Solutions | undefined) ?? stream.solutions;
+  const trainTask = getTask(v.task as TaskName, difficulty, { solutions });
   const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
   let test = await loadTestSet(task);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);

@@ -6,27 +6,27 @@ import data from 'diffpo/data';
 import { InvalidArgumentError } from '../core/errors.js';
 import { arithTask } from './arith.js';
 import { countdownTask } from './countdown.js';
-import { sudoku4Task } from './sudoku4.js';
+import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
 import type { Difficulty, Task } from './task.js';
 
 export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
 export { countdown3Task, countdownAnswer, countdownReward, countdownTask, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
-export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, sudoku4Task, sudokuReward, type Sudoku4Item } from './sudoku4.js';
+export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
 export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Task, type TaskItem } from './task.js';
 
 export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
 
 /**
  * A task by name, with its default options or a difficulty: sudoku4's empty cells, countdown3's count
- * of numbers, arith's terms (a value or a range); `anySolution`: sudoku4 training puzzles that may
- * have several solutions, credited for any (see sudoku4Task).
+ * of numbers, arith's terms (a value or a range); `solutions`: which sudoku4 puzzles (unique, any,
+ * or only those with several solutions, credited for any: see Sudoku4Solutions).
  */
-export function getTask(name: TaskName, difficulty?: Difficulty, options: { anySolution?: boolean } = {}): Task<unknown> {
-  if (options.anySolution && name !== 'sudoku4') throw new InvalidArgumentError(`anySolution is a sudoku4 option; task '${String(name)}' has one answer per item`);
+export function getTask(name: TaskName, difficulty?: Difficulty, options: { solutions?: Sudoku4Solutions } = {}): Task<unknown> {
+  if (options.solutions !== undefined && name !== 'sudoku4') throw new InvalidArgumentError(`solutions is a sudoku4 option; task '${String(name)}' has one answer per item`);
   switch (name) {
     case 'sudoku4':
-      return sudoku4Task({ empty: difficulty, anySolution: options.anySolution }) as Task<unknown>;
+      return sudoku4Task({ empty: difficulty, solutions: options.solutions }) as Task<unknown>;
     case 'countdown3':
       return countdownTask({ numbers: difficulty }) as Task<unknown>;
     case 'arith':

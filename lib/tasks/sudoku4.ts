@@ -88,16 +88,27 @@ export function sudokuReward(item: Sudoku4Item, answer: string): number {
 }
 
 /**
- * 4x4 Sudoku with `empty` empty cells: 8 by default, as the external test set; a range such as
- * [4, 12] mixes difficulties (each puzzle draws its count). Generated puzzles have a unique solution,
- * unless `anySolution`: then they are any holes in a random grid (a quarter of the test set's puzzles
- * have several solutions too), and a completion is credited against whichever solution it matches
- * best (the same as d1's reward on a unique puzzle). For training streams; test sets score d1's way.
+ * Which generated puzzles a sudoku4 task draws: `unique` (one solution), `any` (any holes in a random
+ * grid: a quarter of the test set's puzzles have several solutions too) or `several` (only puzzles
+ * with two or more solutions: where parallel decoding mixes solutions, so where RL has signal).
+ * Unless `unique`, a completion is credited against whichever solution it matches best (the same as
+ * d1's reward on a unique puzzle). For training streams; test sets score d1's way.
  */
-export function sudoku4Task(options: { empty?: Difficulty; anySolution?: boolean } = {}): Task<Sudoku4Item> {
-  const empty = difficultyRange('empty', options.empty ?? 8, 1, 12);
-  const anySolution = options.anySolution ?? false;
-  const solutions = (item: Sudoku4Item) => (anySolution ? sudoku4Solutions(item.puzzle) : [item.solution]);
+export type Sudoku4Solutions = 'unique' | 'any' | 'several';
+export const SUDOKU4_SOLUTIONS: readonly Sudoku4Solutions[] = ['unique', 'any', 'several'];
+
+/**
+ * 4x4 Sudoku with `empty` empty cells: 8 by default, as the external test set; a range such as
+ * [4, 12] mixes difficulties (each puzzle draws its count). `solutions` (default `unique`): see
+ * {@link Sudoku4Solutions}.
+ */
+export function sudoku4Task(options: { empty?: Difficulty; solutions?: Sudoku4Solutions } = {}): Task<Sudoku4Item> {
+  const kind = options.solutions ?? 'unique';
+  if (!SUDOKU4_SOLUTIONS.includes(kind)) throw new InvalidArgumentError(`solutions must be one of ${SUDOKU4_SOLUTIONS.join(', ')}, got ${JSON.stringify(kind)}`);
+  // several solutions need at least 4 holes (two pairs of cells that can swap digits)
+  const empty = difficultyRange('empty', options.empty ?? 8, kind === 'several' ? 4 : 1, 12);
+  const solutions = (item: Sudoku4Item) => (kind === 'unique' ? [item.solution] : sudoku4Solutions(item.puzzle));
+  const accept = (puzzle: string) => kind === 'any' || (countSudoku4Solutions(puzzle) === 1) === (kind === 'unique');
   return {
     name: 'sudoku4',
     testSetFile: 'sudoku4_test.csv',
@@ -107,7 +118,7 @@ export function sudoku4Task(options: { empty?: Difficulty; anySolution?: boolean
       for (;;) {
         const holes = new Set(rng.shuffle([...Array(16).keys()]).slice(0, count));
         const puzzle = [...solution].map((d, i) => (holes.has(i) ? '0' : d)).join('');
-        if (anySolution || countSudoku4Solutions(puzzle) === 1) return { puzzle, solution };
+        if (accept(puzzle)) return { puzzle, solution };
       }
     },
     prompt: (item) => `S${item.puzzle}\n`,

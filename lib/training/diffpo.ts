@@ -43,6 +43,10 @@ export const DIFFPO_DEFAULTS = {
   beta: option(0.04, "k3 KL weight against the starting model (d1's 0.04); 0 skips the frozen reference copy"),
   pMaskPrompt: option(0.15, "probability of masking each prompt token in the surrogate's first pass (d1's 0.15: random prompt masks regularise the one-pass estimate)"),
   temperature: option(1, 'rollout temperature: 1 samples the policy itself, which the importance weights and the group baseline assume'),
+  rolloutThresholds: option<number[]>(
+    [],
+    "thresholds cycled over each group's G rollouts (e.g. 0.9,0.9,0.9,0.9,0.95,1.01; above 1: one token per step); empty: every rollout at the rollout threshold. Threshold decoding is nearly deterministic (a position is committed only once its confidence passes the threshold, whatever the temperature), so G rollouts at one threshold usually agree and their group teaches nothing; stricter ones in the same group supply the contrast",
+  ),
   advantage: option<'mean' | 'mean-std'>('mean', "'mean' (d1: r - group mean) or 'mean-std' (also divided by the group std)", { choices: ['mean', 'mean-std'] }),
   lr: option(1e-4, "peak AdamW learning rate, a tenth of SFT's: on sudoku4, 5e-4 and 1e-3 drifted (KL to the start 0.16-0.33, mean NFE up 1.5-2.5x, accuracy down), 1e-4 held KL near 0.05 while accuracy rose"),
   warmup: option(20, "linear warmup steps: the optimizer's moments start at zero (also when starting from a base), so its first updates are full-size sign steps; 20 steps of warmup kept KL near 0.05 where none let it reach 0.28", { integer: true }),
@@ -200,6 +204,10 @@ export class DiffpoTrainer {
     if (!(o.pMaskPrompt >= 0 && o.pMaskPrompt < 1)) throw new InvalidArgumentError(`pMaskPrompt must be in [0, 1), got ${o.pMaskPrompt}`);
     if (!(o.nfeCost >= 0 && Number.isFinite(o.nfeCost))) throw new InvalidArgumentError(`nfeCost must be a finite number >= 0, got ${o.nfeCost}`);
     if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
+    if (!Array.isArray(o.rolloutThresholds) || o.rolloutThresholds.some((t) => !(t > 0 && Number.isFinite(t))))
+      throw new InvalidArgumentError(`rolloutThresholds must be an array of finite numbers > 0, got ${JSON.stringify(o.rolloutThresholds)}`);
+    if (o.rolloutThresholds.length > 0 && o.sampler && o.sampler.mode !== 'fixed') throw new InvalidArgumentError('rolloutThresholds and a learned sampler both choose rollout thresholds: give one');
+    if (o.rolloutThresholds.length > 0 && o.strategy && o.strategy.kind !== 'threshold') throw new InvalidArgumentError(`rolloutThresholds needs threshold decoding, got strategy '${o.strategy.kind}'`);
     if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
     this.#rng = new Rng(o.seed);
     this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'DiffpoTrainer');
@@ -324,6 +332,9 @@ export class DiffpoTrainer {
       features = perPrompt.flatMap((f) => new Array(o.groupSize).fill(f));
       choices = features.map((f) => this.head!.sample(f, this.#rng));
       strategy = this.head.strategy(choices);
+    } else if (o.rolloutThresholds.length > 0) {
+      const cycle = o.rolloutThresholds;
+      strategy = { kind: 'threshold', threshold: Float32Array.from(items, (_, b) => cycle[(b % o.groupSize) % cycle.length]!) };
     }
     const rollout = await generate(this.model, prompts, {
       genLength: o.genLength,
@@ -364,7 +375,10 @@ export class DiffpoTrainer {
   #updateHead(r: Rollouts, rewards: number[]): number {
     const s = r.strategy;
     const sampler = this.#o.sampler;
-    if (!this.head || !sampler || sampler.mode === 'fixed') return s.kind === 'threshold' && typeof s.threshold === 'number' ? s.threshold : NaN;
+    if (!this.head || !sampler || sampler.mode === 'fixed') {
+      if (s.kind !== 'threshold') return NaN;
+      return typeof s.threshold === 'number' ? s.threshold : s.threshold.reduce((a, t) => a + t, 0) / s.threshold.length;
+    }
     const L = this.#o.genLength;
     const costed = rewards.map((x, b) => x - (sampler.lambda * r.rollout.nfe[b]!) / L);
     this.head.update(r.features, r.choices, groupAdvantages(costed, this.#o.groupSize, this.#o.advantage), sampler.lr ?? DEFAULT_HEAD_LR);
