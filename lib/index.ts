@@ -86,6 +86,7 @@ export { maskedDiffusionLoss, type MaskedDiffusionInput, type MaskedDiffusionRes
 export { policyLoss, policyObjective, type PolicyLossInput, type PolicyLossResult } from './likelihood/policy-loss.js';
 // training
 export { ADVANTAGE_STD_EPS, DIFFPO_DEFAULTS, DiffpoTrainer, groupAdvantages, zeroVarianceFraction, type DiffpoDefaults, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './training/diffpo.js';
+export { commitCheckpoint, openCheckpoint, truncateStepLog, MANIFEST as CHECKPOINT_MANIFEST } from './training/checkpoint-set.js';
 export { loadModelFolder, readModelFolder, writeModelFolder, type ModelFolder } from './training/model-folder.js';
 export { AdamW, type AdamWOptions, type AdamWStepResult } from './training/optimizer.js';
 export { COSINE_FLOOR, scheduledLr, type LrSchedule } from './training/schedule.js';

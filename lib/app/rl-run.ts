@@ -7,6 +7,7 @@ import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import type { Difficulty, Task } from '../tasks/task.js';
 import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
+import { truncateStepLog } from '../training/checkpoint-set.js';
 import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
@@ -114,6 +115,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
     const before = await sweep();
     const metrics = join(out, 'metrics.jsonl');
     if (!o.resume) await writeFile(metrics, '');
+    else await truncateStepLog(metrics, rl.step); // steps after the checkpoint are run again
     const progress = new Progress(steps, 10);
     const first = rl.step;
     try {

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { positiveInt } from '../core/checks.js';
-import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
 import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
@@ -11,12 +11,12 @@ import { generate, type GenerateResult } from '../decoding/sampler.js';
 import { thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
 import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead } from '../decoding/threshold-head.js';
 import type { BackendName } from '../engine/backend.js';
-import { writeFileAtomic } from '../engine/checkpoint.js';
 import { DiffusionLM } from '../engine/model.js';
 import { planEstimate, runPlan, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
 import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
 import { TaskMixture, type Task, type TaskItem } from '../tasks/task.js';
 import { CharTokenizer } from '../tasks/tokenizer.js';
+import { commitCheckpoint, readTrainerState } from './checkpoint-set.js';
 import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
 import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
@@ -399,20 +399,18 @@ export class DiffpoTrainer {
 
   /** Writes a resumable checkpoint: the model folder (F32), the optimizer, the data RNG and the frozen reference. */
   async save(dir: string): Promise<void> {
-    await writeModelFolder(dir, this.model, { tokenizer: this.tokenizer, genLength: this.#o.genLength, task: this.tasks.map((t) => t.name).join('+'), dtype: 'f32' });
-    await saveOptimizer(dir, this.optimizer);
-    if (this.#reference) await (await this.#reference).save(join(dir, 'reference'), { dtype: 'f32' });
-    await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
+    const reference = this.#reference ? await this.#reference : null;
+    await commitCheckpoint(dir, this.step, async (staging) => {
+      await writeModelFolder(staging, this.model, { tokenizer: this.tokenizer, genLength: this.#o.genLength, task: this.tasks.map((t) => t.name).join('+'), dtype: 'f32' });
+      await saveOptimizer(staging, this.optimizer);
+      if (reference) await reference.save(join(staging, 'reference'), { dtype: 'f32' });
+      await writeFile(join(staging, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
+    });
   }
 
   /** Restores a checkpoint written by save() (same options, without the model: it is loaded from dir). */
   static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number; backend?: BackendName }): Promise<DiffpoTrainer> {
-    let state: { step: number; rng: number[]; seed: number };
-    try {
-      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
-    } catch (err) {
-      throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
-    }
+    const state = await readTrainerState<{ step: number; rng: number[]; seed: number }>(dir);
     const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
     const saved = model.extras;
     const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });

@@ -1,20 +1,20 @@
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { nonNegativeInt, positiveInt } from '../core/checks.js';
-import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
 import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
 import { evaluate, type EvaluateResult } from '../decoding/evaluate.js';
 import type { GenerateOptions } from '../decoding/sampler.js';
 import type { BackendName } from '../engine/backend.js';
-import { writeFileAtomic } from '../engine/checkpoint.js';
 import { DiffusionLM } from '../engine/model.js';
 import { maskedDiffusionLoss } from '../likelihood/masked-diffusion.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
 import { TaskMixture, type Task } from '../tasks/task.js';
 import { CharTokenizer } from '../tasks/tokenizer.js';
+import { commitCheckpoint, readTrainerState, truncateStepLog } from './checkpoint-set.js';
 import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
 import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
@@ -122,7 +122,9 @@ export class SftTrainer {
     const o = this.#o;
     if (o.outDir) {
       await mkdir(o.outDir, { recursive: true });
-      if (this.step === 0) await writeFile(join(o.outDir, 'metrics.jsonl'), ''); // a fresh run starts a fresh log
+      // a fresh run starts a fresh log; a resumed one drops the records of steps after its checkpoint
+      if (this.step === 0) await writeFile(join(o.outDir, 'metrics.jsonl'), '');
+      else await truncateStepLog(join(o.outDir, 'metrics.jsonl'), this.step);
     }
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
@@ -168,20 +170,17 @@ export class SftTrainer {
 
   /** Writes a resumable checkpoint: export() in F32, plus the optimizer moments and trainer state. */
   async save(dir: string): Promise<void> {
-    await this.export(dir, 'f32');
-    await saveOptimizer(dir, this.optimizer);
     const state: TrainerState = { step: this.step, rng: this.#rng.getState(), responseLength: this.responseLength, seed: this.#o.seed };
-    await writeFileAtomic(join(dir, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
+    await commitCheckpoint(dir, this.step, async (staging) => {
+      await this.export(staging, 'f32');
+      await saveOptimizer(staging, this.optimizer);
+      await writeFile(join(staging, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
+    });
   }
 
   /** Restores a checkpoint written by save() into a trainer with the same options (model included). */
   static async resume(dir: string, options: SftOptions & { threads?: number; backend?: BackendName }): Promise<SftTrainer> {
-    let state: TrainerState;
-    try {
-      state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
-    } catch (err) {
-      throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
-    }
+    const state = await readTrainerState<TrainerState>(dir);
     const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
     const trainer = new SftTrainer(model, { ...options, seed: state.seed, responseLength: state.responseLength });
     await loadOptimizer(dir, trainer.optimizer);
