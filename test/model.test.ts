@@ -275,6 +275,40 @@ describe('bad input is a typed error, never a crash', () => {
     big.dispose();
   });
 
+  it('inputs changed while a call waits or runs cannot reach the kernels: each call reads its own copy', async () => {
+    const tokens = () => Int32Array.from({ length: 64 }, (_, i) => i % 11);
+    const rows = () => Int32Array.from({ length: 16 }, (_, i) => i * 4);
+    const targets = () => Int32Array.from({ length: 16 }, (_, i) => i % 11);
+    const prompts = () => [Int32Array.from([1, 2, 3]), Int32Array.from([4, 5, 6])];
+    const gen = { genLength: 4, strategy: { kind: 'threshold' as const, threshold: 0.9 } };
+    const clean = {
+      logits: await m.logits(tokens(), { batch: 4, seqLen: 16 }),
+      hidden: await m.hiddenStates(tokens(), { batch: 4, seqLen: 16 }),
+      logp: (await m.selectedLogProbs({ tokens: tokens(), batch: 4, seqLen: 16, rows: rows(), targets: targets() })).logProbs,
+      generated: (await m.generate(prompts(), gen)).tokens,
+    };
+    const wreck = (...arrays: (Int32Array | Uint8Array)[]) => arrays.forEach((a) => a.fill(a instanceof Int32Array ? 2 ** 30 : 0));
+    for (let round = 0; round < 3; round++) {
+      // a slow call first, so the calls below wait in the model's queue while their inputs change
+      const busy = m.logits(new Int32Array(8 * 256).fill(3), { batch: 8, seqLen: 256 });
+      const t = [tokens(), tokens(), tokens()];
+      const [r, g, p] = [rows(), targets(), prompts()];
+      const calls = [
+        m.logits(t[0]!, { batch: 4, seqLen: 16 }),
+        m.hiddenStates(t[1]!, { batch: 4, seqLen: 16 }),
+        m.selectedLogProbs({ tokens: t[2]!, batch: 4, seqLen: 16, rows: r, targets: g }),
+        m.generate(p, gen),
+      ];
+      wreck(...t, r, g, ...p);
+      const [logits, hidden, logp, generated] = await Promise.all(calls);
+      await busy;
+      expect(logits).toEqual(clean.logits);
+      expect(hidden).toEqual(clean.hidden);
+      expect((logp as { logProbs: Float32Array }).logProbs).toEqual(clean.logp);
+      expect((generated as { tokens: Int32Array }).tokens).toEqual(clean.generated);
+    }
+  });
+
   it('every error is a DiffpoError with a stable code', async () => {
     const err = await m.logits(Int32Array.from([99]), { batch: 1, seqLen: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DiffpoError);

@@ -95,6 +95,11 @@ export interface OptimizerMoments {
 /** One AdamW update's hyperparameters (see training/optimizer.ts). */
 export type AdamWUpdate = NativeAdamWStep;
 
+/** A private copy of a typed array (anything else is returned as is, for the checks to reject). */
+function own<T>(a: T): T {
+  return ArrayBuffer.isView(a) && !(a instanceof DataView) ? ((a as unknown as Int32Array).slice() as unknown as T) : a;
+}
+
 /**
  * A masked-diffusion language model with LLaDA's architecture, running on the native core.
  * Heavy calls return Promises and run off the JS thread; calls on one model run one at a time in
@@ -213,21 +218,27 @@ export class DiffusionLM {
   /** Logits of shape (batch, seqLen, embedding_size), row-major. */
   async logits(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
     const { batch, seqLen } = options;
-    this.checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
+    const input = this.#ownForward(tokens, options);
     const out = new Float32Array(batch * seqLen * this.config.embedding_size);
-    await this.#run(options.signal, () =>
-      this.#native.logits({ tokens, attentionMask: options.attentionMask ?? null, positions: options.positions ?? null, batch, seqLen }, out),
-    );
+    await this.#run(options.signal, () => this.#native.logits(input, out));
     return out;
   }
 
   /** Final hidden states (after the last RMSNorm), (batch, seqLen, d_model) row-major. */
   async hiddenStates(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
     const { batch, seqLen } = options;
-    this.checkTokens(tokens, batch, seqLen, options.attentionMask, options.positions);
+    const input = this.#ownForward(tokens, options);
     const out = new Float32Array(batch * seqLen * this.config.d_model);
-    await this.#run(options.signal, () => this.#native.hidden({ tokens, attentionMask: options.attentionMask ?? null, positions: options.positions ?? null, batch, seqLen }, out));
+    await this.#run(options.signal, () => this.#native.hidden(input, out));
     return out;
+  }
+
+  /** Private copies of a forward's inputs, then checked: the native work reads them later on another thread, where a caller's change must not reach. */
+  #ownForward(tokens: Int32Array, options: { batch: number; seqLen: number; attentionMask?: Uint8Array; positions?: Int32Array }) {
+    const { batch, seqLen } = options;
+    const input = { tokens: own(tokens), attentionMask: own(options.attentionMask) ?? null, positions: own(options.positions) ?? null, batch, seqLen };
+    this.checkTokens(input.tokens, batch, seqLen, input.attentionMask ?? undefined, input.positions ?? undefined);
+    return input;
   }
 
   /**
@@ -235,12 +246,13 @@ export class DiffusionLM {
    * gradient of loss = -sum_s weights[s] * logp[s]. Every likelihood estimator is built on this.
    */
   async selectedLogProbs(input: SelectedLogProbsInput, options: BackwardOption = {}): Promise<{ loss: number; logProbs: Float32Array }> {
-    const { tokens, batch, seqLen, rows, targets } = input;
-    this.checkTokens(tokens, batch, seqLen, input.attentionMask, input.positions);
+    const forward = this.#ownForward(input.tokens, input);
+    const { batch, seqLen } = input;
+    const [rows, targets] = [own(input.rows), own(input.targets)];
     if (!(rows instanceof Int32Array) || !(targets instanceof Int32Array))
       throw new InvalidArgumentError('rows and targets must be Int32Arrays');
     if (rows.length !== targets.length) throw new InvalidArgumentError(`rows.length (${rows.length}) != targets.length (${targets.length})`);
-    const weights = input.weights ?? new Float32Array(rows.length).fill(1);
+    const weights = own(input.weights) ?? new Float32Array(rows.length).fill(1);
     if (!(weights instanceof Float32Array) || weights.length !== rows.length)
       throw new InvalidArgumentError(`weights must be a Float32Array of length ${rows.length}`);
     for (let s = 0; s < rows.length; s++) {
@@ -253,11 +265,7 @@ export class DiffusionLM {
     const logProbs = new Float32Array(rows.length);
     const loss = await this.#run(options.signal, () =>
       this.#native.logprobLoss({
-        tokens,
-        attentionMask: input.attentionMask ?? null,
-        positions: input.positions ?? null,
-        batch,
-        seqLen,
+        ...forward,
         rows,
         targets,
         weights,
@@ -270,7 +278,16 @@ export class DiffusionLM {
 
   /** A native decoder over these prompts; its calls run on this model's queue. */
   async createDecoder(prompts: Int32Array[], options: DecoderOptions, signal?: AbortSignal): Promise<DecoderSession> {
-    const id = await this.#run(signal, async () => this.#native.decoderCreate(prompts, options));
+    // private copies, checked: the native decoder is created later, when the queue reaches it
+    const mine = Array.isArray(prompts) ? prompts.map(own) : prompts;
+    const opts = { ...options, threshold: own(options.threshold), maxNfe: own(options.maxNfe) };
+    if (!Array.isArray(mine) || !mine.every((p) => p instanceof Int32Array)) throw new InvalidArgumentError('prompts must be an array of Int32Array');
+    const V = this.config.vocab_size;
+    mine.forEach((p, b) => {
+      const bad = p.findIndex((t) => t < 0 || t >= V);
+      if (bad >= 0) throw new InvalidArgumentError(`prompt ${b}: token id ${p[bad]} at index ${bad} is outside [0, vocab_size=${V})`);
+    });
+    const id = await this.#run(signal, async () => this.#native.decoderCreate(mine, opts));
     return {
       step: (s) => this.#run(s, () => this.#native.decoderStep(id)),
       trace: () => this.#run(undefined, async () => this.#native.decoderTrace(id)),
