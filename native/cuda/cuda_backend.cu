@@ -44,7 +44,7 @@ struct ManagedMemory : Memory {
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     return p;
   }
-  void release(void* p) override { cudaFree(p); }
+  void release(void* p, size_t) override { cudaFree(p); }
 };
 
 ManagedMemory& managed_memory() {
