@@ -69,6 +69,7 @@ export { backendStatus, type BackendName, type BackendStatus } from './engine/ba
 export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };
+export { tensorLayout } from './engine/model.js';
 export type { AdamWUpdate, BackwardOption, CreateOptions, DecoderOptions, DecoderSession, ExtraTensorSource, ForwardOptions, LoadOptions, ModelOptions, OptimizerMoments, SelectedLogProbsInput } from './engine/model.js';
 export { buildSafetensorsHeader, readSafetensorsHeader, type SafetensorsDtype, type SafetensorsHeader, type TensorEntry } from './engine/safetensors.js';
 // tasks

@@ -77,6 +77,27 @@ Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block) {
                                 [](Napi::Env, void*, BlockPtr* hint) { delete hint; }, keep);
 }
 
+Napi::Array tensor_specs(Napi::Env env, const std::vector<TensorSpec>& ts) {
+  Napi::Array arr = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", ts[i].name);
+    Napi::Array shape = Napi::Array::New(env, ts[i].shape.size());
+    for (size_t j = 0; j < ts[i].shape.size(); j++) shape.Set((uint32_t)j, (double)ts[i].shape[j]);
+    o.Set("shape", shape);
+    o.Set("offset", (double)ts[i].offset);
+    o.Set("numel", (double)ts[i].numel);
+    arr.Set((uint32_t)i, o);
+  }
+  return arr;
+}
+
+// tensorLayout(config) -> the tensors a model of this config would have, allocating nothing
+Napi::Value TensorLayout(const Napi::CallbackInfo& info) {
+  const ModelConfig cfg = parse_config(info[0].As<Napi::Object>());
+  return guarded(info.Env(), [&] { return tensor_specs(info.Env(), Model::layout(cfg)); });
+}
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -148,21 +169,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   Napi::Value Tensors(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!model_) throw_js(env, "ERR_DISPOSED", "the model was disposed");
-    const auto& ts = model_->tensors();
-    Napi::Array arr = Napi::Array::New(env, ts.size());
-    for (size_t i = 0; i < ts.size(); i++) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("name", ts[i].name);
-      Napi::Array shape = Napi::Array::New(env, ts[i].shape.size());
-      for (size_t j = 0; j < ts[i].shape.size(); j++) shape.Set((uint32_t)j, (double)ts[i].shape[j]);
-      o.Set("shape", shape);
-      o.Set("offset", (double)ts[i].offset);
-      o.Set("numel", (double)ts[i].numel);
-      arr.Set((uint32_t)i, o);
-    }
-    return arr;
+    if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
+    return tensor_specs(info.Env(), model_->tensors());
   }
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
@@ -455,6 +463,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("tensorLayout", Napi::Function::New(env, TensorLayout));
   exports.Set("NativeModel", NativeModel::Init(env));
   return exports;
 }

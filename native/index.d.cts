@@ -103,6 +103,8 @@ export declare class NativeModel {
 }
 /** What this build can run on: the CPU flavour reports no devices. */
 export declare function backendInfo(): { flavour: 'cpu' | 'cuda'; devices: number; name?: string; reason: string };
+/** The tensors a model of this config would have (names, shapes, offsets in the parameter block), allocating nothing. */
+export declare function tensorLayout(config: NativeConfig): NativeTensorSpec[];
 /** The CUDA flavour of the addon (same exports, with backend 'cuda'), or null and why. */
 export declare function loadCuda(): { addon: (typeof import('./index.cjs')) | null; reason: string };
 export declare const path: string;

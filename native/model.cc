@@ -47,27 +47,33 @@ LayerWeights layer_view(const std::vector<TensorSpec>& t, float* base, int layer
           base + t[i + 5].offset, base + t[i + 6].offset, base + t[i + 8].offset};
 }
 
-Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
-    : cfg_(cfg), backend_(std::move(backend)), arena_(backend_->memory()), acts_(new Acts) {
-  cfg_.validate();
-  const int64_t D = cfg_.d_model, F = cfg_.mlp_hidden_size, E = cfg_.embedding_size;
-  const int64_t KVd = (int64_t)cfg_.n_kv_heads * cfg_.head_dim();
+std::vector<TensorSpec> Model::layout(const ModelConfig& cfg) {
+  cfg.validate();
+  const int64_t D = cfg.d_model, F = cfg.mlp_hidden_size, E = cfg.embedding_size;
+  const int64_t KVd = (int64_t)cfg.n_kv_heads * cfg.head_dim();
+  std::vector<TensorSpec> tensors;
   size_t offset = 0;
   auto add = [&](std::string name, std::vector<int64_t> shape) {
     size_t n = 1;
     for (auto s : shape) n *= (size_t)s;
-    tensors_.push_back({std::move(name), std::move(shape), offset, n});
+    tensors.push_back({std::move(name), std::move(shape), offset, n});
     offset += n;  // no padding: q|k|v and ff_proj|up_proj must be adjacent (fused GEMMs)
   };
   add("model.transformer.wte.weight", {E, D});
-  for (int l = 0; l < cfg_.n_layers; l++) {
+  for (int l = 0; l < cfg.n_layers; l++) {
     const std::string p = "model.transformer.blocks." + std::to_string(l) + ".";
     const std::vector<int64_t> shapes[kLayerTensors] = {{D}, {D, D}, {KVd, D}, {KVd, D}, {D, D},
                                                         {D}, {F, D}, {F, D},   {D, F}};
     for (int j = 0; j < kLayerTensors; j++) add(p + kLayerNames[j] + ".weight", shapes[j]);
   }
   add("model.transformer.ln_f.weight", {D});
-  if (!cfg_.weight_tying) add("model.transformer.ff_out.weight", {E, D});
+  if (!cfg.weight_tying) add("model.transformer.ff_out.weight", {E, D});
+  return tensors;
+}
+
+Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
+    : cfg_(cfg), backend_(std::move(backend)), tensors_(layout(cfg)), arena_(backend_->memory()), acts_(new Acts) {
+  const size_t offset = tensors_.back().offset + tensors_.back().numel;
   params_ = std::make_shared<Block>(offset, backend_->memory());
   wte_ = params_->data + tensors_[0].offset;
   for (int l = 0; l < cfg_.n_layers; l++) layers_.push_back(layer_view(tensors_, params_->data, l));

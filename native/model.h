@@ -54,6 +54,9 @@ struct LayerWeights {
 class Model {
  public:
   Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend);
+  // The tensors of a config (validated) in LLaDA's names, with their offsets in the parameter Block:
+  // what a Model would allocate, known before anything is.
+  static std::vector<TensorSpec> layout(const ModelConfig& cfg);
   ~Model();
 
   const ModelConfig& config() const { return cfg_; }

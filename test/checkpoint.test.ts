@@ -261,6 +261,17 @@ describe('bad checkpoints give a clear CheckpointError or ConfigError', () => {
     }
   });
 
+  it('a config edited to 2000 layers fails on the first missing tensor before anything is allocated; one beyond the machine is a ConfigError', async () => {
+    const rss = process.memoryUsage().rss;
+    const p = loadWith(good(), { ...CONFIG, n_layers: 2000, d_model: 4096, n_heads: 4, mlp_hidden_size: 16384 }); // 1.6 TB of float32
+    await expect(p).rejects.toBeInstanceOf(ConfigError);
+    await expect(p).rejects.toThrow(/GiB of float32 parameters, more than this machine's/);
+    const q = loadWith(good(), { ...CONFIG, n_layers: 2000 });
+    await expect(q).rejects.toThrow(/missing tensor 'model.transformer.blocks.2.attn_norm.weight'/);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(64 * 2 ** 20);
+    expect(() => DiffusionLM.create({ ...CONFIG, n_layers: 100_000, d_model: 1024, n_heads: 4, mlp_hidden_size: 4096 })).toThrow(ConfigError);
+  });
+
   it('the resolved config keeps LLaDA keys and fills defaults', () => {
     const c = resolveConfig({ d_model: 8, n_heads: 2, n_layers: 1, mlp_hidden_size: 16, vocab_size: 10 });
     expect(c).toMatchObject({ n_kv_heads: 2, embedding_size: 10, mask_token_id: 9, eos_token_id: 8, block_type: 'llama', rope: true, alibi: false });

@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 
-import type { NativeAdamWStep, NativeDecoderOptions, NativeModel, NativeTensorSpec } from 'diffpo/native';
+import native, { type NativeAdamWStep, type NativeDecoderOptions, type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
 import { resolveBackend, type BackendName } from './backend.js';
 import { positiveInt } from '../core/checks.js';
-import { AbortError, CheckpointError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
+import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
@@ -95,6 +95,24 @@ export interface OptimizerMoments {
 /** One AdamW update's hyperparameters (see training/optimizer.ts). */
 export type AdamWUpdate = NativeAdamWStep;
 
+/**
+ * The tensors of a config (names, shapes, offsets in the parameter block), allocating nothing; a
+ * config whose parameters alone exceed this machine's memory is a ConfigError here, before any
+ * allocation (gradients and optimizer moments would triple it).
+ */
+export function tensorLayout(config: LLaDAConfig): NativeTensorSpec[] {
+  let specs: NativeTensorSpec[];
+  try {
+    specs = native.tensorLayout(config);
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+  const bytes = specs.reduce((a, t) => a + t.numel, 0) * 4;
+  if (bytes > totalmem())
+    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
+  return specs;
+}
+
 /** A private copy of a typed array (anything else is returned as is, for the checks to reject). */
 function own<T>(a: T): T {
   return ArrayBuffer.isView(a) && !(a instanceof DataView) ? ((a as unknown as Int32Array).slice() as unknown as T) : a;
@@ -129,6 +147,7 @@ export class DiffusionLM {
     if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.config = config;
     this.threads = threads;
+    tensorLayout(config); // checked before anything is allocated
     try {
       const { addon, backend } = resolveBackend(options.backend);
       this.#native = new addon.NativeModel(config, threads, backend);
@@ -156,9 +175,9 @@ export class DiffusionLM {
     if (options.signal?.aborted) throw new AbortError();
     const config = await readConfig(dir);
     const entries = await readCheckpointTensors(dir);
+    const reads = planLoad(dir, entries, tensorLayout(config)); // every tensor found, with its shape, before anything is allocated
     const model = new DiffusionLM(config, options, options.seed ?? 0);
     try {
-      const reads = planLoad(dir, entries, model.#specs);
       await model.#run(options.signal, () => model.#native.loadTensors(reads));
       // a NaN or infinite weight would make every logit non-finite: refuse it at the door, by name
       for (const [name, t] of model.parameters())
