@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -270,6 +270,26 @@ describe('bad checkpoints give a clear CheckpointError or ConfigError', () => {
     await expect(q).rejects.toThrow(/missing tensor 'model.transformer.blocks.2.attn_norm.weight'/);
     expect(process.memoryUsage().rss - rss).toBeLessThan(64 * 2 ** 20);
     expect(() => DiffusionLM.create({ ...CONFIG, n_layers: 100_000, d_model: 1024, n_heads: 4, mlp_hidden_size: 4096 })).toThrow(ConfigError);
+  });
+
+  it('files that are not regular files, and shard names that leave the folder, are CheckpointErrors (no hang, no raw EISDIR)', async () => {
+    const fifo = tmp();
+    expect(spawnSync('mkfifo', [join(fifo, 'config.json')]).status).toBe(0);
+    await expect(DiffusionLM.fromPretrained(fifo)).rejects.toThrow(/config.json is not a regular file \(a FIFO\)/);
+    const dirAsFile = tmp();
+    writeFileSync(join(dirAsFile, 'config.json'), JSON.stringify(CONFIG));
+    mkdirSync(join(dirAsFile, 'model.safetensors'));
+    await expect(DiffusionLM.fromPretrained(dirAsFile)).rejects.toThrow(/model.safetensors is not a regular file \(a directory\)/);
+    writeFileSync(join(dirAsFile, 'config.json'), '[1, 2]');
+    await expect(DiffusionLM.fromPretrained(dirAsFile)).rejects.toThrow(/must hold a JSON object/);
+    for (const shard of ['..', '.', '']) {
+      const dir = tmp();
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(CONFIG));
+      writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.transformer.wte.weight': shard } }));
+      const p = DiffusionLM.fromPretrained(dir);
+      await expect(p).rejects.toBeInstanceOf(CheckpointError);
+      await expect(p).rejects.toThrow(/invalid shard file name/);
+    }
   });
 
   it('the resolved config keeps LLaDA keys and fills defaults', () => {

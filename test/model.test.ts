@@ -312,6 +312,37 @@ describe('bad input is a typed error, never a crash', () => {
     }
   });
 
+  it('missing or wrong-typed arguments at every entry point are typed errors, never a TypeError', async () => {
+    const t = Int32Array.from([1, 2]);
+    const calls: [string, () => unknown][] = [
+      ['fromPretrained(undefined)', () => DiffusionLM.fromPretrained(undefined as unknown as string)],
+      ['fromPretrained(42)', () => DiffusionLM.fromPretrained(42 as unknown as string)],
+      ['create(undefined)', () => DiffusionLM.create(undefined as unknown as 'tiny')],
+      ['logits(tokens)', () => m.logits(t, undefined as never)],
+      ['logits(undefined, ...)', () => m.logits(undefined as never, { batch: 1, seqLen: 2 })],
+      ['hiddenStates(tokens)', () => m.hiddenStates(t, undefined as never)],
+      ['selectedLogProbs(undefined)', () => m.selectedLogProbs(undefined as never)],
+      ['maskedDiffusionLoss(undefined)', () => m.maskedDiffusionLoss(undefined as never)],
+      ['generate(undefined)', () => m.generate(undefined as never, undefined as never)],
+      ['generate(prompts)', () => m.generate([t], undefined as never)],
+      ['tokenLogProbs(undefined)', () => m.tokenLogProbs(undefined as never, undefined as never)],
+      ['policyLoss(undefined)', () => m.policyLoss(undefined as never, undefined as never)],
+      ['save(undefined)', () => m.save(undefined as never)],
+      ['save(a path under a file)', () => m.save('/dev/null/model')],
+      ['signal that is not an AbortSignal', () => m.logits(t, { batch: 1, seqLen: 2, signal: { aborted: false } as AbortSignal })],
+      ['adamwStep(undefined)', () => m.adamwStep(undefined as never, undefined as never)],
+    ];
+    for (const [what, call] of calls) {
+      const err = await Promise.resolve()
+        .then(call)
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
+      expect(err, what).toBeInstanceOf(DiffpoError);
+    }
+  });
+
   it('every error is a DiffpoError with a stable code', async () => {
     const err = await m.logits(Int32Array.from([99]), { batch: 1, seqLen: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DiffpoError);

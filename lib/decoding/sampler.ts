@@ -1,4 +1,4 @@
-import { positiveInt } from '../core/checks.js';
+import { objectArg, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { DecoderOptions, DiffusionLM } from '../engine/model.js';
 import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
@@ -147,6 +147,7 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
 
 /** The decoding loop: one native step (a forward plus the selection, off the JS thread) per iteration. */
 export async function generate(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
+  objectArg('generate options', options);
   if (options.strategy?.kind === 'learned') {
     const head = options.strategy.head ?? samplerHeadOf(model);
     if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");

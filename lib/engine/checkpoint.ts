@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
 
 import { resolveConfig, type LLaDAConfig } from './config.js';
-import { CheckpointError, ConfigError } from '../core/errors.js';
+import { CheckpointError, ConfigError, InvalidArgumentError } from '../core/errors.js';
+import { readJsonFile } from '../core/files.js';
 import { buildSafetensorsHeader, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 
 /** Tensors with this prefix are library extras (e.g. a learned sampler head); LLaDA loaders ignore them. */
@@ -31,19 +32,10 @@ async function exists(path: string): Promise<boolean> {
 
 /** Reads and validates `dir/config.json`. */
 export async function readConfig(dir: string): Promise<LLaDAConfig> {
+  if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError(`a checkpoint directory must be a non-empty string, got ${JSON.stringify(dir) ?? String(dir)}`);
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CheckpointError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new CheckpointError(`${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const json = await readJsonFile(path);
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new CheckpointError(`${path} must hold a JSON object`);
   try {
     return resolveConfig(json as Record<string, unknown>);
   } catch (err) {
@@ -58,16 +50,11 @@ export async function readCheckpointTensors(dir: string): Promise<Map<string, Te
   const index = join(dir, 'model.safetensors.index.json');
   if (await exists(single)) return (await readSafetensorsHeader(single)).tensors;
   if (!(await exists(index))) throw new CheckpointError(`${dir} has neither model.safetensors nor model.safetensors.index.json`);
-  let weightMap: Record<string, string>;
-  try {
-    weightMap = JSON.parse(await readFile(index, 'utf8')).weight_map;
-  } catch (err) {
-    throw new CheckpointError(`${index} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const weightMap = ((await readJsonFile(index)) as { weight_map?: Record<string, string> } | null)?.weight_map;
   if (!weightMap || typeof weightMap !== 'object') throw new CheckpointError(`${index} has no weight_map`);
   const all = new Map<string, TensorEntry>();
   for (const shard of new Set(Object.values(weightMap))) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\'))
+    if (typeof shard !== 'string' || shard === '' || shard === '.' || shard === '..' || shard.includes('/') || shard.includes('\\'))
       throw new CheckpointError(`${index}: invalid shard file name ${JSON.stringify(shard)}`);
     const { tensors } = await readSafetensorsHeader(join(dir, shard));
     for (const [name, t] of tensors) {

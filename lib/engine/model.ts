@@ -4,7 +4,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import native, { type NativeAdamWStep, type NativeDecoderOptions, type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
 import { resolveBackend, type BackendName } from './backend.js';
-import { positiveInt } from '../core/checks.js';
+import { checkSignal, objectArg, positiveInt } from '../core/checks.js';
 import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
@@ -193,9 +193,14 @@ export class DiffusionLM {
 
   /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the extras in float64) into dir. */
   async save(dir: string, options: { dtype?: 'f32' | 'bf16' } = {}): Promise<void> {
-    const dtype = options.dtype ?? 'f32';
+    const dtype = objectArg('save options', options).dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
-    await mkdir(dir, { recursive: true });
+    if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError(`save needs a directory path, got ${JSON.stringify(dir) ?? String(dir)}`);
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new CheckpointError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err });
+    }
     const extras = this.extras?.toTensors() ?? [];
     await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras));
   }
@@ -226,6 +231,8 @@ export class DiffusionLM {
 
   /** One AdamW update of every parameter from the accumulated gradients; returns the gradient norm before clipping. */
   adamwStep(moments: OptimizerMoments, update: AdamWUpdate, signal?: AbortSignal): Promise<number> {
+    objectArg('adamwStep update', update);
+    if (!(objectArg('adamwStep moments', moments).m instanceof Float32Array) || !(moments.v instanceof Float32Array)) throw new InvalidArgumentError('adamwStep moments must be the {m, v} of model.createMoments()');
     return this.#run(signal, () => this.#native.adamwStep(update, moments.m.buffer as ArrayBuffer, moments.v.buffer as ArrayBuffer));
   }
 
@@ -236,7 +243,7 @@ export class DiffusionLM {
 
   /** Logits of shape (batch, seqLen, embedding_size), row-major. */
   async logits(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
-    const { batch, seqLen } = options;
+    const { batch, seqLen } = objectArg('logits options', options);
     const input = this.#ownForward(tokens, options);
     const out = new Float32Array(batch * seqLen * this.config.embedding_size);
     await this.#run(options.signal, () => this.#native.logits(input, out));
@@ -245,7 +252,7 @@ export class DiffusionLM {
 
   /** Final hidden states (after the last RMSNorm), (batch, seqLen, d_model) row-major. */
   async hiddenStates(tokens: Int32Array, options: ForwardOptions): Promise<Float32Array> {
-    const { batch, seqLen } = options;
+    const { batch, seqLen } = objectArg('hiddenStates options', options);
     const input = this.#ownForward(tokens, options);
     const out = new Float32Array(batch * seqLen * this.config.d_model);
     await this.#run(options.signal, () => this.#native.hidden(input, out));
@@ -265,7 +272,7 @@ export class DiffusionLM {
    * gradient of loss = -sum_s weights[s] * logp[s]. Every likelihood estimator is built on this.
    */
   async selectedLogProbs(input: SelectedLogProbsInput, options: BackwardOption = {}): Promise<{ loss: number; logProbs: Float32Array }> {
-    const forward = this.#ownForward(input.tokens, input);
+    const forward = this.#ownForward(objectArg('selectedLogProbs input', input).tokens, input);
     const { batch, seqLen } = input;
     const [rows, targets] = [own(input.rows), own(input.targets)];
     if (!(rows instanceof Int32Array) || !(targets instanceof Int32Array))
@@ -371,6 +378,7 @@ export class DiffusionLM {
   }
 
   #run<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    checkSignal(signal);
     const task = async (): Promise<T> => {
       this.#live();
       if (signal?.aborted) throw new AbortError();

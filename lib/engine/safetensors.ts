@@ -1,6 +1,7 @@
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 
 import { CheckpointError } from '../core/errors.js';
+import { regularFileSize } from '../core/files.js';
 
 /** The dtypes this library reads; it writes F32 and BF16 (and F64 for the `diffpo.` extras). */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64';
@@ -28,12 +29,7 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
  * CheckpointError naming the file and, where there is one, the tensor.
  */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
-  let size: number;
-  try {
-    size = (await stat(file)).size;
-  } catch (err) {
-    throw new CheckpointError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
+  const size = await regularFileSize(file);
   if (size < 8) throw new CheckpointError(`${file} is truncated: ${size} bytes, less than the 8-byte header length`);
   const fh = await open(file, 'r');
   let headerText: string;

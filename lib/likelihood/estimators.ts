@@ -1,4 +1,4 @@
-import { positiveInt } from '../core/checks.js';
+import { objectArg, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { leftPad } from '../core/left-pad.js';
 import type { DiffusionLM } from '../engine/model.js';
@@ -53,7 +53,7 @@ export interface EstimatorPlan {
 }
 
 function checkBatch(model: DiffusionLM, batch: CompletionBatch): { B: number; L: number } {
-  const { prompts, completions } = batch;
+  const { prompts, completions } = objectArg('the completion batch', batch);
   if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
   const B = prompts.length;
   if (!(completions instanceof Int32Array) || completions.length % B !== 0 || completions.length === 0)
@@ -236,7 +236,7 @@ export async function runPlan(
 
 /** Plans an estimate and runs it: per-token log-probs (batch x genLength) and the plan to reuse. */
 export async function tokenLogProbs(model: DiffusionLM, batch: CompletionBatch, options: EstimatorOptions): Promise<{ logProbs: Float32Array; plan: EstimatorPlan }> {
-  const plan = planEstimate(model, batch, options);
+  const plan = planEstimate(model, batch, objectArg('tokenLogProbs options', options));
   const logProbs = await runPlan(model, batch, plan, { maxTokensPerForward: options.maxTokensPerForward, signal: options.signal });
   return { logProbs, plan };
 }

@@ -1,3 +1,4 @@
+import { objectArg } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { LLaDAConfig } from '../engine/config.js';
@@ -104,6 +105,7 @@ export interface MaskedDiffusionResult {
  * random stream, unless given (`mask` needs `pMask`).
  */
 export async function maskedDiffusionLoss(model: DiffusionLM, input: MaskedDiffusionInput, options: BackwardOption = {}): Promise<MaskedDiffusionResult> {
+  objectArg('maskedDiffusionLoss input', input);
   model.checkTokens(input.tokens, input.batch, input.seqLen, input.attentionMask);
   const rng = input.seed !== undefined ? new Rng(input.seed) : model.rng;
   const b = buildMaskedDiffusionBatch(input, model.config, rng);

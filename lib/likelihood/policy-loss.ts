@@ -1,3 +1,4 @@
+import { objectArg } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { runPlan, type CompletionBatch, type EstimatorPlan } from './estimators.js';
 import type { DiffusionLM } from '../engine/model.js';
@@ -96,8 +97,10 @@ export async function policyLoss(
   plan: EstimatorPlan,
   options: { backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
 ): Promise<PolicyLossResult> {
+  objectArg('policyLoss input', input);
+  if (!Array.isArray(input.prompts)) throw new InvalidArgumentError('policyLoss input.prompts must be an array of Int32Array');
   const B = input.prompts.length,
-    L = plan.genLength;
+    L = objectArg('policyLoss plan', plan).genLength;
   if (plan.batch !== B) throw new InvalidArgumentError(`the plan is for ${plan.batch} sequences, the input has ${B}`);
   lengthCheck('advantages', input.advantages, B, Float32Array);
   lengthCheck('logpOld', input.logpOld, B * L, Float32Array);

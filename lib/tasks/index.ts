@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import data from 'diffpo/data';
 
 import { InvalidArgumentError } from '../core/errors.js';
+import { readTextFile } from '../core/files.js';
 import { arithTask } from './arith.js';
 import { countdownTask } from './countdown.js';
 import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
@@ -43,5 +43,5 @@ export function getTask(name: TaskName, difficulty?: Difficulty, options: { solu
 export async function loadTestSet<Item>(task: Task<Item>, file?: string): Promise<Item[]> {
   if (!file && !task.testSetFile && task.heldOut) return task.heldOut();
   if (!file && !task.testSetFile) throw new InvalidArgumentError(`task '${task.name}' has no test set of its own: give a file`);
-  return task.parseTestSet(await readFile(file ?? join(data.dir, task.testSetFile!), 'utf8'));
+  return task.parseTestSet(await readTextFile(file ?? join(data.dir, task.testSetFile!), InvalidArgumentError));
 }

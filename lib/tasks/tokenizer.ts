@@ -1,9 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
 import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
+import { readJsonFile } from '../core/files.js';
 
 /** The characters every task format uses; one shared vocabulary for all tasks. */
 export const TASK_ALPHABET = '0123456789+-*/()=;#,>:. \nSCA';
@@ -75,12 +76,7 @@ export class CharTokenizer {
 
   /** Reads a tokenizer.json written by toJSON(). */
   static async fromFile(path: string): Promise<CharTokenizer> {
-    let json: { model?: { type?: string; vocab?: Record<string, number> } };
-    try {
-      json = JSON.parse(await readFile(path, 'utf8'));
-    } catch (err) {
-      throw new CheckpointError(`cannot read tokenizer ${path}: ${(err as Error).message}`, { cause: err });
-    }
+    const json = ((await readJsonFile(path)) ?? {}) as { model?: { type?: string; vocab?: Record<string, number> } };
     const vocab = json.model?.vocab;
     if (json.model?.type !== 'WordLevel' || !vocab) throw new CheckpointError(`${path} is not a diffpo character-level tokenizer (WordLevel model)`);
     const byId = Object.entries(vocab).sort((a, b) => a[1] - b[1]);
@@ -131,12 +127,7 @@ export class HfTokenizer implements TextTokenizer {
  */
 export async function loadTokenizer(dir: string): Promise<CharTokenizer | HfTokenizer> {
   const path = join(dir, 'tokenizer.json');
-  let json: { model?: { type?: string } };
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new CheckpointError(`cannot read tokenizer ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  const json = ((await readJsonFile(path)) ?? {}) as { model?: { type?: string } };
   if (json.model?.type === 'WordLevel') {
     try {
       return await CharTokenizer.fromFile(path);
@@ -144,12 +135,8 @@ export async function loadTokenizer(dir: string): Promise<CharTokenizer | HfToke
       // a WordLevel tokenizer of another layout: let the general loader take it
     }
   }
-  let config = {};
-  try {
-    config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8'));
-  } catch {
-    // optional
-  }
+  const configPath = join(dir, 'tokenizer_config.json');
+  const config = existsSync(configPath) ? ((await readJsonFile(configPath)) ?? {}) : {}; // optional
   try {
     return new HfTokenizer(json, config);
   } catch (err) {

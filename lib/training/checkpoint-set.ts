@@ -4,6 +4,7 @@ import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'no
 import { dirname, join } from 'node:path';
 
 import { CheckpointError } from '../core/errors.js';
+import { readJsonFile } from '../core/files.js';
 
 /**
  * A training checkpoint is one unit: the model folder, the optimizer, the trainer state (and a frozen
@@ -170,12 +171,7 @@ export async function openCheckpoint(dir: string): Promise<{ step: number }> {
 /** The trainer state of dir's verified checkpoint (openCheckpoint first), checked against the manifest's step. */
 export async function readTrainerState<State extends { step: number }>(dir: string): Promise<State> {
   const { step } = await openCheckpoint(dir);
-  let state: State;
-  try {
-    state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8'));
-  } catch (err) {
-    throw new CheckpointError(`cannot resume from ${dir}: ${(err as Error).message}`, { cause: err });
-  }
+  const state = (await readJsonFile(join(dir, 'trainer_state.json'))) as State | null;
   if (state?.step !== step) throw new CheckpointError(`cannot resume from ${dir}: trainer_state.json is of step ${state?.step}, the manifest of step ${step}`);
   return state;
 }

@@ -1,7 +1,8 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { CheckpointError } from '../core/errors.js';
+import { readJsonFile } from '../core/files.js';
 import { writeFileAtomic } from '../engine/checkpoint.js';
 import { DiffusionLM, type LoadOptions } from '../engine/model.js';
 import { CharTokenizer } from '../tasks/tokenizer.js';
@@ -23,12 +24,7 @@ export interface ModelFolder {
 export async function readModelFolder(dir: string): Promise<ModelFolder> {
   const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
   const path = join(dir, 'generation_config.json');
-  let json: { task?: unknown; gen_length?: unknown };
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new CheckpointError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  const json = ((await readJsonFile(path)) ?? {}) as { task?: unknown; gen_length?: unknown };
   if (typeof json.gen_length !== 'number' || !Number.isInteger(json.gen_length) || json.gen_length < 1)
     throw new CheckpointError(`${path}: gen_length must be a positive integer, got ${JSON.stringify(json.gen_length)}`);
   return { tokenizer, genLength: json.gen_length, task: typeof json.task === 'string' ? json.task : undefined };

@@ -20,7 +20,7 @@ export async function saveOptimizer(dir: string, optimizer: AdamW): Promise<numb
 export async function loadOptimizer(dir: string, optimizer: AdamW): Promise<void> {
   const path = join(dir, 'optimizer.safetensors');
   const { tensors, metadata } = await readSafetensorsHeader(path);
-  const bytes = await readFile(path);
+  const bytes = await readFile(path); // a regular file: readSafetensorsHeader checked
   const read = (name: string) => {
     const t = tensors.get(name);
     if (!t || t.dtype !== 'F32') throw new CheckpointError(`${path} lacks ${name}`);
