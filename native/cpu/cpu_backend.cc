@@ -63,12 +63,15 @@ void CpuBackend::rmsnorm_forward(float* out, float* rstd, const float* inp, cons
 
 void CpuBackend::rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                                   const float* rstd, int N, int D) {
-  // dw is a reduction over rows: each chunk sums into its own slice of scratch, then one pass adds them.
-  const int chunks = std::min(N, pool_.size() * 4);
+  // dw is a reduction over rows: each chunk sums into its own slice of scratch, then one pass adds them
+  // in chunk order. Chunks are fixed runs of rows, not a share per thread, so the sum (and training)
+  // is bit-identical for any thread count.
+  constexpr int kRowsPerChunk = 32;
+  const int chunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
   float* partial = scratch((size_t)chunks * D);
   std::fill(partial, partial + (size_t)chunks * D, 0.f);
   pool_.run(chunks, [&](int c, int) {
-    const long lo = (long)N * c / chunks, hi = (long)N * (c + 1) / chunks;
+    const long lo = (long)c * kRowsPerChunk, hi = std::min<long>(N, lo + kRowsPerChunk);
     for (long n = lo; n < hi; n++)
       K().rmsnorm_row_backward(dinp + n * D, partial + (long)c * D, dout + n * D, inp + n * D, w, rstd[n], D);
   });
@@ -238,9 +241,9 @@ void CpuBackend::scale(float* x, long n, float s) {
 }
 
 double CpuBackend::sum_squares(const float* x, long n) {
-  const int chunks = (int)std::min<long>(pool_.size() * 4L, std::max(1L, n / 4096));
+  // chunks depend on n alone (not the thread count), so the sum is the same bits on any machine
   double partial[256] = {};
-  const int c_used = std::min(chunks, 256);
+  const int c_used = (int)std::min<long>(256, std::max(1L, n / 4096));
   pool_.run(c_used, [&](int c, int) {
     const long lo = n * c / c_used, hi = n * (c + 1) / c_used;
     double s = 0;
