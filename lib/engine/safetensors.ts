@@ -44,7 +44,11 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
     headerLen = Number(n);
     const buf = Buffer.alloc(headerLen);
     await fh.read(buf, 0, headerLen, 8);
-    headerText = buf.toString('utf8');
+    try {
+      headerText = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+    } catch {
+      throw new CheckpointError(`${file}: the header is not valid UTF-8`);
+    }
   } finally {
     await fh.close();
   }
@@ -62,7 +66,10 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   let metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      metadata = (value ?? {}) as Record<string, string>;
+      // the format's metadata is a map of strings (safetensors rejects anything else, and so do we)
+      if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.values(value).some((x) => typeof x !== 'string'))
+        throw new CheckpointError(`${file}: __metadata__ must be an object of strings, got ${JSON.stringify(value)}`);
+      metadata = value as Record<string, string>;
       continue;
     }
     const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
