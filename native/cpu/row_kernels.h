@@ -58,7 +58,7 @@ static inline float fast_expf(float x) {
     int32_t i;
     float f;
   } scale;
-  scale.i = ((int32_t)n + 127) << 23;
+  scale.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23);  // unsigned: a NaN input (n garbage) must not be UB
   return p * scale.f;
 }
 

@@ -33,4 +33,5 @@ export interface NativeTesting {
   gemmKernel: string;
 }
 
-export const testing = createRequire(import.meta.url)('../../build/Release/diffpo_testing.node') as NativeTesting;
+// DIFFPO_TESTING_NATIVE_PATH: another build of it (the sanitizer run, scripts/test-asan.sh)
+export const testing = createRequire(import.meta.url)(process.env.DIFFPO_TESTING_NATIVE_PATH ?? '../../build/Release/diffpo_testing.node') as NativeTesting;
