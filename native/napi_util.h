@@ -26,6 +26,10 @@ auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
     throw_js(env, e.code, e.what(), e.key);
   } catch (const std::bad_alloc&) {
     throw_js(env, "ERR_OUT_OF_MEMORY", "out of memory");
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {  // nothing else may cross into node: it would terminate the process
+    throw_js(env, "ERR_NATIVE", e.what());
   }
 }
 

@@ -343,6 +343,17 @@ describe('bad input is a typed error, never a crash', () => {
     }
   });
 
+  it('threads the OS refuses (a memory cap) are an InvalidArgumentError, not an abort', () => {
+    const script = "const { DiffusionLM } = require('diffpo'); try { DiffusionLM.create('tiny', { threads: 1000 }); console.log('created'); } catch (e) { console.log(e.name + ': ' + e.message); }";
+    // the plain build: a sanitizer runtime (npm run test:asan) reserves more address space than the cap
+    const { LD_PRELOAD, DIFFPO_NATIVE_PATH, ...env } = process.env;
+    void LD_PRELOAD, void DIFFPO_NATIVE_PATH;
+    const r = spawnSync('bash', ['-c', `ulimit -v 3000000; exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', env });
+    expect(r.status, r.stderr).toBe(0);
+    // with 8 MB stacks, 1000 threads do not fit under a 3 GB cap
+    expect(r.stdout).toMatch(/^InvalidArgumentError: cannot start 1000 threads here \(the OS refused after \d+\)/);
+  });
+
   it('every error is a DiffpoError with a stable code', async () => {
     const err = await m.logits(Int32Array.from([99]), { batch: 1, seqLen: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DiffpoError);

@@ -1,20 +1,36 @@
 #include "threadpool.h"
 
 #include <chrono>
+#include <string>
+#include <system_error>
+
+#include "errors.h"
 
 namespace diffpo {
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
-  for (int i = 1; i < threads_; i++) workers_.emplace_back([this, i] { worker(i); });
+  try {
+    for (int i = 1; i < threads_; i++) workers_.emplace_back([this, i] { worker(i); });
+  } catch (const std::system_error& e) {
+    // the OS refused a thread (a memory or process cap): stop the ones started, then a typed error
+    // (an exception leaving with joinable threads would terminate the process)
+    const size_t started = workers_.size() + 1;
+    stop();
+    throw Error("ERR_INVALID_ARGUMENT",
+                "cannot start " + std::to_string(threads_) + " threads here (the OS refused after " + std::to_string(started) + "): " + e.what());
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::stop() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 void ThreadPool::drain(int thread) {

@@ -36,6 +36,7 @@ class ThreadPool {
   using Trampoline = void (*)(void*, int, int);
   void dispatch(int ntasks, Trampoline tramp, void* ctx);
   void worker(int id);
+  void stop();  // wakes and joins every worker
   void drain(int thread);
 
   int threads_;
