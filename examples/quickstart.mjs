@@ -24,7 +24,7 @@ function batch(B) {
   return tokens;
 }
 
-for (let step = 1; step <= 300; step++) {
+for (let step = 1; step <= 400; step++) {
   await model.zeroGrad();
   const { loss } = await model.maskedDiffusionLoss({ tokens: batch(32), batch: 32, seqLen: T, normalization: 'pretrain' }, { backward: true });
   await opt.step();
