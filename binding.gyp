@@ -2,7 +2,7 @@
   "target_defaults": {
     "cflags!": ["-fno-exceptions", "-O2"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++17", "-O2"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wall", "-Wno-unused-parameter"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wall", "-Wno-unused-parameter", "-include", "<(module_root_dir)/native/common/glibc_compat.h"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"]
   },
@@ -23,6 +23,7 @@
         "native/sampler.cc",
         "native/tensor_io.cc",
         "native/common/threadpool.cc",
+        "native/common/glibc_compat.cc",
         "native/cpu/cpu_backend.cc",
         "native/cpu/gemm.cc",
         "native/cpu/row_kernels_portable.cc"
@@ -33,7 +34,7 @@
       "target_name": "diffpo",
       "dependencies": ["diffpo_core"],
       "sources": ["native/bindings.cc"],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread", "-static-libstdc++"]
     }
   ],
   "conditions": [
@@ -41,6 +42,7 @@
       "targets": [
         {
           "target_name": "diffpo_testing",
+          "product_dir": "<(PRODUCT_DIR)/testing",
           "dependencies": ["diffpo_core"],
           "sources": ["native/testing_bindings.cc", "native/testing.cc", "native/op_cases.cc"],
           "ldflags": ["-pthread"]

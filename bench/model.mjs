@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { AdamW, DiffusionLM, presetConfig } from 'diffpo';
 
 // the GEMM and FMA-peak benchmarks live in the test addon, which the package does not ship
-const native = createRequire(import.meta.url)('../build/Release/diffpo_testing.node');
+const native = createRequire(import.meta.url)('../build/Release/testing/diffpo_testing.node');
 
 export const SHAPES = {
   tiny: { batch: 64, seqLen: 64 },

@@ -13,7 +13,7 @@ ln -s "$root/node_modules" "$work/node_modules"
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 (cd "$work" && CFLAGS="$flags" CXXFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" npm run --silent build:native > build.log 2>&1) || { tail -30 "$work/build.log"; exit 1; }
 mkdir -p build-asan
-cp "$work/build/Release/diffpo.node" "$work/build/Release/diffpo_testing.node" build-asan/
+cp "$work/build/Release/diffpo.node" "$work/build/Release/testing/diffpo_testing.node" build-asan/
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 export DIFFPO_NATIVE_PATH=$root/build-asan/diffpo.node DIFFPO_TESTING_NATIVE_PATH=$root/build-asan/diffpo_testing.node

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -104,6 +104,18 @@ describe('CLI', () => {
     const e = cli('train', '--task', 'sudoku4', '--steps', '1', '--limit', '4', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'r'), '--group-size', 'x');
     expect(e.status).toBe(1);
     expect(e.stderr).toMatch(/--group-size: 'x' is not a number/);
+    // a failed run leaves no empty folder behind; --data reads the test set from a file
+    const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'r');
+    const f = cli('train', '--task', 'sudoku4', '--steps', '1', '--from', '/nonexistent', '--out', out);
+    expect(f.status).toBe(1);
+    expect(f.stderr).toMatch(/nonexistent.*ERR_CHECKPOINT/);
+    expect(existsSync(out)).toBe(false);
+    const g = cli('train', '--task', 'sudoku4', '--steps', '1', '--data', '/nonexistent.csv', '--out', out);
+    expect(g.status).toBe(1);
+    expect(g.stderr).toMatch(/cannot read \/nonexistent.csv.*ERR_INVALID_ARGUMENT/);
+    expect(existsSync(out)).toBe(false);
+    const rl = cli('train', '--rollout-thresholds', '0.9,x', '--task', 'sudoku4');
+    expect(rl.stderr).toMatch(/--rollout-thresholds: '0.9,x' is not a comma-separated list of numbers/);
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);

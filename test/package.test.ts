@@ -36,20 +36,54 @@ describe('package', () => {
     expect(pkg.bin.diffpo).toBe('./dist/esm/app/cli.js');
   });
 
-  it('the loader prefers a prebuilt binary over the local build', () => {
+  it('the loader takes a fresh local build over a prebuild, and of the prebuilds the one tagged for this libc', () => {
     const dir = mkdtempSync(join(tmpdir(), 'diffpo-loader-'));
     mkdirSync(join(dir, 'native'));
-    mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
     copyFileSync(join(root, 'native', 'index.cjs'), join(dir, 'native', 'index.cjs'));
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'diffpo-loader-test' }));
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
-    const built = join(root, 'build', 'Release', 'diffpo.node');
-    copyFileSync(existsSync(built) ? built : native.path, join(dir, 'build', 'Release', 'diffpo.node'));
-    const which = () => execFileSync(process.execPath, ['-p', `require(${JSON.stringify(join(dir, 'native', 'index.cjs'))}).path`], { encoding: 'utf8', env: { ...process.env, DIFFPO_NATIVE_PATH: '' } }).trim();
-    expect(which()).toBe(join(dir, 'build', 'Release', 'diffpo.node'));
+    const env = { ...process.env, DIFFPO_NATIVE_PATH: '' };
+    const which = () => execFileSync(process.execPath, ['-p', `require(${JSON.stringify(join(dir, 'native', 'index.cjs'))}).path`], { encoding: 'utf8', env }).trim();
+    const failure = () => spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(dir, 'native', 'index.cjs'))})`], { encoding: 'utf8', env }).stderr;
+    expect(failure()).toMatch(/diffpo: no native build for linux-x64 \(glibc [\d.]+, Node [\d.]+\)\. The npm package ships a prebuilt binary for linux-x64 with glibc >= 2\.28; elsewhere build from source with `npm run build:native`/);
     const prebuilds = join(dir, 'prebuilds', `${process.platform}-${process.arch}`);
     mkdirSync(prebuilds, { recursive: true });
-    copyFileSync(native.path, join(prebuilds, 'diffpo.napi.node'));
-    expect(which()).toBe(join(prebuilds, 'diffpo.napi.node'));
+    copyFileSync(native.path, join(prebuilds, 'diffpo.napi.musl.node'));
+    copyFileSync(native.path, join(prebuilds, 'diffpo.napi.glibc.node'));
+    expect(which()).toBe(join(prebuilds, 'diffpo.napi.glibc.node'));
+    mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+    copyFileSync(native.path, join(dir, 'build', 'Release', 'diffpo.node'));
+    expect(which()).toBe(join(dir, 'build', 'Release', 'diffpo.node'));
+  });
+
+  it('the CUDA flavour is found as its own package (@diffpo/linux-x64-cuda), and a broken one is reported, not thrown', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-cuda-pkg-'));
+    mkdirSync(join(dir, 'native'));
+    copyFileSync(join(root, 'native', 'index.cjs'), join(dir, 'native', 'index.cjs'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'diffpo-loader-test' }));
+    mkdirSync(join(dir, 'node_modules', '@diffpo', 'linux-x64-cuda'), { recursive: true });
+    symlinkSync(join(root, 'node_modules', 'node-gyp-build'), join(dir, 'node_modules', 'node-gyp-build'));
+    const pkg = join(dir, 'node_modules', '@diffpo', 'linux-x64-cuda');
+    writeFileSync(join(pkg, 'index.cjs'), "module.exports = { path: require('node:path').join(__dirname, 'diffpo_cuda.node') };");
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@diffpo/linux-x64-cuda', main: 'index.cjs' }));
+    writeFileSync(join(pkg, 'diffpo_cuda.node'), 'not a shared library');
+    const loader = JSON.stringify(join(dir, 'native', 'index.cjs'));
+    const env = { ...process.env, DIFFPO_NATIVE_PATH: native.path, DIFFPO_CUDA_NATIVE_PATH: '' };
+    const reason = execFileSync(process.execPath, ['-p', `require(${loader}).loadCuda().reason`], { encoding: 'utf8', env }).trim();
+    expect(reason).toMatch(new RegExp(`^cannot load ${join(pkg, "diffpo_cuda.node")}: .*(file too short|invalid ELF header)`));
+  });
+
+  it('the addon needs at most glibc 2.28 and no libstdc++ version (RHEL/Alma/Rocky 8, Node 20 floor)', async () => {
+    const { neededVersions, highest } = (await import(join(root, 'scripts', 'elf-versions.mjs'))) as {
+      neededVersions: (f: string) => { file: string; version: string }[];
+      highest: (v: { version: string }[], prefix: string) => number[] | null;
+    };
+    const versions = neededVersions(native.path);
+    expect(versions.length).toBeGreaterThan(0);
+    const glibc = highest(versions, 'GLIBC_')!;
+    expect(glibc[0]! * 1000 + glibc[1]!, `needs GLIBC_${glibc.join('.')}`).toBeLessThanOrEqual(2028);
+    expect(versions.filter((v) => v.version.startsWith('GLIBCXX_') || v.version.startsWith('CXXABI_'))).toEqual([]);
+    const gcc = highest(versions, 'GCC_') ?? [0];
+    expect(gcc[0]!, `needs GCC_${gcc.join('.')} of libgcc_s`).toBeLessThanOrEqual(7);
   });
 });

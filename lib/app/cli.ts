@@ -34,6 +34,7 @@ const STRATEGY_FLAGS: Flag[] = [
   { name: 'block-length', type: 'int', help: 'semi-autoregressive block length (default: one block)' },
   { name: 'cache', type: 'string', default: 'none', choices: ['none', 'prefix', 'dual'], help: "Fast-dLLM's approximate KV caches" },
 ];
+const DATA_FLAG: Flag = { name: 'data', type: 'string', help: "a test set file in the task's format (default: its external test set, shipped in the package, or its held-out set)", meta: 'FILE' };
 const MODEL_DIR: Flag = { name: 'model', type: 'string', help: 'a model folder (config.json, model.safetensors, tokenizer.json, ...)', meta: 'DIR' };
 const TASK: Flag = { name: 'task', type: 'string', choices: TASKS, help: 'the task' };
 const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print one JSON object' };
@@ -100,7 +101,7 @@ const COMMANDS: Record<string, Command> = {
     flags: [
       MODEL_DIR,
       TASK,
-      { name: 'data', type: 'string', help: "a test set file in the task's format (default: its external test set or held-out set)", meta: 'FILE' },
+      DATA_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json)" },
       ...STRATEGY_FLAGS,
@@ -138,6 +139,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
+      DATA_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
@@ -341,7 +343,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const solutions = (v.solutions as Sudoku4Solutions | undefined) ?? stream.solutions;
   const trainTask = getTask(v.task as TaskName, difficulty, { solutions });
   const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
-  let test = await loadTestSet(task);
+  let test = await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
   const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);
   const { table, report } = await runRl({

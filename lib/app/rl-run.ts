@@ -1,3 +1,4 @@
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +89,17 @@ export interface RlRunResult {
  * (report.html and .md, pareto.svg, steps.svg, result.json) in `out`.
  */
 export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
+  const created = !existsSync(o.out);
+  try {
+    return await rlRun(o);
+  } catch (err) {
+    // a run that failed before writing anything leaves no empty folder behind
+    if (created && existsSync(o.out) && readdirSync(o.out).length === 0) rmSync(o.out, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
   const { task, out, steps, threshold } = o;
   const base = o.from ?? shippedBase(task.name);

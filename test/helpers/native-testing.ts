@@ -1,4 +1,4 @@
-// The test addon (build/Release/diffpo_testing.node, native/testing_bindings.cc): self-checks that the
+// The test addon (build/Release/testing/diffpo_testing.node, native/testing_bindings.cc): self-checks that the
 // product addon does not ship.
 import { createRequire } from 'node:module';
 
@@ -34,4 +34,4 @@ export interface NativeTesting {
 }
 
 // DIFFPO_TESTING_NATIVE_PATH: another build of it (the sanitizer run, scripts/test-asan.sh)
-export const testing = createRequire(import.meta.url)(process.env.DIFFPO_TESTING_NATIVE_PATH ?? '../../build/Release/diffpo_testing.node') as NativeTesting;
+export const testing = createRequire(import.meta.url)(process.env.DIFFPO_TESTING_NATIVE_PATH ?? '../../build/Release/testing/diffpo_testing.node') as NativeTesting;
