@@ -39,7 +39,10 @@ describe('accuracy vs NFE', () => {
     expect(points[2]!.accuracy).toBeGreaterThanOrEqual(points[0]!.accuracy);
     // evaluate with strategies: one result per strategy, each equal to evaluating it alone
     const strategies = [{ kind: 'threshold', threshold: 0.7 }, { kind: 'entropy', gamma: 0.2 }] as const;
-    const many = await evaluate(model, sudoku4Task(), { items, tokenizer, genLength, strategies: [...strategies] });
+    const seen: [number, number][] = [];
+    const many = await evaluate(model, sudoku4Task(), { items, tokenizer, genLength, strategies: [...strategies], batchSize: 12, onProgress: (done, total) => void seen.push([done, total]) });
+    // progress after each generate call, counted over both strategies
+    expect(seen).toEqual([[12, 64], [24, 64], [32, 64], [44, 64], [56, 64], [64, 64]]);
     for (const [i, strategy] of strategies.entries()) {
       const one = await evaluate(model, sudoku4Task(), { items, tokenizer, genLength, sampler: { strategy } });
       expect(many[i]!.strategy).toEqual(strategy);

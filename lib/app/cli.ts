@@ -16,7 +16,7 @@ import { readModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
 import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
-import { Progress } from './progress.js';
+import { itemProgress, Progress } from './progress.js';
 import { RL_STREAMS, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith'];
@@ -276,7 +276,8 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const model = await DiffusionLM.fromPretrained(v.model as string, run);
   try {
     if (v.pareto) {
-      const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength });
+      const bar = itemProgress('threshold sweep');
+      const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength, onProgress: bar.onProgress }).finally(bar.done);
       const front = new Set(paretoFront(points));
       const svg = (v.out as string | undefined) ?? join('runs', `${task.name}-pareto.svg`);
       await mkdir(dirname(svg), { recursive: true });
@@ -287,7 +288,8 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
       return void process.stdout.write(`\nplot: ${svg}\n`);
     }
     const strategy = strategyFromFlags(v, 'eval', true);
-    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy, blockLength: blockLength ?? genLength, cache: v.cache as GenerateOptions['cache'] } });
+    const bar = itemProgress('evaluating');
+    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy, blockLength: blockLength ?? genLength, cache: v.cache as GenerateOptions['cache'] }, onProgress: bar.onProgress }).finally(bar.done);
     void completions;
     if (v.json) process.stdout.write(JSON.stringify({ task: task.name, strategy, ...r }) + '\n');
     else process.stdout.write(`${task.name}: ${r.items} items  accuracy ${r.accuracy.toFixed(3)}  mean reward ${r.meanReward.toFixed(3)}  mean NFE ${r.meanNfe.toFixed(2)}  ${r.tokensPerS.toFixed(0)} tokens/s\n`);

@@ -11,6 +11,8 @@ export class Progress {
     readonly total: number,
     readonly every = 10,
     readonly stream: NodeJS.WriteStream = process.stderr,
+    /** What is counted, in the plain lines ('step 10/150', 'items 500/2500'). */
+    readonly unit = 'step',
   ) {
     this.#tty = !!stream.isTTY;
   }
@@ -31,7 +33,7 @@ export class Progress {
         filled = Math.round((width * step) / this.total);
       this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${step}/${this.total}  ${text}  ${time}\x1b[K`);
       this.#drawn = true;
-    } else if (force || step % this.every === 0 || step === this.total) this.stream.write(`step ${step}/${this.total}  ${text}  ${time}\n`);
+    } else if (force || step % this.every === 0 || step === this.total) this.stream.write(`${this.unit} ${step}/${this.total}  ${text}  ${time}\n`);
   }
 
   /** Ends the bar's line (on a TTY). */
@@ -39,6 +41,18 @@ export class Progress {
     if (this.#drawn) this.stream.write('\n');
     this.#drawn = false;
   }
+}
+
+/** An evaluate() onProgress that draws `label`'s items done on stderr (a line every `every` items off a TTY); call done() after. */
+export function itemProgress(label: string, every = 500): { onProgress: (done: number, total: number) => void; done: () => void } {
+  let bar: Progress | null = null;
+  return {
+    onProgress: (done, total) => {
+      bar ??= new Progress(total, every, process.stderr, 'items');
+      bar.update(done, label);
+    },
+    done: () => bar?.done(),
+  };
 }
 
 export function formatSeconds(s: number): string {

@@ -12,7 +12,7 @@ import { truncateStepLog } from '../training/checkpoint-set.js';
 import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
-import { Progress } from './progress.js';
+import { itemProgress, Progress } from './progress.js';
 import { runReport } from './report.js';
 
 /** The grid of the learned per-prompt threshold: parallel decoding from loose to strict, and one token per step. */
@@ -122,7 +122,14 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const model = rl.model;
   const method = o.trainer.method ?? DIFFPO_DEFAULTS.method.default;
   try {
-    const sweep = () => paretoSweep(model, task, { items: test, tokenizer, genLength, thresholds });
+    const sweep = async () => {
+      const bar = itemProgress(`threshold sweep (${thresholds.length} decodings of ${test.length} items)`);
+      try {
+        return await paretoSweep(model, task, { items: test, tokenizer, genLength, thresholds, onProgress: bar.onProgress });
+      } finally {
+        bar.done();
+      }
+    };
     log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...`);
     const before = await sweep();
     const metrics = join(out, 'metrics.jsonl');

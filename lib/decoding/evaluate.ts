@@ -16,6 +16,8 @@ export interface EvaluateOptions {
   /** Items per generate call (default 32). */
   batchSize?: number;
   signal?: AbortSignal;
+  /** Called after each generate call with the items done and the total (over every strategy). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface EvaluateResult {
@@ -43,7 +45,12 @@ export async function evaluate<Item>(
   if (strategies === undefined) return evaluateOne(model, task, options);
   if (!Array.isArray(strategies) || strategies.length === 0) throw new InvalidArgumentError('strategies must be a non-empty array of decoding strategies');
   const out = [];
-  for (const strategy of strategies) out.push({ strategy, ...(await evaluateOne(model, task, { ...options, sampler: { ...options.sampler, strategy } })) });
+  const n = options.items.length,
+    total = n * strategies.length;
+  for (const [k, strategy] of strategies.entries()) {
+    const onProgress = options.onProgress && ((done: number) => options.onProgress!(k * n + done, total));
+    out.push({ strategy, ...(await evaluateOne(model, task, { ...options, sampler: { ...options.sampler, strategy }, onProgress })) });
+  }
   return out;
 }
 
@@ -72,6 +79,7 @@ async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: 
       reward += task.reward(item, text);
       nfe += r.nfe[b]!;
     });
+    options.onProgress?.(start + chunk.length, items.length);
   }
   const seconds = (performance.now() - t0) / 1000;
   return {
