@@ -12,7 +12,7 @@ import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type Difficulty, type Sudoku4Solutions, type TaskName } from '../tasks/index.js';
 import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
-import { readModelFolder } from '../training/model-folder.js';
+import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
 import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
@@ -34,6 +34,7 @@ const STRATEGY_FLAGS: Flag[] = [
   { name: 'block-length', type: 'int', help: 'semi-autoregressive block length (default: one block)' },
   { name: 'cache', type: 'string', default: 'none', choices: ['none', 'prefix', 'dual'], help: "Fast-dLLM's approximate KV caches" },
 ];
+const EXPORT_FLAG: Flag = { name: 'export', type: 'string', help: 'also write the trained model as a BF16 model folder for inference here', meta: 'DIR' };
 const DATA_FLAG: Flag = { name: 'data', type: 'string', help: "a test set file in the task's format (default: its external test set, shipped in the package, or its held-out set)", meta: 'FILE' };
 const MODEL_DIR: Flag = { name: 'model', type: 'string', help: 'a model folder (config.json, model.safetensors, tokenizer.json, ...)', meta: 'DIR' };
 const TASK: Flag = { name: 'task', type: 'string', choices: TASKS, help: 'the task' };
@@ -121,7 +122,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'config', type: 'string', default: 'tiny', choices: Object.keys(PRESETS), help: 'size preset of the new model' },
       { name: 'steps', type: 'int', default: 1000, help: 'total steps (a resumed run continues to this count)' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
-      { name: 'export', type: 'string', help: 'also write a BF16 model folder for inference here', meta: 'DIR' },
+      EXPORT_FLAG,
       DIFFICULTY,
       ...flagsFromSpecs(SFT_DEFAULTS, { checkpointEvery: { default: 100, why: 'a long run keeps its progress' } }),
       ...MODEL_FLAGS,
@@ -138,6 +139,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'from', type: 'string', help: 'the model folder to start from (default: the shipped base models/<task>-base)', meta: 'DIR' },
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
+      EXPORT_FLAG,
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       DATA_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
@@ -364,6 +366,15 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     model: run,
   });
   process.stdout.write(`${table}\n\nreport: ${report} (and report.md)\n`);
+  if (typeof v.export === 'string') {
+    const { model, ...folder } = await loadModelFolder(out, run);
+    try {
+      await writeModelFolder(v.export, model, { ...folder, dtype: 'bf16' });
+    } finally {
+      model.dispose();
+    }
+    process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
+  }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
