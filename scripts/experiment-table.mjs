@@ -35,6 +35,8 @@ const ARMS = Object.fromEntries(
   ]),
 );
 const mean = (xs) => xs.reduce((a, x) => a + x, 0) / xs.length;
+// sample standard deviation over seeds (0 for one seed)
+const std = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const at = (points, t) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === t);
 // a run's headline point: the learned threshold when it has one, else its fixed threshold
 const headline = (r) => r.learned ?? at(r.after, r.threshold);
@@ -63,7 +65,8 @@ for (const task of [...new Set(runs.map((r) => r.task))]) {
       };
       summary[`${task}/${budget}/${arm}`] = { ...row, seeds: group.map((r) => r.seed), accuracies: pts.map((p) => p.accuracy) };
       const budgetText = budget === 'steps' ? `${group[0].steps} steps` : `${Math.round(row.seconds)} s`;
-      lines.push(`| ${task} | ${label} | ${budgetText} | ${pts.map((p) => p.accuracy.toFixed(3)).join(', ')} | ${row.accuracy.toFixed(3)} | ${row.meanNfe.toFixed(2)} | ${row.steps.toFixed(0)} | ${row.seconds.toFixed(0)} |`);
+      const spread = (xs, digits) => `${mean(xs).toFixed(digits)} ± ${std(xs).toFixed(digits)}`;
+      lines.push(`| ${task} | ${label} | ${budgetText} | ${pts.map((p) => p.accuracy.toFixed(3)).join(', ')} | ${spread(pts.map((p) => p.accuracy), 3)} | ${spread(pts.map((p) => p.meanNfe), 2)} | ${row.steps.toFixed(0)} | ${row.seconds.toFixed(0)} |`);
       if (arm.startsWith('joint')) {
         // the claim to test: the learned threshold beats every fixed threshold at no more NFE
         const fixed = mine.filter((r) => r.name.startsWith(budget + '-') && armOf(r) === 'diffpo');
@@ -84,7 +87,7 @@ for (const task of [...new Set(runs.map((r) => r.task))]) {
   writeFileSync(join(outDir, `${task}-pareto.svg`), paretoSvg(curves, extra, `${task}: accuracy vs mean NFE (test set, mean of seeds)`));
 }
 const table = [
-  '| task | model | budget | accuracy per seed | mean accuracy | mean NFE | steps | seconds |',
+  '| task | model | budget | accuracy per seed (threshold 0.9) | accuracy, mean ± std | mean NFE, mean ± std | steps | seconds |',
   '|---|---|---|---|---|---|---|---|',
   ...lines,
 ].join('\n');
