@@ -114,6 +114,10 @@ describe('CLI', () => {
     expect(g.status).toBe(1);
     expect(g.stderr).toMatch(/cannot read \/nonexistent.csv.*ERR_INVALID_ARGUMENT/);
     expect(existsSync(out)).toBe(false);
+    const budgets = cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--limit', '8', '--budgets', '1,17', '--threshold', '1.01', '--json');
+    expect(budgets.status, budgets.stderr).toBe(0);
+    expect(JSON.parse(budgets.stdout).points.map((p: { budget: number; meanNfe: number }) => [p.budget, p.meanNfe])).toEqual([[1, 1], [17, 17]]);
+    expect(cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--learned', '--threshold', '0.9').stderr).toMatch(/--learned and --threshold both choose the decoding/);
     const rl = cli('train', '--rollout-thresholds', '0.9,x', '--task', 'sudoku4');
     expect(rl.stderr).toMatch(/--rollout-thresholds: '0.9,x' is not a comma-separated list of numbers/);
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { CharTokenizer, DiffusionLM, evaluate, loadTestSet, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
+import { budgetSweep, CharTokenizer, DiffusionLM, evaluate, loadTestSet, meanStd, paretoCompare, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
 
 const pt = (label: string, accuracy: number, meanNfe: number): ParetoPoint => ({ label, strategy: { kind: 'threshold', threshold: 0 }, accuracy, meanReward: 0, meanNfe });
 
@@ -15,6 +15,27 @@ describe('accuracy vs NFE', () => {
       d = pt('d', 0.9, 10),
       e = pt('e', 0.5, 1.5); // dominated by a
     expect(paretoFront([a, b, c, d, e]).map((p) => p.label)).toEqual(['a', 'b', 'd']);
+  });
+
+  it('paretoCompare: accuracy gained at equal NFE and NFE saved at equal accuracy, against the interpolated fixed front', () => {
+    // fixed front (1, 0.5) - (2, 0.7) - (10, 0.9); (3, 0.6) is dominated and ignored
+    const fixed = [pt('a', 0.5, 1), pt('b', 0.7, 2), pt('c', 0.6, 3), pt('d', 0.9, 10)];
+    const [above, on, cheap, best] = paretoCompare(fixed, [pt('l1', 0.8, 2), pt('l2', 0.75, 4), pt('l3', 0.6, 0.5), pt('l4', 0.95, 12)]);
+    // at NFE 2 the front has 0.7: +0.1; the front reaches 0.8 at NFE 2 + (0.1 / 0.2) * 8 = 6: 4 NFE saved
+    expect(above!.accuracyGain).toBeCloseTo(0.1, 12);
+    expect(above!.nfeSaved).toBeCloseTo(4, 12);
+    // at NFE 4 the front has 0.7 + 2/8 * 0.2 = 0.75: on it
+    expect(on!.accuracyGain).toBeCloseTo(0, 12);
+    expect(on!.nfeSaved).toBeCloseTo(0, 12);
+    // cheaper than every fixed point: no accuracy comparison; 0.6 is reached at NFE 1.5
+    expect(cheap!.accuracyGain).toBeNull();
+    expect(cheap!.nfeSaved).toBeCloseTo(1, 12);
+    // more accurate than every fixed point: the front stays flat at 0.9 beyond NFE 10
+    expect(best!.accuracyGain).toBeCloseTo(0.05, 12);
+    expect(best!.nfeSaved).toBeNull();
+    expect(() => paretoCompare([], [])).toThrow(/at least one fixed point/);
+    expect(meanStd([0.8, 0.82, 0.84])).toEqual({ mean: 0.82, std: expect.closeTo(0.02, 12), n: 3 });
+    expect(meanStd([0.5])).toEqual({ mean: 0.5, std: 0, n: 1 });
   });
 
   it('paretoSvg draws one polyline per curve, a marker per point and per extra point, and a legend', () => {
@@ -49,6 +70,13 @@ describe('accuracy vs NFE', () => {
       expect([many[i]!.accuracy, many[i]!.meanNfe, many[i]!.completions]).toEqual([one.accuracy, one.meanNfe, one.completions]);
     }
     await expect(evaluate(model, sudoku4Task(), { items, tokenizer, genLength, strategies: [] })).rejects.toThrow(/strategies/);
+    // NFE budgets: one token per step spends each budget exactly; the full budget is plain one token per step
+    const budgets = await budgetSweep(model, sudoku4Task(), { items, tokenizer, genLength, budgets: [1, 3, genLength], strategy: { kind: 'threshold', threshold: 1.01 } });
+    expect(budgets.map((p) => p.meanNfe)).toEqual([1, 3, genLength]);
+    expect(budgets[2]!.accuracy).toBe(points[2]!.accuracy);
+    const loose = await budgetSweep(model, sudoku4Task(), { items, tokenizer, genLength, budgets: [2] });
+    expect(loose[0]!.meanNfe).toBeLessThanOrEqual(2);
+    await expect(budgetSweep(model, sudoku4Task(), { items, tokenizer, genLength, budgets: [0] })).rejects.toThrow(/budgets must be positive integers/);
     model.dispose();
   });
 });

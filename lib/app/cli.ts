@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { DiffpoError, InvalidArgumentError } from '../core/errors.js';
 import { evaluate } from '../decoding/evaluate.js';
 import { generate, type GenerateOptions } from '../decoding/sampler.js';
-import { DEFAULT_THRESHOLD, type DecodingStrategy } from '../decoding/strategy.js';
+import { DEFAULT_THRESHOLD, strategyLabel, type DecodingStrategy } from '../decoding/strategy.js';
 import type { BackendName } from '../engine/backend.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
@@ -15,7 +15,7 @@ import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
-import { paretoFront, paretoSvg, paretoSweep } from './pareto.js';
+import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { RL_STREAMS, runRl } from './rl-run.js';
 
@@ -106,7 +106,10 @@ const COMMANDS: Record<string, Command> = {
       { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json)" },
       ...STRATEGY_FLAGS,
-      { name: 'pareto', type: 'boolean', help: 'sweep thresholds 0.5..0.95 and one token per step' },
+      { name: 'learned', type: 'boolean', help: "decode with the model's learned per-prompt threshold (a checkpoint trained with --sampler learned)" },
+      { name: 'max-nfe', type: 'int', help: 'NFE budget per sequence: the last allowed forward fills what is left' },
+      { name: 'budgets', type: 'numbers', default: [], help: 'accuracy at each per-sequence NFE budget, e.g. 2,4,8,16 (with the strategy flags, default threshold 0.9; --threshold 1.01 spends the whole budget)', meta: 'N,N,...' },
+      { name: 'pareto', type: 'boolean', help: 'sweep thresholds 0.5..0.95 and one token per step (with --learned: the learned point against that frontier)' },
       { name: 'out', type: 'string', help: 'with --pareto: the SVG to write (default runs/<task>-pareto.svg)', meta: 'FILE.svg' },
       JSON_FLAG,
       ...MODEL_FLAGS,
@@ -235,6 +238,14 @@ function strategyFromFlags(v: FlagValues, command: string, fallback: boolean): D
   }
 }
 
+/** eval's decoding: --learned, or the strategy flags (default threshold decoding at 0.9). */
+function evalStrategy(v: FlagValues): DecodingStrategy {
+  if (!v.learned) return strategyFromFlags(v, 'eval', true);
+  const other = (['steps', 'threshold', 'factor', 'gamma'] as const).find((k) => v[k] !== undefined);
+  if (other) throw new InvalidArgumentError(`eval: --learned and --${other} both choose the decoding; give one`);
+  return { kind: 'learned' };
+}
+
 async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'generate', 'model', 'prompt', 'gen-length');
   const prompts = parseRows('--prompt', v.prompt as string).map((r) => Int32Array.from(r));
@@ -277,21 +288,41 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const blockLength = v.blockLength as number | undefined;
   const model = await DiffusionLM.fromPretrained(v.model as string, run);
   try {
+    const budgets = v.budgets as number[];
+    if (budgets.length > 0) {
+      const bar = itemProgress('budget sweep');
+      const strategy = evalStrategy(v);
+      const points = await budgetSweep(model, task, { items, tokenizer, genLength, blockLength, budgets, strategy, onProgress: bar.onProgress }).finally(bar.done);
+      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, strategy, points }) + '\n');
+      process.stdout.write(`${strategyLabel(strategy)}\n| NFE budget | accuracy | mean NFE |\n|---|---|---|\n`);
+      for (const p of points) process.stdout.write(`| ${p.budget} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} |\n`);
+      return;
+    }
     if (v.pareto) {
       const bar = itemProgress('threshold sweep');
       const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength, onProgress: bar.onProgress }).finally(bar.done);
+      let comparison: ParetoComparison | undefined;
+      if (v.learned) {
+        const r = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'learned' }, blockLength } });
+        comparison = paretoCompare(points, [{ label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }])[0];
+      }
       const front = new Set(paretoFront(points));
       const svg = (v.out as string | undefined) ?? join('runs', `${task.name}-pareto.svg`);
       await mkdir(dirname(svg), { recursive: true });
       await writeFile(svg, paretoSvg([{ name: v.model as string, points }], [], `${task.name}: accuracy vs mean NFE`));
-      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, points, svg }) + '\n');
+      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, points, svg, learned: comparison }) + '\n');
       process.stdout.write('| decoding | accuracy | mean NFE | on the front |\n|---|---|---|---|\n');
       for (const p of points) process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${front.has(p) ? 'yes' : ''} |\n`);
+      if (comparison) {
+        const { point: l, accuracyGain: g, nfeSaved: n } = comparison;
+        process.stdout.write(`| learned threshold | ${l.accuracy.toFixed(3)} | ${l.meanNfe.toFixed(2)} | gain over the fixed frontier: ${g === null ? 'n/a (cheaper than any fixed point)' : `${(100 * g).toFixed(1)} points at equal NFE`}, ${n === null ? 'more accurate than any fixed point' : `${n.toFixed(2)} NFE saved at equal accuracy`} |\n`);
+      }
       return void process.stdout.write(`\nplot: ${svg}\n`);
     }
-    const strategy = strategyFromFlags(v, 'eval', true);
+    const strategy = evalStrategy(v);
     const bar = itemProgress('evaluating');
-    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy, blockLength: blockLength ?? genLength, cache: v.cache as GenerateOptions['cache'] }, onProgress: bar.onProgress }).finally(bar.done);
+    const sampler = { strategy, blockLength: blockLength ?? genLength, cache: v.cache as GenerateOptions['cache'], maxNfe: v.maxNfe as number | undefined };
+    const { completions, ...r } = await evaluate(model, task, { items, tokenizer, genLength, sampler, onProgress: bar.onProgress }).finally(bar.done);
     void completions;
     if (v.json) process.stdout.write(JSON.stringify({ task: task.name, strategy, ...r }) + '\n');
     else process.stdout.write(`${task.name}: ${r.items} items  accuracy ${r.accuracy.toFixed(3)}  mean reward ${r.meanReward.toFixed(3)}  mean NFE ${r.meanNfe.toFixed(2)}  ${r.tokensPerS.toFixed(0)} tokens/s\n`);

@@ -1,6 +1,7 @@
+import { InvalidArgumentError } from '../core/errors.js';
 import { evaluate, type EvaluateOptions } from '../decoding/evaluate.js';
 import type { DiffusionLM } from '../engine/model.js';
-import { strategyLabel, SWEEP_THRESHOLDS, type DecodingStrategy } from '../decoding/strategy.js';
+import { strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
 import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
 import type { Task } from '../tasks/task.js';
 
@@ -24,6 +25,80 @@ export async function paretoSweep<Item>(
   ];
   const results = await evaluate(model, task, { ...options, sampler: { blockLength: options.blockLength }, strategies });
   return results.map((r) => ({ label: strategyLabel(r.strategy), strategy: r.strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }));
+}
+
+/**
+ * Accuracy at per-sequence NFE budgets, as users run them (`diffpo eval --budgets 2,4,8,16`): each
+ * budget decodes with `strategy` (default threshold decoding at DEFAULT_THRESHOLD) and `maxNfe` =
+ * the budget, whose last allowed forward fills what is left. A strict strategy (one token per step)
+ * spends the whole budget; a loose one may stop earlier.
+ */
+export async function budgetSweep<Item>(
+  model: DiffusionLM,
+  task: Task<Item>,
+  options: Omit<EvaluateOptions, 'sampler'> & { budgets: readonly number[]; strategy?: DecodingStrategy; blockLength?: number },
+): Promise<(ParetoPoint & { budget: number })[]> {
+  const { budgets } = options;
+  if (!Array.isArray(budgets) || budgets.length === 0 || budgets.some((b) => !Number.isInteger(b) || b < 1))
+    throw new InvalidArgumentError(`budgets must be positive integers, got ${JSON.stringify(budgets)}`);
+  const strategy = options.strategy ?? thresholdStrategy();
+  const out: (ParetoPoint & { budget: number })[] = [];
+  const n = options.items.length;
+  for (const [k, budget] of budgets.entries()) {
+    const onProgress = options.onProgress && ((done: number) => options.onProgress!(k * n + done, n * budgets.length));
+    const r = await evaluate(model, task, { ...options, onProgress, sampler: { strategy, blockLength: options.blockLength, maxNfe: budget } });
+    out.push({ label: `budget ${budget}`, budget, strategy, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe });
+  }
+  return out;
+}
+
+/** How a point compares with a frontier: see paretoCompare. */
+export interface ParetoComparison {
+  point: ParetoPoint;
+  /** The point's accuracy minus the fixed frontier's, interpolated at the point's NFE; null when no fixed point is that cheap. */
+  accuracyGain: number | null;
+  /** The NFE the fixed frontier needs for the point's accuracy (interpolated) minus the point's; null when no fixed point is that accurate. */
+  nfeSaved: number | null;
+}
+
+/**
+ * Each learned point against the frontier of the fixed ones (their Pareto front, linear between
+ * points): the accuracy gained at equal NFE and the NFE saved at equal accuracy. Positive numbers
+ * mean the learned point lies above the frontier. The fixed frontier counts only what fixed settings
+ * reach: below its cheapest point or above its most accurate one the comparison is null.
+ */
+export function paretoCompare(fixed: ParetoPoint[], learned: ParetoPoint[]): ParetoComparison[] {
+  const front = paretoFront(fixed).sort((a, b) => a.meanNfe - b.meanNfe);
+  if (front.length === 0) throw new InvalidArgumentError('paretoCompare needs at least one fixed point');
+  const between = (x: number, x0: number, x1: number, y0: number, y1: number) => (x1 === x0 ? Math.max(y0, y1) : y0 + ((x - x0) * (y1 - y0)) / (x1 - x0));
+  const accuracyAt = (nfe: number): number | null => {
+    if (nfe < front[0]!.meanNfe) return null;
+    const i = front.findIndex((p) => p.meanNfe >= nfe);
+    if (i < 0) return front.at(-1)!.accuracy; // beyond the costliest point the frontier stays flat
+    if (i === 0) return front[0]!.accuracy;
+    const [a, b] = [front[i - 1]!, front[i]!];
+    return between(nfe, a.meanNfe, b.meanNfe, a.accuracy, b.accuracy);
+  };
+  const nfeFor = (accuracy: number): number | null => {
+    if (accuracy > front.at(-1)!.accuracy) return null;
+    const i = front.findIndex((p) => p.accuracy >= accuracy);
+    if (i === 0) return front[0]!.meanNfe;
+    const [a, b] = [front[i - 1]!, front[i]!];
+    return between(accuracy, a.accuracy, b.accuracy, a.meanNfe, b.meanNfe);
+  };
+  return learned.map((point) => {
+    const acc = accuracyAt(point.meanNfe),
+      nfe = nfeFor(point.accuracy);
+    return { point, accuracyGain: acc === null ? null : point.accuracy - acc, nfeSaved: nfe === null ? null : nfe - point.meanNfe };
+  });
+}
+
+/** Mean and sample standard deviation of per-seed values (std 0 for one seed). */
+export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
+  if (values.length === 0) throw new InvalidArgumentError('meanStd needs at least one value');
+  const mean = values.reduce((a, x) => a + x, 0) / values.length;
+  const std = values.length < 2 ? 0 : Math.sqrt(values.reduce((a, x) => a + (x - mean) ** 2, 0) / (values.length - 1));
+  return { mean, std, n: values.length };
 }
 
 /** The points no other point beats on both accuracy (higher) and mean NFE (lower). */
