@@ -71,7 +71,7 @@ describe('deriveSeed', () => {
 describe('extras and errors', () => {
   it('a sampler head must read d_model features', () => {
     const model = DiffusionLM.create(TINY, { seed: 1 });
-    expect(() => (model.samplerHead = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model + 1 }))).toThrow(/reads 65 features but d_model is 64/);
+    expect(() => (model.samplerHead = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model + 1 }))).toThrow(/made for d_model 65 but d_model is 64/);
     const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model });
     model.samplerHead = head;
     expect(model.samplerHead).toBe(head);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { CheckpointError, DiffpoTrainer, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
+import { CheckpointError, CONFIDENCE_FEATURES, DiffpoTrainer, samplerRewards, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
 
 import { copy4, TINY } from './helpers/copy-task.js';
 
@@ -87,6 +87,59 @@ describe('learned threshold head', () => {
     await rl.dispose();
     await resumed.dispose();
     resumed.model.dispose();
+    model.dispose();
+  });
+
+  it('confidence features: the first forward\'s confidence and entropy statistics, against a plain computation from the logits', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 9, initStd: 0.3 });
+    const prompts = [Int32Array.from([5, 6, 7]), Int32Array.from([8, 9])];
+    const L = 4;
+    const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model, features: 'confidence' });
+    expect(head.inputs).toBe(CONFIDENCE_FEATURES);
+    const got = await head.featuresOf(model, prompts, { genLength: L });
+    const V = TINY.vocab_size,
+      M = V - 1;
+    for (const [b, p] of prompts.entries()) {
+      // each prompt alone, unpadded: prompt then L masks
+      const x = Int32Array.from([...p, ...new Array(L).fill(M)]);
+      const logits = await model.logits(x, { batch: 1, seqLen: x.length });
+      const conf: number[] = [],
+        ent: number[] = [];
+      for (let t = p.length; t < x.length; t++) {
+        const row = Array.from(logits.subarray(t * V, t * V + V)).filter((_, v) => v !== M);
+        const z = row.reduce((a, l) => a + Math.exp(l), 0);
+        const probs = row.map((l) => Math.exp(l) / z);
+        conf.push(Math.max(...probs));
+        ent.push(-probs.reduce((a, q) => a + q * Math.log(q), 0) / Math.log(V - 1));
+      }
+      const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
+      const want = [mean(conf), Math.min(...conf), Math.sqrt(mean(conf.map((c) => (c - mean(conf)) ** 2))), ...[0.9, 0.7, 0.5].map((t) => conf.filter((c) => c >= t).length / L), mean(ent), Math.max(...ent)];
+      want.forEach((w, i) => expect(got[b]![i]!, `feature ${i} of prompt ${b}`).toBeCloseTo(w, 5));
+    }
+    // it round-trips through a checkpoint, and the model width it was made for is checked
+    head.weight.fill(0.25);
+    model.samplerHead = head;
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-conf-head-'));
+    await model.save(dir);
+    const back = (await DiffusionLM.fromPretrained(dir)).samplerHead!;
+    expect([back.features, back.inputs, back.dModel, Array.from(back.weight)]).toEqual(['confidence', CONFIDENCE_FEATURES, TINY.d_model, Array.from(head.weight)]);
+    model.dispose();
+  });
+
+  it('init peaks the head at the grid value nearest it (80%), and the correct-bonus cost never pays for a wrong answer', async () => {
+    const head = new ThresholdHead({ grid: [0.5, 0.7, 0.9, 1.01], dModel: 4, init: 0.88 });
+    const p = head.probs(new Float64Array(4));
+    expect(p[2]).toBeCloseTo(0.8, 12);
+    expect(p[0]).toBeCloseTo(0.2 / 3, 12);
+    expect(() => new ThresholdHead({ grid: [0.5, 0.9], dModel: 4, features: 'logits' as 'hidden' })).toThrow(/features must be/);
+    const model = DiffusionLM.create(TINY, { seed: 5 });
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, sampler: { mode: 'learned', grid: [0.5, 0.9], lambda: 1, cost: 'free' as 'additive' } })).toThrow(/sampler.cost must be/);
+    // the head's rewards: three rollouts of a 17-token answer, L = 17, lambda 1
+    const rewards = [1, 0.9, 1],
+      nfe = [17, 1, 2],
+      correct = [true, false, true];
+    expect(samplerRewards(rewards, nfe, correct, { genLength: 17, lambda: 1 })).toEqual([0, 0.9 - 1 / 17, 1 - 2 / 17]); // fast and wrong beats slow and right
+    expect(samplerRewards(rewards, nfe, correct, { genLength: 17, lambda: 1, cost: 'correct-bonus' })).toEqual([1, 0.9, 1 + 15 / 17]); // never
     model.dispose();
   });
 

@@ -15,6 +15,7 @@ import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
+import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { RL_STREAMS, runRl } from './rl-run.js';
@@ -150,7 +151,10 @@ const COMMANDS: Record<string, Command> = {
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
-      { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength" },
+      { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with --head-cost correct-bonus: r + lambda * (1 - NFE / genLength) when correct)" },
+      { name: 'head-features', type: 'string', default: 'hidden', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: the prompt's mean-pooled hidden states, or statistics of the first forward's confidences and entropies over the masked completion" },
+      { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
+      { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
       ...flagsFromSpecs(DIFFPO_DEFAULTS, { checkpointEvery: { default: 25, why: 'a run can resume from its last quarter-hundred steps' } }, { temperature: 'rollout-temperature' }),
       ...MODEL_FLAGS,
     ],
@@ -393,6 +397,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     timeBudget: v.timeBudget as number | undefined,
     sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
     lambda: v.lambda as number,
+    head: { features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
     trainer,
     model: run,
   });

@@ -7,6 +7,7 @@ import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import type { Difficulty, Task } from '../tasks/task.js';
+import type { HeadFeatures } from '../decoding/threshold-head.js';
 import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
 import { truncateStepLog } from '../training/checkpoint-set.js';
 import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
@@ -56,6 +57,8 @@ export interface RlRunOptions {
   sampler: 'fixed' | 'learned' | 'sampler-only';
   /** The learned sampler's NFE cost. */
   lambda: number;
+  /** The learned sampler's features, starting value and reward form (see DiffpoOptions.sampler). */
+  head?: { features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
   /** DiffpoTrainer options (its defaults for the rest). */
   trainer: Partial<DiffpoDefaults>;
   model?: ModelOptions;
@@ -116,7 +119,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     strategy: { kind: 'threshold' as const, threshold },
     exclude: test.map((t) => task.key(t)),
     outDir: out,
-    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, grid: [...LEARNED_GRID], lambda: o.lambda },
+    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, grid: [...LEARNED_GRID], lambda: o.lambda, ...o.head },
   };
   const rl = o.resume ? await DiffpoTrainer.resume(out, { ...options, ...o.model }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, o.model) });
   const model = rl.model;

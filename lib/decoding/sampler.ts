@@ -152,7 +152,7 @@ export async function generate(model: DiffusionLM, prompts: Int32Array[], option
     const head = options.strategy.head ?? samplerHeadOf(model);
     if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
-    const features = await ThresholdHead.features(model, prompts, options.signal);
+    const features = await head.featuresOf(model, prompts, { genLength: options.genLength, signal: options.signal });
     options = { ...options, strategy: head.strategy(features.map((f) => head.mostLikely(f))) };
   }
   const decoder = await model.createDecoder(prompts, samplerOptions(model, prompts, options), options.signal);

@@ -6,7 +6,8 @@ import type { DiffusionLM } from '../engine/model.js';
 
 /**
  * DiFFPO's learned sampler (docs/algorithms.md, learned sampler) [ours, following the abstract]: a linear softmax head
- * on the mean-pooled final hidden states of the prompt, choosing per prompt a decoding threshold
+ * on features of the prompt (its mean-pooled final hidden states, or statistics of the first
+ * forward's confidences: HeadFeatures), choosing per prompt a decoding threshold
  * (tau for threshold decoding, or gamma for the entropy-bounded sampler) from a grid. Trained by a
  * group-relative policy gradient on r - lambda * NFE / L; at inference the most likely grid value is
  * used for each prompt.
@@ -18,29 +19,62 @@ import type { DiffusionLM } from '../engine/model.js';
  */
 export const DEFAULT_HEAD_LR = 0.5;
 
+/** What the head reads: the prompt's mean-pooled hidden states, or statistics of the first forward's confidences. */
+export type HeadFeatures = 'hidden' | 'confidence';
+
+/**
+ * The 'confidence' features, each in [0, 1]: over the masked completion of the first forward (the
+ * one threshold decoding starts with), the mean, minimum and standard deviation of the confidence
+ * (top probability), the fractions of positions at or above 0.9, 0.7 and 0.5, and the mean and
+ * maximum entropy over ln(vocab). They say how hard this decoding will be, whatever the prompt's text.
+ */
+export const CONFIDENCE_FEATURES = 8;
+
 export class ThresholdHead {
   readonly kind: 'threshold' | 'entropy';
   readonly grid: number[];
+  readonly features: HeadFeatures;
+  /** The model width the head was made for ('hidden' features read d_model values). */
   readonly dModel: number;
-  /** (grid x dModel) and (grid), float64 (the head is tiny and trained in JS). */
+  /** Values per feature vector: dModel for 'hidden', CONFIDENCE_FEATURES for 'confidence'. */
+  readonly inputs: number;
+  /** (grid x inputs) and (grid), float64 (the head is tiny and trained in JS). */
   readonly weight: Float64Array;
   readonly bias: Float64Array;
 
-  constructor(options: { grid: number[]; dModel: number; kind?: 'threshold' | 'entropy' }) {
+  /**
+   * `init`: start with 80% of the probability on the grid value nearest it (e.g. the best fixed
+   * threshold) instead of uniform, so early rollouts do not decode at values that wreck accuracy.
+   */
+  constructor(options: { grid: number[]; dModel: number; kind?: 'threshold' | 'entropy'; features?: HeadFeatures; init?: number }) {
     const { grid, dModel } = options;
     if (!Array.isArray(grid) || grid.length < 2 || grid.some((g) => !Number.isFinite(g) || g < 0))
       throw new InvalidArgumentError('the threshold grid needs at least two finite values >= 0');
     if (!Number.isInteger(dModel) || dModel < 1) throw new InvalidArgumentError(`dModel must be a positive integer, got ${dModel}`);
+    const features = options.features ?? 'hidden';
+    if (features !== 'hidden' && features !== 'confidence') throw new InvalidArgumentError(`features must be 'hidden' or 'confidence', got ${String(features)}`);
     this.kind = options.kind ?? 'threshold';
     this.grid = [...grid];
+    this.features = features;
     this.dModel = dModel;
-    // zero weights: the head starts uniform over the grid
-    this.weight = new Float64Array(grid.length * dModel);
+    this.inputs = features === 'hidden' ? dModel : CONFIDENCE_FEATURES;
+    // zero weights: the head starts uniform over the grid (or peaked at init, through the bias)
+    this.weight = new Float64Array(grid.length * this.inputs);
     this.bias = new Float64Array(grid.length);
+    if (options.init !== undefined) {
+      if (!Number.isFinite(options.init)) throw new InvalidArgumentError(`init must be a finite grid value, got ${options.init}`);
+      const k = grid.reduce((best, g, i) => (Math.abs(g - options.init!) < Math.abs(grid[best]! - options.init!) ? i : best), 0);
+      this.bias[k] = Math.log((0.8 * (grid.length - 1)) / 0.2);
+    }
+  }
+
+  /** Each prompt's feature vector, as this head reads them (`genLength`: the completion's length, for 'confidence'). */
+  async featuresOf(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
+    return this.features === 'hidden' ? ThresholdHead.hiddenFeatures(model, prompts, options.signal) : ThresholdHead.confidenceFeatures(model, prompts, options);
   }
 
   /** Mean-pooled final hidden states of each prompt (one forward, prompts left-padded). */
-  static async features(model: DiffusionLM, prompts: Int32Array[], signal?: AbortSignal): Promise<Float64Array[]> {
+  static async hiddenFeatures(model: DiffusionLM, prompts: Int32Array[], signal?: AbortSignal): Promise<Float64Array[]> {
     const { tokens, attentionMask, positions, batch: B, seqLen: P } = leftPad(prompts);
     const D = model.config.d_model;
     const h = await model.hiddenStates(tokens, { batch: B, seqLen: P, attentionMask, positions, signal });
@@ -51,10 +85,52 @@ export class ThresholdHead {
     });
   }
 
+  /** The CONFIDENCE_FEATURES of each prompt: one forward of the prompt and a fully masked completion (a few sequences at a time, to bound the logits' memory). */
+  static async confidenceFeatures(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
+    const L = options.genLength,
+      { vocab_size: V, embedding_size: E, mask_token_id: M } = model.config;
+    if (!Number.isInteger(L) || L < 1) throw new InvalidArgumentError(`genLength must be a positive integer, got ${L}`);
+    const out: Float64Array[] = [];
+    const chunk = Math.max(1, Math.floor((1 << 24) / ((L + 64) * E)));
+    for (let s = 0; s < prompts.length; s += chunk) {
+      const part = prompts.slice(s, s + chunk).map((p) => {
+        const x = new Int32Array(p.length + L).fill(M);
+        x.set(p);
+        return x;
+      });
+      const { tokens, attentionMask, positions, batch: B, seqLen: T } = leftPad(part);
+      const logits = await model.logits(tokens, { batch: B, seqLen: T, attentionMask, positions, signal: options.signal });
+      for (let b = 0; b < B; b++) {
+        const conf: number[] = [],
+          ent: number[] = [];
+        for (let t = T - L; t < T; t++) {
+          const row = logits.subarray((b * T + t) * E, (b * T + t) * E + V);
+          let m = -Infinity;
+          for (let v = 0; v < V; v++) if (v !== M && row[v]! > m) m = row[v]!;
+          let z = 0,
+            zl = 0;
+          for (let v = 0; v < V; v++) {
+            if (v === M) continue;
+            const e = Math.exp(row[v]! - m);
+            z += e;
+            zl += e * (row[v]! - m);
+          }
+          conf.push(1 / z);
+          ent.push((Math.log(z) - zl / z) / Math.log(V - 1));
+        }
+        const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+        const mc = mean(conf);
+        const frac = (t: number) => conf.filter((c) => c >= t).length / L;
+        out.push(Float64Array.from([mc, Math.min(...conf), Math.sqrt(mean(conf.map((c) => (c - mc) ** 2))), frac(0.9), frac(0.7), frac(0.5), mean(ent), Math.max(...ent)]));
+      }
+    }
+    return out;
+  }
+
   /** The head's distribution over the grid for one prompt's features. */
   probs(features: Float64Array): Float64Array {
     const K = this.grid.length,
-      D = this.dModel;
+      D = this.inputs;
     const z = new Float64Array(K);
     for (let k = 0; k < K; k++) {
       let s = this.bias[k]!;
@@ -91,7 +167,7 @@ export class ThresholdHead {
    */
   update(features: Float64Array[], choices: number[], advantages: ArrayLike<number>, lr: number): number {
     const K = this.grid.length,
-      D = this.dModel,
+      D = this.inputs,
       n = features.length;
     const gw = new Float64Array(K * D),
       gb = new Float64Array(K);
@@ -116,8 +192,10 @@ export class ThresholdHead {
     const p = `${EXTRA_TENSOR_PREFIX}${this.kind}_head.`;
     return [
       { name: p + 'grid', shape: [this.grid.length], data: Float64Array.from(this.grid) },
-      { name: p + 'weight', shape: [this.grid.length, this.dModel], data: this.weight },
+      { name: p + 'weight', shape: [this.grid.length, this.inputs], data: this.weight },
       { name: p + 'bias', shape: [this.grid.length], data: this.bias },
+      // 'hidden' heads have no such tensor (as saved before 'confidence' existed)
+      ...(this.features === 'confidence' ? [{ name: p + 'confidence_features', shape: [1], data: Float64Array.from([this.dModel]) }] : []),
     ];
   }
 
@@ -135,7 +213,11 @@ export class ThresholdHead {
       try {
         const bad = [grid, weight, bias].find((t) => t.data.some((v) => !Number.isFinite(v)));
         if (bad) throw new InvalidArgumentError(`${bad.name} holds a non-finite value`);
-        const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: weight.shape[1]!, kind });
+        // a 'confidence' head records the model width it was made for; a 'hidden' one reads d_model values
+        const conf = extras.get(p + 'confidence_features');
+        if (conf && (conf.data.length !== 1 || !Number.isInteger(conf.data[0]) || conf.data[0]! < 1 || weight.shape[1] !== CONFIDENCE_FEATURES))
+          throw new InvalidArgumentError(`${p}confidence_features needs one positive integer and a weight of ${CONFIDENCE_FEATURES} columns`);
+        const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: conf ? conf.data[0]! : weight.shape[1]!, kind, features: conf ? 'confidence' : 'hidden' });
         head.weight.set(weight.data);
         head.bias.set(bias.data);
         return head;
@@ -163,7 +245,7 @@ export function samplerHeadOf(model: DiffusionLM): ThresholdHead | null {
   if (extras === null || extras instanceof ThresholdHead) return extras;
   const head = ThresholdHead.fromTensors(new Map(extras.toTensors().map((t) => [t.name, t])), 'the checkpoint');
   if (head === null) return null;
-  if (head.dModel !== model.config.d_model) throw new CheckpointError(`the checkpoint's sampler head reads ${head.dModel} features but d_model is ${model.config.d_model}`);
+  if (head.dModel !== model.config.d_model) throw new CheckpointError(`the checkpoint's sampler head was made for d_model ${head.dModel} but d_model is ${model.config.d_model}`);
   model.extras = head;
   return head;
 }
@@ -171,6 +253,6 @@ export function samplerHeadOf(model: DiffusionLM): ThresholdHead | null {
 /** Sets (or with null removes) the head saved with the model's weights. */
 export function setSamplerHead(model: DiffusionLM, head: ThresholdHead | null): void {
   if (head !== null && !(head instanceof ThresholdHead)) throw new InvalidArgumentError('samplerHead must be a ThresholdHead or null');
-  if (head && head.dModel !== model.config.d_model) throw new InvalidArgumentError(`the sampler head reads ${head.dModel} features but d_model is ${model.config.d_model}`);
+  if (head && head.dModel !== model.config.d_model) throw new InvalidArgumentError(`the sampler head was made for d_model ${head.dModel} but d_model is ${model.config.d_model}`);
   model.extras = head;
 }

@@ -9,7 +9,7 @@ import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
 import { generate, type GenerateResult } from '../decoding/sampler.js';
 import { thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
-import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead } from '../decoding/threshold-head.js';
+import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead, type HeadFeatures } from '../decoding/threshold-head.js';
 import type { BackendName } from '../engine/backend.js';
 import { DiffusionLM } from '../engine/model.js';
 import { planEstimate, runPlan, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
@@ -85,7 +85,24 @@ export interface DiffpoOptions extends Partial<DiffpoDefaults> {
    * trained jointly with the model ('learned') or alone with the model frozen ('sampler-only'),
    * rewarded by r - lambda * NFE / genLength; `lr` is the head's SGD rate (default DEFAULT_HEAD_LR).
    */
-  sampler?: { mode: 'fixed' } | { mode: 'learned' | 'sampler-only'; grid: number[]; lambda: number; kind?: 'threshold' | 'entropy'; lr?: number };
+  sampler?:
+    | { mode: 'fixed' }
+    | {
+        mode: 'learned' | 'sampler-only';
+        grid: number[];
+        lambda: number;
+        kind?: 'threshold' | 'entropy';
+        lr?: number;
+        /** What the head reads (default 'hidden'; see HeadFeatures). */
+        features?: HeadFeatures;
+        /** Start peaked at the grid value nearest this (see ThresholdHead); default uniform. */
+        init?: number;
+        /**
+         * The head's reward: 'additive' (default, the paper's r - lambda * NFE / L) or 'correct-bonus'
+         * (r + lambda * (1 - NFE / L) for correct rollouts only: speed never pays for a wrong answer).
+         */
+        cost?: 'additive' | 'correct-bonus';
+      };
   outDir?: string;
 }
 
@@ -125,6 +142,16 @@ export interface DiffpoRollout {
   tokenMask: Uint8Array;
   /** The surrogate's log-probs before the update for the first inner iteration (null when the model is frozen). */
   logpOld: Float32Array | null;
+}
+
+/**
+ * The learned sampler's rewards: 'additive' (the paper's r - lambda * NFE / L) or 'correct-bonus'
+ * (r + lambda * (1 - NFE / L) for correct rollouts only, so a correct rollout at any NFE earns at
+ * least a wrong one at any speed when rewards are at most 1 for wrong answers).
+ */
+export function samplerRewards(rewards: readonly number[], nfe: ArrayLike<number>, correct: readonly boolean[], o: { genLength: number; lambda: number; cost?: 'additive' | 'correct-bonus' }): number[] {
+  const { genLength: L, lambda } = o;
+  return o.cost === 'correct-bonus' ? rewards.map((x, b) => x + (correct[b] ? lambda * (1 - nfe[b]! / L) : 0)) : rewards.map((x, b) => x - (lambda * nfe[b]!) / L);
 }
 
 /** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
@@ -220,7 +247,8 @@ export class DiffpoTrainer {
     const s = o.sampler ?? { mode: 'fixed' };
     if (s.mode === 'learned' || s.mode === 'sampler-only') {
       if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
-      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind });
+      if (s.cost !== undefined && s.cost !== 'additive' && s.cost !== 'correct-bonus') throw new InvalidArgumentError(`sampler.cost must be 'additive' or 'correct-bonus', got ${String(s.cost)}`);
+      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind, features: s.features, init: s.init });
       setSamplerHead(o.model, this.head); // saved with the model's checkpoints
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
   }
@@ -269,7 +297,8 @@ export class DiffpoTrainer {
       const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
       const tokenMask = this.#tokenMask(r.rollout.tokens, rewards);
       const learns = !this.#modelFrozen && tokenMask.some((m) => m === 1);
-      const meanThreshold = this.#updateHead(r, rewards);
+      const correct = r.items.map(({ task, item }, b) => task.correct(item, texts[b]!));
+      const meanThreshold = this.#updateHead(r, rewards, correct);
       const rolloutS = (performance.now() - t0) / 1000;
       t0 = performance.now();
       const batch = { prompts: r.prompts, completions: r.rollout.tokens, decodeStep: r.rollout.decodeStep };
@@ -295,7 +324,7 @@ export class DiffpoTrainer {
         steps,
         meanReward: rewards.reduce((a, x) => a + x, 0) / rewards.length,
         zeroVariance: zeroVarianceFraction(rewards, o.groupSize),
-        accuracy: r.items.filter(({ task, item }, b) => task.correct(item, texts[b]!)).length / r.items.length,
+        accuracy: correct.filter(Boolean).length / correct.length,
         meanNfe: r.rollout.nfe.reduce((a, n) => a + n, 0) / r.rollout.nfe.length,
         loss: res?.loss ?? 0,
         klMean: res?.klMean ?? 0,
@@ -328,7 +357,7 @@ export class DiffpoTrainer {
       choices: number[] = [];
     if (this.head) {
       // each rollout draws its own threshold from the head's distribution for its prompt
-      const perPrompt = await ThresholdHead.features(this.model, encode(prompted), signal);
+      const perPrompt = await this.head.featuresOf(this.model, encode(prompted), { genLength: o.genLength, signal });
       features = perPrompt.flatMap((f) => new Array(o.groupSize).fill(f));
       choices = features.map((f) => this.head!.sample(f, this.#rng));
       strategy = this.head.strategy(choices);
@@ -372,7 +401,7 @@ export class DiffpoTrainer {
   }
 
   /** With a learned sampler, one policy-gradient step of the head on r - lambda * NFE / L; returns the mean threshold the rollouts used. */
-  #updateHead(r: Rollouts, rewards: number[]): number {
+  #updateHead(r: Rollouts, rewards: number[], correct: boolean[]): number {
     const s = r.strategy;
     const sampler = this.#o.sampler;
     if (!this.head || !sampler || sampler.mode === 'fixed') {
@@ -380,7 +409,7 @@ export class DiffpoTrainer {
       return typeof s.threshold === 'number' ? s.threshold : s.threshold.reduce((a, t) => a + t, 0) / s.threshold.length;
     }
     const L = this.#o.genLength;
-    const costed = rewards.map((x, b) => x - (sampler.lambda * r.rollout.nfe[b]!) / L);
+    const costed = samplerRewards(rewards, r.rollout.nfe, correct, { genLength: L, lambda: sampler.lambda, cost: sampler.cost });
     this.head.update(r.features, r.choices, groupAdvantages(costed, this.#o.groupSize, this.#o.advantage), sampler.lr ?? DEFAULT_HEAD_LR);
     return r.choices.reduce((a, k) => a + this.head!.grid[k]!, 0) / r.choices.length;
   }
