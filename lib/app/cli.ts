@@ -18,7 +18,7 @@ import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } fro
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
-import { RL_STREAMS, runRl } from './rl-run.js';
+import { LEARNED_GRID, RL_STREAMS, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith'];
 
@@ -150,8 +150,9 @@ const COMMANDS: Record<string, Command> = {
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
-      { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on the grid 0.5, 0.7, 0.8, 0.9, one token per step, trained with the model or alone' },
+      { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 0.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with --head-cost correct-bonus: r + lambda * (1 - NFE / genLength) when correct)" },
+      { name: 'head-grid', type: 'numbers', default: [...LEARNED_GRID], help: 'the thresholds the learned sampler chooses from (above 1: one token per step)', meta: 'N,N,...' },
       { name: 'head-features', type: 'string', default: 'hidden', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: the prompt's mean-pooled hidden states, or statistics of the first forward's confidences and entropies over the masked completion" },
       { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
       { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
@@ -397,7 +398,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     timeBudget: v.timeBudget as number | undefined,
     sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
     lambda: v.lambda as number,
-    head: { features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
+    head: { grid: v.headGrid as number[], features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
     trainer,
     model: run,
   });

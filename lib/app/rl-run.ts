@@ -58,7 +58,7 @@ export interface RlRunOptions {
   /** The learned sampler's NFE cost. */
   lambda: number;
   /** The learned sampler's features, starting value and reward form (see DiffpoOptions.sampler). */
-  head?: { features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
+  head?: { grid?: number[]; features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
   /** DiffpoTrainer options (its defaults for the rest). */
   trainer: Partial<DiffpoDefaults>;
   model?: ModelOptions;
@@ -119,7 +119,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     strategy: { kind: 'threshold' as const, threshold },
     exclude: test.map((t) => task.key(t)),
     outDir: out,
-    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, grid: [...LEARNED_GRID], lambda: o.lambda, ...o.head },
+    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, lambda: o.lambda, ...o.head, grid: o.head?.grid ?? [...LEARNED_GRID] },
   };
   const rl = o.resume ? await DiffpoTrainer.resume(out, { ...options, ...o.model }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, o.model) });
   const model = rl.model;
