@@ -148,7 +148,10 @@ describe('CLI', () => {
     expect(steps.stderr).toMatch(/--steps: 'abc' is not a number/);
     const half = cli('generate', '--model', '/tmp', '--prompt', '1', '--gen-length', '4', '--steps', '2.5');
     expect(half.stderr).toMatch(/--steps: '2.5' is not an integer/);
-    expect(cli('eval', '--max-nfe', '2').stderr).toMatch(/eval: unknown flag --max-nfe/);
+    expect(cli('eval', '--lambda', '2').stderr).toMatch(/eval: unknown flag --lambda/);
+    const budget = cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--limit', '8', '--threshold', '1.01', '--max-nfe', '2', '--json');
+    expect(budget.status, budget.stderr).toBe(0);
+    expect(JSON.parse(budget.stdout).meanNfe).toBe(2); // --max-nfe is applied, not dropped
     expect(cli('--version').stdout).toMatch(/^diffpo \d+\.\d+\.\d+\n$/);
     // flags parse to the trainer's option keys; an option on by default is turned off by --no-<name>
     const { flagsFromSpecs, parseFlags } = await import('../dist/esm/app/cli-flags.js');
