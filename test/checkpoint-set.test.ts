@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { CHECKPOINT_MANIFEST, CheckpointError, commitCheckpoint, DiffusionLM, openCheckpoint, SftTrainer, sudoku4Task, truncateStepLog, type Task } from 'diffpo';
+import { CHECKPOINT_MANIFEST, CheckpointError, commitCheckpoint, DiffpoTrainer, DiffusionLM, openCheckpoint, SftTrainer, sudoku4Task, truncateStepLog, type Task } from 'diffpo';
 
 import { TINY } from './helpers/copy-task.js';
 
@@ -123,4 +123,39 @@ describe('training checkpoints are one unit', () => {
     expect(mixed).toEqual([]);
     expect(readdirSync(dir).filter((n) => n.includes('.tmp-') || n.startsWith('.staging-'))).toEqual([]);
   }, 120_000);
+
+  it('kill -9 during DiFFPO checkpointing (weights, optimizer, state, frozen reference) never leaves a mixed set', async () => {
+    const dir = fresh();
+    const child = fileURLToPath(new URL('./fixtures/rl-forever.mjs', import.meta.url));
+    const { rlOptions } = (await import('./fixtures/rl-options.mjs')) as { rlOptions: Record<string, unknown> };
+    const digest = (m: DiffusionLM) => {
+      const h = createHash('sha256');
+      for (const [, t] of [...m.parameters()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+      return h.digest('hex');
+    };
+    const seen: { step: number; weights: string; optimizerStep: number }[] = [];
+    const kills = 20;
+    for (let k = 0; k < kills; k++) {
+      const p = spawn(process.execPath, [child, dir, JSON.stringify(TINY)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => p.stdout.once('data', () => resolve()));
+      await new Promise((r) => setTimeout(r, 20 + ((k * 53) % 150)));
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('exit', r));
+      const t = await DiffpoTrainer.resume(dir, { ...(rlOptions as object), threads: 1 } as never);
+      seen.push({ step: t.step, weights: digest(t.model), optimizerStep: t.optimizer.state().step });
+      await t.dispose();
+      t.model.dispose();
+    }
+    const ref = new DiffpoTrainer({ ...(rlOptions as object), model: DiffusionLM.create(TINY, { seed: 7, threads: 1, initStd: 0.05 }) } as never);
+    const want = new Map<number, { weights: string; optimizerStep: number }>();
+    const last = Math.max(...seen.map((s) => s.step));
+    const stop = new AbortController();
+    const record = (step: number) => want.set(step, { weights: digest(ref.model), optimizerStep: ref.optimizer.state().step });
+    await expect(ref.train({ steps: 1_000_000, signal: stop.signal, onStep: (i) => void (record(i.step), i.step === last && stop.abort()) })).rejects.toThrow();
+    await ref.dispose();
+    ref.model.dispose();
+    expect(seen.filter((s) => s.weights !== want.get(s.step)?.weights || s.optimizerStep !== want.get(s.step)?.optimizerStep)).toEqual([]);
+    expect(new Set(seen.map((s) => s.weights)).size).toBeGreaterThan(3); // the weights did move between the kills
+    expect(last).toBeGreaterThan(kills);
+  }, 180_000);
 });
