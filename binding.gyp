@@ -33,8 +33,9 @@
     {
       "target_name": "diffpo",
       "dependencies": ["diffpo_core"],
-      "sources": ["native/bindings.cc"],
-      "ldflags": ["-pthread", "-static-libstdc++"]
+      "sources": ["native/bindings.cc", "native/collective/mpi_world.cc"],
+      "ldflags": ["-pthread", "-static-libstdc++"],
+      "libraries": ["-ldl"]
     }
   ],
   "conditions": [

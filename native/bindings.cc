@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "collective/mpi_world.h"
 #include "common/errors.h"
 #include "napi_util.h"
 #include "cpu/cpu_backend.h"
@@ -461,7 +462,66 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The collective layer (lib/engine/collective.ts): MPI loaded on first use, never at addon load.
+Napi::Value MpiInit(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const MpiWorld w = mpi_init();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("rank", w.rank);
+    o.Set("size", w.size);
+    o.Set("library", w.library);
+    o.Set("version", w.version);
+    return o;
+  });
+}
+
+Napi::Value mpi_job(Napi::Env env, Job::Work work, Napi::Value keep) {
+  auto* job = new Job(env, std::move(work), nullptr, nullptr);
+  job->keep(keep);
+  job->Queue();
+  return job->promise();
+}
+
+// mpiAllReduceSum(Float32Array | Float64Array, bucketElements) -> Promise, summed in place
+Napi::Value MpiAllReduceSum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw_js(env, "ERR_INVALID_ARGUMENT", "allReduceSum needs a Float32Array or Float64Array");
+  auto arr = info[0].As<Napi::TypedArray>();
+  const bool f64 = arr.TypedArrayType() == napi_float64_array;
+  if (!f64 && arr.TypedArrayType() != napi_float32_array) throw_js(env, "ERR_INVALID_ARGUMENT", "allReduceSum needs a Float32Array or Float64Array");
+  char* data = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  const size_t count = arr.ElementLength();
+  const size_t bucket = (size_t)info[1].As<Napi::Number>().Int64Value();
+  return mpi_job(env, [=] { mpi_all_reduce_sum(data, count, f64, bucket); }, info[0]);
+}
+
+// mpiBroadcast(typedArray, root) -> Promise: root's bytes into every rank's array
+Napi::Value MpiBroadcast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw_js(env, "ERR_INVALID_ARGUMENT", "broadcast needs a typed array");
+  auto arr = info[0].As<Napi::TypedArray>();
+  char* data = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  const size_t bytes = arr.ByteLength();
+  const int root = info[1].As<Napi::Number>().Int32Value();
+  return mpi_job(env, [=] { mpi_broadcast(data, bytes, root); }, info[0]);
+}
+
+Napi::Value MpiBarrier(const Napi::CallbackInfo& info) { return mpi_job(info.Env(), [] { mpi_barrier(); }, info.Env().Undefined()); }
+
+Napi::Value MpiAbort(const Napi::CallbackInfo& info) { mpi_abort(info[0].As<Napi::Number>().Int32Value()); }
+
+Napi::Value MpiFinalize(const Napi::CallbackInfo& info) {
+  mpi_finalize();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("mpiInit", Napi::Function::New(env, MpiInit));
+  exports.Set("mpiAllReduceSum", Napi::Function::New(env, MpiAllReduceSum));
+  exports.Set("mpiBroadcast", Napi::Function::New(env, MpiBroadcast));
+  exports.Set("mpiBarrier", Napi::Function::New(env, MpiBarrier));
+  exports.Set("mpiAbort", Napi::Function::New(env, MpiAbort));
+  exports.Set("mpiFinalize", Napi::Function::New(env, MpiFinalize));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("tensorLayout", Napi::Function::New(env, TensorLayout));
   exports.Set("NativeModel", NativeModel::Init(env));

@@ -35,6 +35,11 @@ DIFFPO_PIN(int, pthread_key_delete, (diffpo_key_t key), (key))
 DIFFPO_PIN(void*, pthread_getspecific, (diffpo_key_t key), (key))
 DIFFPO_PIN(int, pthread_setspecific, (diffpo_key_t key, const void* value), (key, value))
 
+// glibc 2.34 moved dlopen and friends from libdl into libc the same way (the MPI loader uses them).
+DIFFPO_PIN(void*, dlopen, (const char* file, int mode), (file, mode))
+DIFFPO_PIN(void*, dlsym, (void* handle, const char* name), (handle, name))
+DIFFPO_PIN(char*, dlerror, (void), ())
+
 // std::random_device's default token reads arc4random (glibc 2.36); getrandom is glibc 2.25.
 extern "C" __attribute__((visibility("hidden"))) unsigned int arc4random(void) {
   unsigned int v = 0;
