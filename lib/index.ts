@@ -60,12 +60,13 @@ Object.defineProperty(DiffusionLM.prototype, 'samplerHead', {
 });
 
 // core
-export { AbortError, BackendUnavailableError, CheckpointError, ConfigError, DiffpoError, DisposedError, InvalidArgumentError, NonFiniteError } from './core/errors.js';
+export { AbortError, BackendUnavailableError, CheckpointError, CollectiveError, ConfigError, DiffpoError, DisposedError, InvalidArgumentError, NonFiniteError } from './core/errors.js';
 export { defaultsOf, type OptionSpec } from './core/options.js';
 export { Rng } from './core/rng.js';
 export { deriveSeed, type SeedPurpose } from './core/seeds.js';
 // engine
 export { backendStatus, type BackendName, type BackendStatus } from './engine/backend.js';
+export { ALL_REDUCE_BUCKET_BYTES, gatherRows, launchedLocalSize, launchedSize, shardRange, SINGLE_PROCESS, worldFromEnvironment, type Collective, type SequenceRange } from './engine/collective.js';
 export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };
@@ -79,11 +80,11 @@ export { CharTokenizer, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABE
 // decoding
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './decoding/evaluate.js';
 export { generate, samplerOptions, type GenerateOptions, type GenerateResult, type StepEvent } from './decoding/sampler.js';
-export { DEFAULT_THRESHOLD, ONE_TOKEN_PER_STEP, strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from './decoding/strategy.js';
+export { DEFAULT_THRESHOLD, ONE_TOKEN_PER_STEP, strategyForSequences, strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from './decoding/strategy.js';
 export { DEFAULT_HEAD_LR, ThresholdHead };
 export { CONFIDENCE_FEATURES, type HeadFeatures } from './decoding/threshold-head.js';
 // likelihood
-export { passBatches, planEstimate, runPlan, tokenLogProbs, type CompletionBatch, type Estimator, type EstimatorOptions, type EstimatorPlan, type PassBatch } from './likelihood/estimators.js';
+export { passBatches, planEstimate, runPlan, tokenLogProbs, type BatchShard, type CompletionBatch, type Estimator, type EstimatorOptions, type EstimatorPlan, type PassBatch } from './likelihood/estimators.js';
 export { maskedDiffusionLoss, type MaskedDiffusionInput, type MaskedDiffusionResult } from './likelihood/masked-diffusion.js';
 export { policyLoss, policyObjective, type PolicyLossInput, type PolicyLossResult } from './likelihood/policy-loss.js';
 // training

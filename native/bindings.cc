@@ -289,6 +289,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     s.block_length = get_int(o, "blockLength");
     s.temperature = get_num(o, "temperature");
     s.seed = (uint64_t)get_num(o, "seed");
+    s.first_sequence = (uint64_t)get_num(o, "firstSequence");
     s.strategy = strategy_arg(env, o.Get("strategy"));
     s.steps = get_int(o, "steps");
     s.random_remasking = get_bool(o, "randomRemasking");

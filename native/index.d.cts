@@ -47,6 +47,8 @@ export interface NativeDecoderOptions {
   blockLength: number;
   temperature: number;
   seed: number;
+  /** Index of the first prompt in a larger batch: sequence b draws the noise stream of firstSequence + b. */
+  firstSequence: number;
   strategy: 'steps' | 'threshold' | 'factor' | 'entropy';
   steps: number;
   randomRemasking: boolean;
@@ -105,6 +107,16 @@ export declare class NativeModel {
 export declare function backendInfo(): { flavour: 'cpu' | 'cuda'; devices: number; name?: string; reason: string };
 /** The tensors a model of this config would have (names, shapes, offsets in the parameter block), allocating nothing. */
 export declare function tensorLayout(config: NativeConfig): NativeTensorSpec[];
+/** MPI, loaded from the system on first call (collective/mpi_world.cc); throws ERR_MPI when it cannot be. */
+export declare function mpiInit(): { rank: number; size: number; library: string; version: string };
+/** In-place sum over all ranks, in messages of at most bucketElements elements. */
+export declare function mpiAllReduceSum(data: Float32Array | Float64Array, bucketElements: number): Promise<void>;
+/** Root's bytes into every rank's array. */
+export declare function mpiBroadcast(data: ArrayBufferView, root: number): Promise<void>;
+export declare function mpiBarrier(): Promise<void>;
+/** MPI_Abort: ends every rank of the job with this exit code. */
+export declare function mpiAbort(code: number): never;
+export declare function mpiFinalize(): void;
 /** The CUDA flavour of the addon (same exports, with backend 'cuda'), or null and why. */
 export declare function loadCuda(): { addon: (typeof import('./index.cjs')) | null; reason: string };
 export declare const path: string;

@@ -54,7 +54,7 @@ Decoder::Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>
   decode_step_.assign((size_t)B_ * L_, 0);
   logp_.assign((size_t)B_ * L_, 0.f);
   refresh_.assign(B_, 1);
-  for (int b = 0; b < B_; b++) rng_.emplace_back(opt_.seed * 0x9E3779B97F4A7C15ull + (uint64_t)b + 1);
+  for (int b = 0; b < B_; b++) rng_.emplace_back(opt_.seed * 0x9E3779B97F4A7C15ull + opt_.first_sequence + (uint64_t)b + 1);
 }
 
 int Decoder::active_count() const {

@@ -23,6 +23,7 @@ struct SamplerOptions {
   int gen_length = 0, block_length = 0;
   double temperature = 0;  // 0: argmax; else Gumbel-max on logits / temperature (float64 noise)
   uint64_t seed = 0;
+  uint64_t first_sequence = 0;  // the batch's first sequence's index in a larger batch (its noise stream)
   Strategy strategy = Strategy::Threshold;
   int steps = 0;                    // Steps: total over all blocks
   bool random_remasking = false;    // Steps: uniform scores instead of confidence

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -8,6 +9,7 @@ import { evaluate } from '../decoding/evaluate.js';
 import { generate, type GenerateOptions } from '../decoding/sampler.js';
 import { DEFAULT_THRESHOLD, strategyLabel, type DecodingStrategy } from '../decoding/strategy.js';
 import type { BackendName } from '../engine/backend.js';
+import { launchedLocalSize, worldFromEnvironment } from '../engine/collective.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type Difficulty, type Sudoku4Solutions, type TaskName } from '../tasks/index.js';
@@ -194,7 +196,15 @@ async function main(argv: string[]): Promise<void> {
   if (!c) throw new InvalidArgumentError(`unknown command '${command}'\n\n${usage()}`);
   if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(flagsHelp(c.usage, c.summary, c.flags));
   const v = parseFlags(command, c.flags, rest);
-  await c.run(v, { threads: v.threads as number | undefined, backend: v.backend as BackendName });
+  let threads = v.threads as number | undefined;
+  const world = worldFromEnvironment();
+  if (world.size > 1) {
+    // under mpirun every process runs the command; rank 0 speaks and writes, the others only compute
+    if (world.rank !== 0) for (const stream of [process.stdout, process.stderr]) stream.write = (() => true) as typeof stream.write;
+    // the machine's cores shared among its processes, unless told
+    threads ??= Math.max(1, Math.floor(availableParallelism() / (launchedLocalSize() ?? world.size)));
+  }
+  await c.run(v, { threads, backend: v.backend as BackendName });
 }
 
 async function logitsCommand(v: FlagValues, run: ModelOptions): Promise<void> {
@@ -368,7 +378,7 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     progress.done();
   }
   process.stdout.write(`wrote ${out} after ${sft.step} steps (${progress.seconds.toFixed(0)} s)\n`);
-  if (typeof v.export === 'string') {
+  if (typeof v.export === 'string' && sft.world.rank === 0) {
     await sft.export(v.export, 'bf16');
     process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
   }
@@ -403,7 +413,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     model: run,
   });
   process.stdout.write(`${table}\n\nreport: ${report} (and report.md)\n`);
-  if (typeof v.export === 'string') {
+  if (typeof v.export === 'string' && worldFromEnvironment().rank === 0) {
     const { model, ...folder } = await loadModelFolder(out, run);
     try {
       await writeModelFolder(v.export, model, { ...folder, dtype: 'bf16' });
@@ -415,7 +425,14 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof DiffpoError) process.stderr.write(`diffpo: ${err.message} (${err.code})\n`);
-  else process.stderr.write(`diffpo: ${(err as Error)?.stack ?? String(err)}\n`);
+  // written past a muted stderr: any rank's error is the job's; exiting non-zero then aborts every rank
+  let who = '';
+  try {
+    const world = worldFromEnvironment();
+    if (world.size > 1) who = ` (rank ${world.rank} of ${world.size})`;
+  } catch {
+    // the error being reported may be MPI's own
+  }
+  writeSync(2, err instanceof DiffpoError ? `diffpo${who}: ${err.message} (${err.code})\n` : `diffpo${who}: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);
 });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
+import { worldFromEnvironment } from '../engine/collective.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import type { Difficulty, Task } from '../tasks/task.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
@@ -89,7 +90,8 @@ export interface RlRunResult {
 /**
  * One RL run as an experiment: the frontier of the starting model on the test items (a threshold
  * sweep), DiFFPO training with progress and metrics.jsonl, the frontier again, and the report
- * (report.html and .md, pareto.svg, steps.svg, result.json) in `out`.
+ * (report.html and .md, pareto.svg, steps.svg, result.json) in `out`. Under mpirun every process runs
+ * it (training and evaluation are data-parallel) and rank 0 alone writes `out`.
  */
 export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
   const created = !existsSync(o.out);
@@ -97,7 +99,7 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
     return await rlRun(o);
   } catch (err) {
     // a run that failed before writing anything leaves no empty folder behind
-    if (created && existsSync(o.out) && readdirSync(o.out).length === 0) rmSync(o.out, { recursive: true, force: true });
+    if (created && worldFromEnvironment().rank === 0 && existsSync(o.out) && readdirSync(o.out).length === 0) rmSync(o.out, { recursive: true, force: true });
     throw err;
   }
 }
@@ -108,7 +110,10 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const base = o.from ?? shippedBase(task.name);
   const from = o.resume ? out : base;
   const { tokenizer, genLength } = await readModelFolder(from);
-  await mkdir(out, { recursive: true });
+  // in a data-parallel job every process computes, rank 0 alone writes (the trainer's checkpoints too)
+  const lead = worldFromEnvironment().rank === 0;
+  const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
+  if (lead) await mkdir(out, { recursive: true });
   const test = o.testItems;
   const thresholds = [...new Set([...RUN_SWEEP, threshold])].sort((a, b) => a - b);
   const options = {
@@ -136,8 +141,8 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...`);
     const before = await sweep();
     const metrics = join(out, 'metrics.jsonl');
-    if (!o.resume) await writeFile(metrics, '');
-    else await truncateStepLog(metrics, rl.step); // steps after the checkpoint are run again
+    if (!o.resume) await write(metrics, '');
+    else if (lead) await truncateStepLog(metrics, rl.step); // steps after the checkpoint are run again
     const progress = new Progress(steps, 10);
     const first = rl.step;
     try {
@@ -145,7 +150,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         steps,
         maxSeconds: o.timeBudget,
         onStep: async (i) => {
-          await appendFile(metrics, JSON.stringify(i) + '\n');
+          await write(metrics, JSON.stringify(i) + '\n', true);
           progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
@@ -171,7 +176,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       row(o.resume ? 'resumed run' : o.from ?? `${task.name}-base`, b),
       row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}`, a),
     ].join('\n');
-    const history = (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const history = lead ? (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     const seed = o.trainer.seed ?? 0;
     const report = runReport({
       title: `${task.name}: ${method} RL${learned ? ` with a ${o.sampler} threshold` : ''}`,
@@ -181,13 +186,13 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       learned,
       metrics: history,
     });
-    await writeFile(join(out, 'report.md'), report.markdown);
-    await writeFile(join(out, 'report.html'), report.html);
-    await writeFile(join(out, 'pareto.svg'), report.paretoSvg);
-    await writeFile(join(out, 'steps.svg'), report.stepsSvg);
-    await writeFile(join(out, 'kl.svg'), report.klSvg);
+    await write(join(out, 'report.md'), report.markdown);
+    await write(join(out, 'report.html'), report.html);
+    await write(join(out, 'pareto.svg'), report.paretoSvg);
+    await write(join(out, 'steps.svg'), report.stepsSvg);
+    await write(join(out, 'kl.svg'), report.klSvg);
     const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned };
-    await writeFile(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+    await write(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
     return { table, report: join(out, 'report.html'), result };
   } finally {
     model.dispose();

@@ -63,6 +63,13 @@ export class BackendUnavailableError extends DiffpoError {
   }
 }
 
+/** A collective (MPI) could not be set up or failed; the message names what. */
+export class CollectiveError extends DiffpoError {
+  constructor(message: string) {
+    super('ERR_MPI', message);
+  }
+}
+
 /** Maps an error thrown by the native addon (a plain Error with a `code`) onto the classes above. */
 export function fromNativeError(err: unknown): DiffpoError {
   if (err instanceof DiffpoError) return err;
@@ -83,6 +90,8 @@ export function fromNativeError(err: unknown): DiffpoError {
       return new DisposedError();
     case 'ERR_NO_CUDA':
       return new BackendUnavailableError(message);
+    case 'ERR_MPI':
+      return new CollectiveError(message);
     default:
       return new DiffpoError(e?.code ?? 'ERR_NATIVE', message, { cause: err });
   }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import { gatherRows, shardRange, worldFromEnvironment, type Collective } from '../engine/collective.js';
 import type { DiffusionLM } from '../engine/model.js';
 import { generate, type GenerateOptions } from './sampler.js';
 import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
@@ -18,6 +19,11 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
   /** Called after each generate call with the items done and the total (over every strategy). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The data-parallel job (default worldFromEnvironment()): each process decodes its share of every
+   * batch and every process returns the whole result, equal to one process's. Every process must call.
+   */
+  world?: Collective;
 }
 
 export interface EvaluateResult {
@@ -58,6 +64,8 @@ async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: 
   const items = options.items as Item[];
   if (!Array.isArray(items) || items.length === 0) throw new InvalidArgumentError('evaluate needs a non-empty items array');
   const bs = options.batchSize ?? 32;
+  const world = options.world ?? worldFromEnvironment();
+  const L = options.genLength;
   const completions: string[] = [];
   let right = 0,
     reward = 0,
@@ -65,19 +73,28 @@ async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: 
   const t0 = performance.now();
   for (let start = 0; start < items.length; start += bs) {
     const chunk = items.slice(start, start + bs);
-    const prompts = encodePrompts(task, chunk, options.tokenizer);
-    const r = await generate(model, prompts, {
-      strategy: thresholdStrategy(),
-      ...options.sampler,
-      genLength: options.genLength,
-      signal: options.signal,
-    });
+    // in a job, each process decodes its part of the batch (as rows firstSequence.. of it) and the parts are gathered
+    const mine = shardRange(chunk.length, world);
+    let tokens: Int32Array = new Int32Array(0),
+      nfes: Int32Array = new Int32Array(0);
+    if (mine.end > mine.start) {
+      const r = await generate(model, encodePrompts(task, chunk.slice(mine.start, mine.end), options.tokenizer), {
+        strategy: thresholdStrategy(),
+        ...options.sampler,
+        firstSequence: (options.sampler?.firstSequence ?? 0) + mine.start,
+        genLength: L,
+        signal: options.signal,
+      });
+      [tokens, nfes] = [r.tokens, r.nfe];
+    }
+    tokens = await gatherRows(world, tokens, mine, chunk.length, L);
+    nfes = await gatherRows(world, nfes, mine, chunk.length, 1);
     chunk.forEach((item, b) => {
-      const text = options.tokenizer.decode(r.tokens.subarray(b * options.genLength, (b + 1) * options.genLength));
+      const text = options.tokenizer.decode(tokens.subarray(b * L, (b + 1) * L));
       completions.push(text);
       if (task.correct(item, text)) right++;
       reward += task.reward(item, text);
-      nfe += r.nfe[b]!;
+      nfe += nfes[b]!;
     });
     options.onProgress?.(start + chunk.length, items.length);
   }
@@ -87,7 +104,7 @@ async function evaluateOne<Item>(model: DiffusionLM, task: Task<Item>, options: 
     accuracy: right / items.length,
     meanReward: reward / items.length,
     meanNfe: nfe / items.length,
-    tokensPerS: (items.length * options.genLength) / seconds,
+    tokensPerS: (items.length * L) / seconds,
     completions,
   };
 }

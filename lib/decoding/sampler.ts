@@ -16,6 +16,11 @@ export interface GenerateOptions {
   /** Seed of the sampling noise; each sequence draws from its own stream (seed and index in the batch). Default 0. */
   seed?: number;
   /**
+   * Index of prompts[0] in a larger batch (default 0): sequence b draws stream firstSequence + b, so a
+   * data-parallel process decoding its share gets what the whole batch's decode gives those rows.
+   */
+  firstSequence?: number;
+  /**
    * NFE budget (one number or one per sequence): a sequence's last allowed forward fills all its
    * remaining masked positions, and `hitBudget` reports it. Default none.
    */
@@ -89,6 +94,8 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
   if (!(Number.isFinite(temperature) && temperature >= 0)) throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${temperature}`);
   const seed = options.seed ?? 0;
   if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new InvalidArgumentError(`seed must be a non-negative integer, got ${seed}`);
+  const firstSequence = options.firstSequence ?? 0;
+  if (!(Number.isSafeInteger(firstSequence) && firstSequence >= 0)) throw new InvalidArgumentError(`firstSequence must be a non-negative integer, got ${firstSequence}`);
   const strategy = options.strategy ?? thresholdStrategy();
   const blocks = genLength / blockLength;
   let steps = 0,
@@ -134,6 +141,7 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
     blockLength,
     temperature,
     seed,
+    firstSequence,
     strategy: strategy.kind,
     steps,
     randomRemasking,

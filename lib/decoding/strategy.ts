@@ -43,3 +43,10 @@ export function strategyLabel(s: DecodingStrategy): string {
       return 'learned threshold';
   }
 }
+
+/** The strategy for a range of a batch's sequences (per-sequence thresholds or gammas sliced to it). */
+export function strategyForSequences(s: DecodingStrategy, range: { start: number; end: number }): DecodingStrategy {
+  if (s.kind === 'threshold' && typeof s.threshold !== 'number') return { kind: 'threshold', threshold: s.threshold.subarray(range.start, range.end) };
+  if (s.kind === 'entropy' && typeof s.gamma !== 'number') return { kind: 'entropy', gamma: s.gamma.subarray(range.start, range.end) };
+  return s;
+}

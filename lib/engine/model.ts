@@ -222,6 +222,12 @@ export class DiffusionLM {
     return this.#views(this.#native.gradBuffer());
   }
 
+  /** Every gradient as one zero-copy view, in the parameter block's layout (what a data-parallel all-reduce sums). */
+  flatGradients(): Float32Array {
+    this.#live();
+    return new Float32Array(this.#native.gradBuffer());
+  }
+
   /** Fresh AdamW moments for one optimizer (each optimizer owns its own). */
   createMoments(): OptimizerMoments {
     this.#live();

@@ -1,6 +1,7 @@
 import { objectArg, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { leftPad } from '../core/left-pad.js';
+import type { Collective, SequenceRange } from '../engine/collective.js';
 import type { DiffusionLM } from '../engine/model.js';
 import { Rng } from '../core/rng.js';
 
@@ -180,14 +181,20 @@ export interface PassBatch {
   factors: Float32Array;
 }
 
-export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxTokensPerForward = 65536): PassBatch[] {
+/**
+ * The plan's passes as forwards of at most maxTokensPerForward tokens; with `sequences`, only the passes
+ * of those sequences (a data-parallel share), padded as in the whole plan so every row computes what
+ * it would in one process.
+ */
+export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxTokensPerForward = 65536, sequences?: SequenceRange): PassBatch[] {
   const L = plan.genLength;
   const P = Math.max(...plan.passes.map((p) => p.prompt.length));
   const T = P + L;
   const rowsPerForward = Math.max(1, Math.floor(maxTokensPerForward / T));
+  const passes = sequences ? plan.passes.filter((p) => p.sequence >= sequences.start && p.sequence < sequences.end) : plan.passes;
   const out: PassBatch[] = [];
-  for (let start = 0; start < plan.passes.length; start += rowsPerForward) {
-    const group = plan.passes.slice(start, start + rowsPerForward);
+  for (let start = 0; start < passes.length; start += rowsPerForward) {
+    const group = passes.slice(start, start + rowsPerForward);
     const { tokens, attentionMask, positions } = leftPad(
       group.map((p) => p.prompt),
       group.map((p) => p.canvas),
@@ -210,20 +217,29 @@ export function passBatches(batch: CompletionBatch, plan: EstimatorPlan, maxToke
   return out;
 }
 
+/** A data-parallel share of a batch: the job, and the sequences this process computes. */
+export interface BatchShard {
+  world: Collective;
+  sequences: SequenceRange;
+}
+
 /**
  * Runs the plan's passes, batched into forwards of at most maxTokensPerForward tokens. Returns
  * per-token estimates (batch x genLength): each token's log-probability from its pass, or for the
  * ELBO the sum over samples of factor * log p. With `tokenWeights` (batch x genLength) and backward,
- * accumulates the gradient of -sum(tokenWeights * estimate) into the model.
+ * accumulates the gradient of -sum(tokenWeights * estimate) into the model. With `shard`, this
+ * process runs only its sequences' passes (gradients: its share) and the estimates of all
+ * sequences are gathered from the job.
  */
 export async function runPlan(
   model: DiffusionLM,
   batch: CompletionBatch,
   plan: EstimatorPlan,
-  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
+  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal; shard?: BatchShard } = {},
 ): Promise<Float32Array> {
   const out = new Float32Array(plan.batch * plan.genLength);
-  for (const b of passBatches(batch, plan, options.maxTokensPerForward)) {
+  const shard = options.shard;
+  for (const b of passBatches(batch, plan, options.maxTokensPerForward, shard?.sequences)) {
     const weights = options.tokenWeights ? b.factors.map((f, s) => f * options.tokenWeights![b.slots[s]!]!) : new Float32Array(b.rows.length);
     const { logProbs } = await model.selectedLogProbs(
       { tokens: b.tokens, batch: b.batch, seqLen: b.seqLen, attentionMask: b.attentionMask, positions: b.positions, rows: b.rows, targets: b.targets, weights },
@@ -231,6 +247,8 @@ export async function runPlan(
     );
     b.slots.forEach((slot, s) => (out[slot] = out[slot]! + b.factors[s]! * logProbs[s]!));
   }
+  // every slot outside this process's sequences is 0: the sum over processes is the gather, exactly
+  if (shard) await shard.world.allReduceSum(out);
   return out;
 }
 

@@ -1,6 +1,7 @@
 import { objectArg } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
+import type { SequenceRange } from '../engine/collective.js';
 import type { LLaDAConfig } from '../engine/config.js';
 import type { BackwardOption, DiffusionLM } from '../engine/model.js';
 
@@ -102,16 +103,35 @@ export interface MaskedDiffusionResult {
 /**
  * LLaDA's masked-diffusion loss, 'pretrain' or 'sft' normalisation, as one selectedLogProbs call (with
  * backward, its gradient). Masks and ratios are drawn from `input.seed` or else the model's own
- * random stream, unless given (`mask` needs `pMask`).
+ * random stream, unless given (`mask` needs `pMask`). With `sequences`, the masks are drawn for the
+ * whole batch (as one process would) but only those sequences are computed: the loss and gradient
+ * are their share of the batch's, normalised by the whole batch, so the shares of a data-parallel
+ * job sum to the one-process values.
  */
-export async function maskedDiffusionLoss(model: DiffusionLM, input: MaskedDiffusionInput, options: BackwardOption = {}): Promise<MaskedDiffusionResult> {
+export async function maskedDiffusionLoss(model: DiffusionLM, input: MaskedDiffusionInput, options: BackwardOption & { sequences?: SequenceRange } = {}): Promise<MaskedDiffusionResult> {
   objectArg('maskedDiffusionLoss input', input);
   model.checkTokens(input.tokens, input.batch, input.seqLen, input.attentionMask);
   const rng = input.seed !== undefined ? new Rng(input.seed) : model.rng;
   const b = buildMaskedDiffusionBatch(input, model.config, rng);
+  const T = input.seqLen;
+  const { start, end } = options.sequences ?? { start: 0, end: input.batch };
+  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= input.batch))
+    throw new InvalidArgumentError(`sequences [${start}, ${end}) is not a non-empty range of the batch's ${input.batch} sequences`);
+  const rows = (a: Int32Array) => a.subarray(start * T, end * T);
+  const own = b.rows.map((r) => (r >= start * T && r < end * T ? 1 : 0));
+  const pick = <A extends Int32Array | Float32Array>(a: A) => a.filter((_, s) => own[s] === 1) as A;
   const { loss } = await model.selectedLogProbs(
-    { tokens: b.noisy, batch: input.batch, seqLen: input.seqLen, attentionMask: input.attentionMask, positions: input.positions, rows: b.rows, targets: b.targets, weights: b.weights },
+    {
+      tokens: rows(b.noisy),
+      batch: end - start,
+      seqLen: T,
+      attentionMask: input.attentionMask?.subarray(start * T, end * T),
+      positions: input.positions ? rows(input.positions) : undefined,
+      rows: pick(b.rows).map((r) => r - start * T),
+      targets: pick(b.targets),
+      weights: pick(b.weights),
+    },
     options,
   );
-  return { loss, maskedTokens: b.rows.length, pMask: b.pMask };
+  return { loss, maskedTokens: own.reduce((a, x) => a + x, 0), pMask: b.pMask };
 }

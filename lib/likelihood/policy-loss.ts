@@ -1,6 +1,6 @@
 import { objectArg } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { runPlan, type CompletionBatch, type EstimatorPlan } from './estimators.js';
+import { runPlan, type BatchShard, type CompletionBatch, type EstimatorPlan } from './estimators.js';
 import type { DiffusionLM } from '../engine/model.js';
 
 /** Inputs of the RL objective (docs/algorithms.md, RL objective) for one batch of completions. */
@@ -89,13 +89,15 @@ export function policyObjective(input: PolicyLossInput, logp: ArrayLike<number>,
 /**
  * The clipped, importance-weighted policy loss (docs/algorithms.md, RL objective) with the given estimator's
  * log-probs as the surrogate, and (with backward) its gradient through the estimator's passes into
- * the model. Pass the plan that produced logpOld so both see the same masks and tau.
+ * the model. Pass the plan that produced logpOld so both see the same masks and tau. With `shard`, the
+ * loss and statistics are the whole batch's and the gradient is this process's share (the job's
+ * shares sum to the one-process gradient).
  */
 export async function policyLoss(
   model: DiffusionLM,
   input: PolicyLossInput,
   plan: EstimatorPlan,
-  options: { backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal } = {},
+  options: { backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal; shard?: BatchShard } = {},
 ): Promise<PolicyLossResult> {
   objectArg('policyLoss input', input);
   if (!Array.isArray(input.prompts)) throw new InvalidArgumentError('policyLoss input.prompts must be an array of Int32Array');
@@ -114,7 +116,8 @@ export async function policyLoss(
   if (!(beta >= 0)) throw new InvalidArgumentError(`beta = ${beta} must be >= 0`);
   if (beta > 0 && !input.logpRef) throw new InvalidArgumentError('beta > 0 needs logpRef');
   if (!((input.clipEps ?? 0.5) > 0) || !((input.isCap ?? 2) > 0)) throw new InvalidArgumentError('clipEps and isCap must be > 0');
-  const run = { maxTokensPerForward: options.maxTokensPerForward, signal: options.signal };
+  // sharded: this process's passes only; the objective (a token mean over the whole batch) sees every sequence
+  const run = { maxTokensPerForward: options.maxTokensPerForward, signal: options.signal, shard: options.shard };
   const logProbs = await runPlan(model, input, plan, run);
   const o = policyObjective(input, logProbs, L);
   // the native loss is -sum(w * logp), so w = -dloss/dlogp accumulates exactly our gradient

@@ -8,11 +8,12 @@ import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/optio
 import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
 import { generate, type GenerateResult } from '../decoding/sampler.js';
-import { thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
+import { strategyForSequences, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
 import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead, type HeadFeatures } from '../decoding/threshold-head.js';
 import type { BackendName } from '../engine/backend.js';
+import { gatherRows, shardRange, worldFromEnvironment, type Collective, type SequenceRange } from '../engine/collective.js';
 import { DiffusionLM } from '../engine/model.js';
-import { planEstimate, runPlan, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
+import { planEstimate, runPlan, type BatchShard, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
 import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
 import { TaskMixture, type Task, type TaskItem } from '../tasks/task.js';
 import { CharTokenizer } from '../tasks/tokenizer.js';
@@ -103,7 +104,15 @@ export interface DiffpoOptions extends Partial<DiffpoDefaults> {
          */
         cost?: 'additive' | 'correct-bonus';
       };
+  /** Where `outDir` gets checkpoints (rank 0 of a data-parallel job alone writes). */
   outDir?: string;
+  /**
+   * The data-parallel job (default worldFromEnvironment(): the MPI world under mpirun, else one
+   * process). promptsPerStep is the global batch: each process decodes and differentiates its share
+   * of the prompts (whole groups), the shares' gradients are summed before clipping and AdamW, and
+   * every process keeps the same weights, head and data stream as one process would.
+   */
+  world?: Collective;
 }
 
 export interface DiffpoStepInfo {
@@ -152,6 +161,17 @@ export interface DiffpoRollout {
 export function samplerRewards(rewards: readonly number[], nfe: ArrayLike<number>, correct: readonly boolean[], o: { genLength: number; lambda: number; cost?: 'additive' | 'correct-bonus' }): number[] {
   const { genLength: L, lambda } = o;
   return o.cost === 'correct-bonus' ? rewards.map((x, b) => x + (correct[b] ? lambda * (1 - nfe[b]! / L) : 0)) : rewards.map((x, b) => x - (lambda * nfe[b]!) / L);
+}
+
+/** The whole batch's rollout from each process's decode of its rows (exact: see gatherRows). */
+async function gatherRollout(world: Collective, mine: GenerateResult, rows: SequenceRange, B: number, L: number): Promise<GenerateResult> {
+  return {
+    tokens: await gatherRows(world, mine.tokens, rows, B, L),
+    nfe: await gatherRows(world, mine.nfe, rows, B, 1),
+    decodeStep: await gatherRows(world, mine.decodeStep, rows, B, L),
+    behaviourLogProb: await gatherRows(world, mine.behaviourLogProb, rows, B, L),
+    hitBudget: await gatherRows(world, mine.hitBudget, rows, B, 1),
+  };
 }
 
 /** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
@@ -213,6 +233,7 @@ export class DiffpoTrainer {
   readonly optimizer: AdamW;
   /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
   head: ThresholdHead | null = null;
+  readonly world: Collective;
   step = 0;
   readonly #o: DiffpoDefaults & DiffpoOptions;
   readonly #rng: Rng;
@@ -236,6 +257,8 @@ export class DiffpoTrainer {
     if (o.rolloutThresholds.length > 0 && o.sampler && o.sampler.mode !== 'fixed') throw new InvalidArgumentError('rolloutThresholds and a learned sampler both choose rollout thresholds: give one');
     if (o.rolloutThresholds.length > 0 && o.strategy && o.strategy.kind !== 'threshold') throw new InvalidArgumentError(`rolloutThresholds needs threshold decoding, got strategy '${o.strategy.kind}'`);
     if (o.rewardFns && (!Array.isArray(o.rewardFns) || o.rewardFns.some((f) => typeof f !== 'function'))) throw new InvalidArgumentError('rewardFns must be an array of functions');
+    this.world = o.world ?? worldFromEnvironment();
+    if (o.promptsPerStep < this.world.size) throw new InvalidArgumentError(`promptsPerStep (${o.promptsPerStep}) must be at least the number of processes (${this.world.size}): each process takes whole prompts`);
     this.#rng = new Rng(o.seed);
     this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'DiffpoTrainer');
     this.tasks = this.#mixture.tasks;
@@ -262,6 +285,11 @@ export class DiffpoTrainer {
       return ref;
     })();
     return this.#reference;
+  }
+
+  /** This process's sequences of the batch, for the sharded likelihood passes (none in one process). */
+  get #batchShard(): BatchShard | undefined {
+    return this.world.size > 1 ? { world: this.world, sequences: this.#share.rows } : undefined;
   }
 
   get #modelFrozen(): boolean {
@@ -314,8 +342,10 @@ export class DiffpoTrainer {
           this.model,
           { ...batch, advantages, logpOld: it.logp, logpBehaviour: o.method === 'diffpo' ? r.rollout.behaviourLogProb : undefined, logpRef: it.ref, tokenMask, clipEps: o.clipEps, isCap: o.isCap, beta: o.beta },
           it.plan,
-          { backward: true, signal },
+          { backward: true, signal, shard: this.#batchShard },
         );
+        // the shares' gradients sum to the batch's, before the clip and the update see them
+        await this.world.allReduceSum(this.model.flatGradients());
         await this.optimizer.step({ lr, signal });
       }
       this.step = step;
@@ -337,17 +367,30 @@ export class DiffpoTrainer {
         thresholdDistribution: this.head ? this.head.grid.map((value, k) => ({ value, fraction: r.choices.filter((c) => c === k).length / r.choices.length })) : undefined,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
       };
-      const outOfTime = performance.now() >= deadline;
-      if (o.outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps || outOfTime)) await this.save(o.outDir);
+      // every process must stop at the same step: rank 0's clock decides
+      const outOfTime = await this.#agree(performance.now() >= deadline);
+      if (o.outDir && this.world.rank === 0 && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps || outOfTime)) await this.save(o.outDir);
       await options.onStep?.(last);
       if (outOfTime) break;
     }
     return last;
   }
 
-  /** Rollouts: G completions of each of the step's prompts from the current (behaviour) policy. */
+  /** This process's prompts of the step, and their rollouts' rows. */
+  get #share(): { prompts: SequenceRange; rows: SequenceRange } {
+    const { promptsPerStep: P, groupSize: G } = this.#o;
+    const prompts = shardRange(P, this.world);
+    return { prompts, rows: { start: prompts.start * G, end: prompts.end * G } };
+  }
+
+  /**
+   * Rollouts: G completions of each of the step's prompts from the current (behaviour) policy. Every
+   * process draws the whole batch; each decodes its share (with the rows' own noise streams), and the
+   * shares are gathered so rewards, advantages and the head's update are computed alike everywhere.
+   */
   async #rollouts(step: number, signal?: AbortSignal): Promise<Rollouts> {
     const o = this.#o;
+    const share = this.#share;
     const prompted = this.#mixture.batch(o.promptsPerStep, this.step);
     const items = prompted.flatMap((item) => new Array<TaskItem>(o.groupSize).fill(item));
     const encode = (list: TaskItem[]) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
@@ -357,7 +400,12 @@ export class DiffpoTrainer {
       choices: number[] = [];
     if (this.head) {
       // each rollout draws its own threshold from the head's distribution for its prompt
-      const perPrompt = await this.head.featuresOf(this.model, encode(prompted), { genLength: o.genLength, signal });
+      const n = this.head.inputs;
+      const mine = await this.head.featuresOf(this.model, encode(prompted.slice(share.prompts.start, share.prompts.end)), { genLength: o.genLength, signal });
+      const local = new Float64Array(mine.length * n);
+      mine.forEach((f, i) => local.set(f, i * n));
+      const all = await gatherRows(this.world, local, share.prompts, o.promptsPerStep, n);
+      const perPrompt = prompted.map((_, i) => all.slice(i * n, (i + 1) * n));
       features = perPrompt.flatMap((f) => new Array(o.groupSize).fill(f));
       choices = features.map((f) => this.head!.sample(f, this.#rng));
       strategy = this.head.strategy(choices);
@@ -365,15 +413,25 @@ export class DiffpoTrainer {
       const cycle = o.rolloutThresholds;
       strategy = { kind: 'threshold', threshold: Float32Array.from(items, (_, b) => cycle[(b % o.groupSize) % cycle.length]!) };
     }
-    const rollout = await generate(this.model, prompts, {
+    const mine = await generate(this.model, prompts.slice(share.rows.start, share.rows.end), {
       genLength: o.genLength,
       blockLength: o.blockLength,
-      strategy,
+      strategy: strategyForSequences(strategy, share.rows),
       temperature: o.temperature,
       seed: deriveSeed(o.seed, 'rollout', step),
+      firstSequence: share.rows.start,
       signal,
     });
+    const rollout = await gatherRollout(this.world, mine, share.rows, items.length, o.genLength);
     return { items, prompts, rollout, strategy, features, choices };
+  }
+
+  /** Rank 0's value of a flag, on every process. */
+  async #agree(flag: boolean): Promise<boolean> {
+    if (this.world.size === 1) return flag;
+    const v = Uint8Array.of(flag ? 1 : 0);
+    await this.world.broadcast(v, 0);
+    return v[0] === 1;
   }
 
   /** Each completion's task reward plus the extra reward terms, less the NFE cost. */
@@ -419,9 +477,11 @@ export class DiffpoTrainer {
     const o = this.#o;
     const out: { plan: EstimatorPlan; logp: Float32Array; ref?: Float32Array }[] = [];
     for (let it = 0; it < o.innerIterations; it++) {
+      // planned for the whole batch (the same random choices everywhere), run for this process's share
       const plan = planEstimate(this.model, batch, { estimator: ESTIMATOR[o.method], pMaskPrompt: o.pMaskPrompt, seed: deriveSeed(o.seed, 'estimator', step, it) });
-      const logp = await runPlan(this.model, batch, plan, { signal });
-      out.push({ plan, logp, ref: reference ? await runPlan(reference, batch, plan, { signal }) : undefined });
+      const run = { signal, shard: this.#batchShard };
+      const logp = await runPlan(this.model, batch, plan, run);
+      out.push({ plan, logp, ref: reference ? await runPlan(reference, batch, plan, run) : undefined });
     }
     return out;
   }

@@ -9,6 +9,7 @@ import { deriveSeed } from '../core/seeds.js';
 import { evaluate, type EvaluateResult } from '../decoding/evaluate.js';
 import type { GenerateOptions } from '../decoding/sampler.js';
 import type { BackendName } from '../engine/backend.js';
+import { shardRange, worldFromEnvironment, type Collective } from '../engine/collective.js';
 import { DiffusionLM } from '../engine/model.js';
 import { maskedDiffusionLoss } from '../likelihood/masked-diffusion.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
@@ -51,7 +52,14 @@ export interface SftOptions extends Partial<SftDefaults> {
   /** Items of the first task to evaluate on (with evalEvery), decoded with evalSampler. */
   evalItems?: unknown[];
   evalSampler?: Omit<GenerateOptions, 'genLength' | 'signal' | 'onStep'>;
+  /** Where metrics.jsonl and checkpoints go (rank 0 of a data-parallel job alone writes). */
   outDir?: string;
+  /**
+   * The data-parallel job (default worldFromEnvironment(): the MPI world under mpirun, else one
+   * process). batchSize is the global batch: every process draws it and its masks, computes its share
+   * of the sequences, and the shares' gradients are summed before clipping and AdamW.
+   */
+  world?: Collective;
 }
 
 export interface SftStepInfo {
@@ -84,6 +92,7 @@ export class SftTrainer {
   readonly tokenizer: CharTokenizer;
   readonly responseLength: number;
   readonly optimizer: AdamW;
+  readonly world: Collective;
   step = 0;
   readonly #o: SftDefaults & SftOptions;
   readonly #rng: Rng;
@@ -108,6 +117,8 @@ export class SftTrainer {
     const probe = new Rng(o.seed + 1);
     this.responseLength = o.responseLength ?? Math.max(...tasks.map((t) => responseLengthOf(t, Array.from({ length: 256 }, () => t.generate(probe)), this.tokenizer)));
     this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+    this.world = o.world ?? worldFromEnvironment();
+    if (o.batchSize < this.world.size) throw new InvalidArgumentError(`batchSize (${o.batchSize}) must be at least the number of processes (${this.world.size})`);
   }
 
   /** Learning rate at a 1-based step of a run of `total` steps. */
@@ -120,11 +131,12 @@ export class SftTrainer {
     const { steps, signal } = options;
     positiveInt('steps', steps);
     const o = this.#o;
-    if (o.outDir) {
-      await mkdir(o.outDir, { recursive: true });
+    const outDir = this.world.rank === 0 ? o.outDir : undefined;
+    if (outDir) {
+      await mkdir(outDir, { recursive: true });
       // a fresh run starts a fresh log; a resumed one drops the records of steps after its checkpoint
-      if (this.step === 0) await writeFile(join(o.outDir, 'metrics.jsonl'), '');
-      else await truncateStepLog(join(o.outDir, 'metrics.jsonl'), this.step);
+      if (this.step === 0) await writeFile(join(outDir, 'metrics.jsonl'), '');
+      else await truncateStepLog(join(outDir, 'metrics.jsonl'), this.step);
     }
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
@@ -132,7 +144,7 @@ export class SftTrainer {
       const enc = encodeSftPairs(this.#mixture.batch(o.batchSize, this.step), this.tokenizer, this.responseLength);
       const step = this.step + 1;
       await this.model.zeroGrad();
-      const { loss } = await maskedDiffusionLoss(
+      const share = await maskedDiffusionLoss(
         this.model,
         {
           tokens: enc.tokens,
@@ -144,8 +156,11 @@ export class SftTrainer {
           promptLengths: new Array(enc.batch).fill(enc.promptLength),
           seed: deriveSeed(o.seed, 'sft-masks', step), // masks depend on the step alone, so a resumed run draws the same
         },
-        { backward: true, signal },
+        { backward: true, signal, sequences: shardRange(enc.batch, this.world) },
       );
+      // each process holds its sequences' share of the loss and gradient; their sums are the batch's
+      const loss = await this.#sum(share.loss);
+      await this.world.allReduceSum(this.model.flatGradients());
       const lr = this.lrAt(step, steps);
       const { gradNorm } = await this.optimizer.step({ lr, signal });
       this.step = step;
@@ -155,12 +170,18 @@ export class SftTrainer {
         void completions;
         info.eval = r;
       }
-      if (o.outDir) await appendFile(join(o.outDir, 'metrics.jsonl'), JSON.stringify(info) + '\n');
-      if (o.outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps)) await this.save(o.outDir);
+      if (outDir) await appendFile(join(outDir, 'metrics.jsonl'), JSON.stringify(info) + '\n');
+      if (outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps)) await this.save(outDir);
       last = info;
       await options.onStep?.(info);
     }
     return last;
+  }
+
+  async #sum(x: number): Promise<number> {
+    const v = Float64Array.of(x);
+    await this.world.allReduceSum(v);
+    return v[0]!;
   }
 
   /** Writes what inference needs: the model folder (weights, tokenizer.json, generation_config.json with the response length). */

@@ -6,6 +6,9 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -203,6 +206,9 @@ void mpi_barrier() {
 
 void mpi_abort(int code) {
   State& s = state();
+  // the launcher forwards output asynchronously: give the error message time to get out before the job dies
+  std::fflush(nullptr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   if (s.initialised && !s.finalised) with_api(s, [&](auto& a) { return a.Abort(a.comm_world, code); });
   std::_Exit(code);
 }
