@@ -5,6 +5,7 @@ const benches = {
   step: () => import('./step.mjs'),
   decode: () => import('./decode.mjs'),
   likelihood: () => import('./likelihood.mjs'),
+  parallel: () => import('./parallel.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {
