@@ -2,7 +2,7 @@ import { writeSync } from 'node:fs';
 
 import native from 'diffpo/native';
 
-import { InvalidArgumentError, fromNativeError } from '../core/errors.js';
+import { CollectiveError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 
 /** A contiguous range [start, end) of a batch's sequences (or prompts): what one process computes. */
 export interface SequenceRange {
@@ -63,7 +63,11 @@ class MpiCollective implements Collective {
     }
     this.rank = w.rank;
     this.size = w.size;
-    this.engine = `${w.version || 'MPI'} (${w.library})`;
+    this.engine = `${w.version.replace(/\s+/g, ' ') || 'MPI'} (${w.library})`;
+    const launched = launchedSize();
+    // e.g. Open MPI's library under MPICH's launcher: every process would train alone, each thinking it is the job
+    if (launched !== null && launched !== w.size)
+      throw new CollectiveError(`the launcher started ${launched} processes but ${w.library} sees a job of ${w.size}: the MPI library does not match the launcher (set DIFFPO_MPI_LIBRARY to the launcher's libmpi)`);
     // a clean exit finalizes; a failing one (an uncaught error, exitCode != 0) aborts the whole job.
     // Node emits 'exit' before it prints an uncaught error, so the error is printed here first.
     process.on('uncaughtExceptionMonitor', (err) => writeSync(2, `rank ${this.rank} of ${this.size}: ${(err as Error)?.stack ?? String(err)}\n`));

@@ -127,8 +127,10 @@ MpiWorld mpi_init() {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("DIFFPO_MPI_LIBRARY"); env && *env)
     candidates = {env};
+  else if (!std::getenv("OMPI_COMM_WORLD_SIZE") && std::getenv("PMI_SIZE"))  // MPICH's Hydra launched us
+    candidates = {"libmpi.so.12", "libmpich.so.12", "libmpi.so.40", "libmpi.so"};
   else
-    candidates = {"libmpi.so.40", "libmpi.so.12", "libmpi.so"};
+    candidates = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so"};
   std::string tried;
   for (const auto& path : candidates) {
     // RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols through the global scope
