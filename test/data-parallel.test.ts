@@ -58,9 +58,10 @@ describe('sharding a batch across processes', () => {
   });
 });
 
-// The jobs below need mpirun (CI installs Open MPI; DIFFPO_REQUIRE_MPI=1 there makes its absence a failure).
+// The jobs below need mpirun (CI installs Open MPI and MPICH; DIFFPO_REQUIRE_MPI=1 there makes their absence a failure).
 const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-if (!mpirun && process.env.DIFFPO_REQUIRE_MPI === '1') throw new Error('DIFFPO_REQUIRE_MPI=1 but mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)');
+const mpich = spawnSync('mpirun.mpich', ['--version'], { encoding: 'utf8' }).status === 0;
+if ((!mpirun || !mpich) && process.env.DIFFPO_REQUIRE_MPI === '1') throw new Error('DIFFPO_REQUIRE_MPI=1 but mpirun or mpirun.mpich is not on PATH (apt-get install openmpi-bin libopenmpi-dev mpich)');
 const MPIRUN = ['-np', '2', '--allow-run-as-root', '--oversubscribe'];
 
 function run(ranks: 1 | 2, args: string[]): { status: number | null; output: string; seconds: number } {
@@ -145,6 +146,16 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
     expect(table(two.stdout)).toBe(table(one.stdout));
     m1.dispose();
     m2.dispose();
+  });
+
+  it.skipIf(!mpich)("MPICH's ABI (integer handles, Hydra's launcher) trains to the bits Open MPI's does", () => {
+    const openmpi = trained(2, 'diffpo', 3, join(dir, 'abi-openmpi'));
+    const out = join(dir, 'abi-mpich');
+    const r = spawnSync('mpirun.mpich', ['-np', '2', process.execPath, fixture, 'diffpo', out, '3'], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, DIFFPO_MPI: undefined } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'rank-1.json'), 'utf8')).size).toBe(2);
+    const weights = new Float32Array(readFileSync(join(out, 'weights.f32')).buffer.slice(0));
+    expect(weights.filter((w, i) => w !== openmpi.weights[i]).length).toBe(0);
   });
 
   it('a rank that throws stops the whole job within seconds, with its message', () => {

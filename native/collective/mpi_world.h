@@ -14,8 +14,8 @@ struct MpiWorld {
   std::string version;  // MPI_Get_library_version's first line
 };
 
-// Loads libmpi ($DIFFPO_MPI_LIBRARY, else the sonames of the launcher's MPI first: Open MPI's or MPICH's) and initialises MPI with
-// MPI_THREAD_SERIALIZED (collectives run on libuv's pool, one at a time). Idempotent. Throws Error
+// Loads libmpi ($DIFFPO_MPI_LIBRARY, else the launcher's MPI first: Open MPI's or MPICH's soname) and
+// initialises MPI with MPI_THREAD_SERIALIZED (collectives run on libuv's pool, one at a time). Idempotent. Throws Error
 // ERR_MPI naming what failed.
 MpiWorld mpi_init();
 bool mpi_active();
