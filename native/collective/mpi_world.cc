@@ -28,7 +28,6 @@ struct Api {
   H comm_world{}, f32{}, f64{}, byte{}, sum{};
   void* in_place = nullptr;
   int (*Initialized)(int*) = nullptr;
-  int (*Finalized)(int*) = nullptr;
   int (*Init_thread)(int*, char***, int, int*) = nullptr;
   int (*Comm_rank)(H, int*) = nullptr;
   int (*Comm_size)(H, int*) = nullptr;
@@ -66,7 +65,6 @@ template <typename H>
 void bind_calls(Api<H>& a, void* lib, const std::string& path) {
   auto get = [&](auto& fn, const char* name) { fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(symbol(lib, name, path)); };
   get(a.Initialized, "MPI_Initialized");
-  get(a.Finalized, "MPI_Finalized");
   get(a.Init_thread, "MPI_Init_thread");
   get(a.Comm_rank, "MPI_Comm_rank");
   get(a.Comm_size, "MPI_Comm_size");
@@ -131,20 +129,19 @@ MpiWorld mpi_init() {
     candidates = {"libmpi.so.12", "libmpich.so.12", "libmpi.so.40", "libmpi.so"};
   else
     candidates = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so"};
-  std::string tried;
-  for (const auto& path : candidates) {
+  std::string tried, path;
+  for (const auto& candidate : candidates) {
     // RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols through the global scope
-    s.lib = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    s.lib = dlopen(candidate.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (s.lib) {
-      s.world.library = path;
+      path = candidate;
       break;
     }
     const char* err = dlerror();
-    tried += "\n  " + path + ": " + (err ? err : "not found");
+    tried += "\n  " + candidate + ": " + (err ? err : "not found");
   }
   if (!s.lib)
     throw Error("ERR_MPI", "no MPI library could be loaded (install one, e.g. apt-get install openmpi-bin libopenmpi-dev, or set DIFFPO_MPI_LIBRARY):" + tried);
-  const std::string path = s.world.library;
   s.openmpi = dlsym(s.lib, "ompi_mpi_comm_world") != nullptr;
   if (s.openmpi) {
     Api<void*>& a = s.ompi;
@@ -170,11 +167,6 @@ MpiWorld mpi_init() {
   s.world.library = path;
   s.initialised = true;
   return s.world;
-}
-
-bool mpi_active() {
-  State& s = state();
-  return s.initialised && !s.finalised;
 }
 
 void mpi_all_reduce_sum(void* data, size_t count, bool f64, size_t bucket) {

@@ -18,7 +18,6 @@ struct MpiWorld {
 // initialises MPI with MPI_THREAD_SERIALIZED (collectives run on libuv's pool, one at a time). Idempotent. Throws Error
 // ERR_MPI naming what failed.
 MpiWorld mpi_init();
-bool mpi_active();
 
 // In-place sum over all ranks of `count` floats or doubles, in buckets of at most `bucket` elements
 // (MPI counts are int; a few large messages rather than one per tensor).
