@@ -167,7 +167,7 @@ const COMMANDS: Record<string, Command> = {
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary.split('. ')[0]!.replace(/\.$/, '')}`);
-  return `usage: diffpo <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\n'diffpo <command> --help' lists a command's flags with their defaults; 'diffpo --version' prints the version.\n`;
+  return `usage: diffpo <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\n'diffpo <command> --help' lists a command's flags with their defaults; 'diffpo --version' prints the version.\nUnder 'mpirun -np N', sft, train and eval run data-parallel over the N processes (same flags; the batch flags are the global batch).\n`;
 }
 
 function parseRows(flag: string, text: string): number[][] {
@@ -323,8 +323,10 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
       }
       const front = new Set(paretoFront(points));
       const svg = (v.out as string | undefined) ?? join('runs', `${task.name}-pareto.svg`);
-      await mkdir(dirname(svg), { recursive: true });
-      await writeFile(svg, paretoSvg([{ name: v.model as string, points }], [], `${task.name}: accuracy vs mean NFE`));
+      if (worldFromEnvironment().rank === 0) {
+        await mkdir(dirname(svg), { recursive: true });
+        await writeFile(svg, paretoSvg([{ name: v.model as string, points }], [], `${task.name}: accuracy vs mean NFE`));
+      }
       if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, points, svg, learned: comparison }) + '\n');
       process.stdout.write('| decoding | accuracy | mean NFE | on the front |\n|---|---|---|---|\n');
       for (const p of points) process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${front.has(p) ? 'yes' : ''} |\n`);

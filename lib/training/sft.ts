@@ -166,7 +166,7 @@ export class SftTrainer {
       this.step = step;
       const info: SftStepInfo = { step, steps, loss, lr, gradNorm, seconds: (performance.now() - t0) / 1000 };
       if (o.evalEvery > 0 && (step % o.evalEvery === 0 || step === steps)) {
-        const { completions, ...r } = await evaluate(this.model, this.task, { items: o.evalItems!, tokenizer: this.tokenizer, genLength: this.responseLength, sampler: o.evalSampler, signal });
+        const { completions, ...r } = await evaluate(this.model, this.task, { items: o.evalItems!, tokenizer: this.tokenizer, genLength: this.responseLength, sampler: o.evalSampler, signal, world: this.world });
         void completions;
         info.eval = r;
       }
