@@ -175,4 +175,12 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
       expect(resumed.weights.filter((w, i) => w !== whole.weights[i]).length, `${mode}: weights that differ`).toBe(0);
     }
   });
+
+  it('a 2-process checkpoint resumes in one process (the state is whole in every process), near the 2-process run', () => {
+    const whole = trained(2, 'diffpo', 4, join(dir, 'diffpo-whole-for-1'));
+    const out = join(dir, 'diffpo-2-then-1');
+    expect(run(2, ['diffpo', out, '4', '2']).status).toBe(0);
+    const resumed = trained(1, 'diffpo', 4, out, 'resume');
+    expect(relativeDifference(whole.weights, resumed.weights)).toBeLessThan(1e-5);
+  });
 });
