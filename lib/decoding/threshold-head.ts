@@ -30,6 +30,9 @@ export type HeadFeatures = 'hidden' | 'confidence';
  */
 export const CONFIDENCE_FEATURES = 8;
 
+/** calibrate()'s floor on a feature's standard deviation: a feature that barely varies stays near 0 instead of being amplified without bound. */
+export const MIN_FEATURE_STD = 1e-3;
+
 export class ThresholdHead {
   readonly kind: 'threshold' | 'entropy';
   readonly grid: number[];
@@ -41,6 +44,12 @@ export class ThresholdHead {
   /** (grid x inputs) and (grid), float64 (the head is tiny and trained in JS). */
   readonly weight: Float64Array;
   readonly bias: Float64Array;
+  /**
+   * The head reads (features - featureMean) * featureScale (identity until calibrate()): prompts'
+   * features differ in the second or third decimal, which plain SGD on raw values never separates.
+   */
+  readonly featureMean: Float64Array;
+  readonly featureScale: Float64Array;
 
   /**
    * `init`: start with 80% of the probability on the grid value nearest it (e.g. the best fixed
@@ -61,6 +70,8 @@ export class ThresholdHead {
     // zero weights: the head starts uniform over the grid (or peaked at init, through the bias)
     this.weight = new Float64Array(grid.length * this.inputs);
     this.bias = new Float64Array(grid.length);
+    this.featureMean = new Float64Array(this.inputs);
+    this.featureScale = new Float64Array(this.inputs).fill(1);
     if (options.init !== undefined) {
       if (!Number.isFinite(options.init)) throw new InvalidArgumentError(`init must be a finite grid value, got ${options.init}`);
       const k = grid.reduce((best, g, i) => (Math.abs(g - options.init!) < Math.abs(grid[best]! - options.init!) ? i : best), 0);
@@ -127,14 +138,41 @@ export class ThresholdHead {
     return out;
   }
 
+  /** Whether calibrate() has set the feature normalisation. */
+  get calibrated(): boolean {
+    return this.featureMean.some((m) => m !== 0) || this.featureScale.some((s) => s !== 1);
+  }
+
+  /**
+   * Standardises the head's inputs on a sample of prompts' features (each feature's mean and standard
+   * deviation, floored at MIN_FEATURE_STD so a constant feature is not blown up). The trainer calls it
+   * once, before the first update, on prompts of the training stream.
+   */
+  calibrate(sample: Float64Array[]): void {
+    if (!Array.isArray(sample) || sample.length < 2 || sample.some((f) => !(f instanceof Float64Array) || f.length !== this.inputs))
+      throw new InvalidArgumentError(`calibrate needs at least two Float64Array feature vectors of length ${this.inputs}`);
+    for (let d = 0; d < this.inputs; d++) {
+      const mean = sample.reduce((a, f) => a + f[d]!, 0) / sample.length;
+      const std = Math.sqrt(sample.reduce((a, f) => a + (f[d]! - mean) ** 2, 0) / sample.length);
+      this.featureMean[d] = mean;
+      this.featureScale[d] = 1 / Math.max(std, MIN_FEATURE_STD);
+    }
+  }
+
+  /** The features as the head reads them (normalised). */
+  #input(features: Float64Array): Float64Array {
+    return features.map((v, d) => (v - this.featureMean[d]!) * this.featureScale[d]!);
+  }
+
   /** The head's distribution over the grid for one prompt's features. */
   probs(features: Float64Array): Float64Array {
     const K = this.grid.length,
       D = this.inputs;
+    const x = this.#input(features);
     const z = new Float64Array(K);
     for (let k = 0; k < K; k++) {
       let s = this.bias[k]!;
-      for (let d = 0; d < D; d++) s += this.weight[k * D + d]! * features[d]!;
+      for (let d = 0; d < D; d++) s += this.weight[k * D + d]! * x[d]!;
       z[k] = s;
     }
     const m = Math.max(...z);
@@ -174,12 +212,13 @@ export class ThresholdHead {
     let loss = 0;
     features.forEach((f, i) => {
       const p = this.probs(f);
+      const x = this.#input(f);
       const A = advantages[i]!;
       loss -= (A * Math.log(p[choices[i]!]!)) / n;
       for (let k = 0; k < K; k++) {
         const dz = (-A * ((k === choices[i] ? 1 : 0) - p[k]!)) / n; // d loss / d logit k
         gb[k] += dz;
-        for (let d = 0; d < D; d++) gw[k * D + d] += dz * f[d]!;
+        for (let d = 0; d < D; d++) gw[k * D + d] += dz * x[d]!;
       }
     });
     for (let i = 0; i < gw.length; i++) this.weight[i] -= lr * gw[i]!;
@@ -196,6 +235,13 @@ export class ThresholdHead {
       { name: p + 'bias', shape: [this.grid.length], data: this.bias },
       // 'hidden' heads have no such tensor (as saved before 'confidence' existed)
       ...(this.features === 'confidence' ? [{ name: p + 'confidence_features', shape: [1], data: Float64Array.from([this.dModel]) }] : []),
+      // an uncalibrated head saves none (as saved before calibration existed)
+      ...(this.calibrated
+        ? [
+            { name: p + 'feature_mean', shape: [this.inputs], data: this.featureMean },
+            { name: p + 'feature_scale', shape: [this.inputs], data: this.featureScale },
+          ]
+        : []),
     ];
   }
 
@@ -220,6 +266,14 @@ export class ThresholdHead {
         const head = new ThresholdHead({ grid: Array.from(grid.data), dModel: conf ? conf.data[0]! : weight.shape[1]!, kind, features: conf ? 'confidence' : 'hidden' });
         head.weight.set(weight.data);
         head.bias.set(bias.data);
+        const [mean, scale] = [extras.get(p + 'feature_mean'), extras.get(p + 'feature_scale')];
+        if (!mean !== !scale) throw new InvalidArgumentError(`${p}feature_mean and ${p}feature_scale come together`);
+        if (mean && scale) {
+          if (mean.data.length !== head.inputs || scale.data.length !== head.inputs) throw new InvalidArgumentError(`${p}feature_mean and ${p}feature_scale need ${head.inputs} values`);
+          if ([mean, scale].some((t) => t.data.some((v) => !Number.isFinite(v))) || scale.data.some((v) => v <= 0)) throw new InvalidArgumentError(`${p}feature_mean/scale need finite values and positive scales`);
+          head.featureMean.set(mean.data);
+          head.featureScale.set(scale.data);
+        }
         return head;
       } catch (err) {
         throw new CheckpointError(`${where}: invalid ${kind} head: ${(err as Error).message}`, { cause: err });

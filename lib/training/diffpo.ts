@@ -174,6 +174,9 @@ async function gatherRollout(world: Collective, mine: GenerateResult, rows: Sequ
   };
 }
 
+/** Prompts whose features calibrate a learned head's input normalisation before its first update. */
+export const HEAD_CALIBRATION_PROMPTS = 256;
+
 /** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
 export const ADVANTAGE_STD_EPS = 1e-4;
 
@@ -315,6 +318,7 @@ export class DiffpoTrainer {
     if (maxSeconds !== undefined && !(maxSeconds > 0)) throw new InvalidArgumentError(`maxSeconds must be a number > 0, got ${maxSeconds}`);
     const deadline = performance.now() + (maxSeconds ?? Infinity) * 1000;
     const reference = o.beta > 0 ? await this.#referenceModel() : null;
+    if (this.head && !this.head.calibrated) await this.#calibrateHead(signal);
     let last: DiffpoStepInfo | null = null;
     while (this.step < steps) {
       const step = this.step + 1;
@@ -424,6 +428,23 @@ export class DiffpoTrainer {
     });
     const rollout = await gatherRollout(this.world, mine, share.rows, items.length, o.genLength);
     return { items, prompts, rollout, strategy, features, choices };
+  }
+
+  /**
+   * Standardises the learned head's inputs on HEAD_CALIBRATION_PROMPTS prompts of the training tasks,
+   * drawn from a stream of their own (the data stream is unchanged) and never from `exclude`.
+   */
+  async #calibrateHead(signal?: AbortSignal): Promise<void> {
+    const o = this.#o;
+    const rng = new Rng(deriveSeed(o.seed, 'head-calibration'));
+    const exclude = new Set(o.exclude ?? []);
+    const prompts: Int32Array[] = [];
+    for (let tries = 0; prompts.length < HEAD_CALIBRATION_PROMPTS && tries < 100 * HEAD_CALIBRATION_PROMPTS; tries++) {
+      const task = this.tasks[tries % this.tasks.length]!;
+      const item = task.generate(rng);
+      if (!exclude.has(task.key(item))) prompts.push(this.tokenizer.encode(task.prompt(item)));
+    }
+    this.head!.calibrate(await this.head!.featuresOf(this.model, prompts, { genLength: o.genLength, signal }));
   }
 
   /** Rank 0's value of a flag, on every process. */
