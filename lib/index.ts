@@ -82,13 +82,13 @@ export { evaluate, type EvaluateOptions, type EvaluateResult } from './decoding/
 export { generate, samplerOptions, type GenerateOptions, type GenerateResult, type StepEvent } from './decoding/sampler.js';
 export { DEFAULT_THRESHOLD, ONE_TOKEN_PER_STEP, strategyForSequences, strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from './decoding/strategy.js';
 export { DEFAULT_HEAD_LR, ThresholdHead };
-export { CONFIDENCE_FEATURES, type HeadFeatures } from './decoding/threshold-head.js';
+export { CONFIDENCE_FEATURES, MIN_FEATURE_STD, type HeadFeatures } from './decoding/threshold-head.js';
 // likelihood
 export { passBatches, planEstimate, runPlan, tokenLogProbs, type BatchShard, type CompletionBatch, type Estimator, type EstimatorOptions, type EstimatorPlan, type PassBatch } from './likelihood/estimators.js';
 export { maskedDiffusionLoss, type MaskedDiffusionInput, type MaskedDiffusionResult } from './likelihood/masked-diffusion.js';
 export { policyLoss, policyObjective, type PolicyLossInput, type PolicyLossResult } from './likelihood/policy-loss.js';
 // training
-export { ADVANTAGE_STD_EPS, DIFFPO_DEFAULTS, DiffpoTrainer, groupAdvantages, samplerRewards, zeroVarianceFraction, type DiffpoDefaults, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './training/diffpo.js';
+export { ADVANTAGE_STD_EPS, DIFFPO_DEFAULTS, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, groupAdvantages, samplerRewards, zeroVarianceFraction, type DiffpoDefaults, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './training/diffpo.js';
 export { commitCheckpoint, openCheckpoint, truncateStepLog, MANIFEST as CHECKPOINT_MANIFEST } from './training/checkpoint-set.js';
 export { loadModelFolder, readModelFolder, writeModelFolder, type ModelFolder } from './training/model-folder.js';
 export { AdamW, type AdamWOptions, type AdamWStepResult } from './training/optimizer.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { CheckpointError, CONFIDENCE_FEATURES, DiffpoTrainer, samplerRewards, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
+import { CheckpointError, CONFIDENCE_FEATURES, deriveSeed, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, samplerRewards, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
 
 import { copy4, easyHard, TINY } from './helpers/copy-task.js';
 
@@ -151,6 +151,45 @@ describe('learned threshold head', () => {
     await model.save(dir);
     const back = (await DiffusionLM.fromPretrained(dir)).samplerHead!;
     expect([back.features, back.inputs, back.dModel, Array.from(back.weight)]).toEqual(['confidence', CONFIDENCE_FEATURES, TINY.d_model, Array.from(head.weight)]);
+    model.dispose();
+  });
+
+  it('calibrate standardises the inputs (mean 0, std 1 per feature, std floored), the trainer calibrates before the first update, and the normalisation travels with the head', async () => {
+    const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: 3 });
+    expect(head.calibrated).toBe(false);
+    const sample = [Float64Array.of(1, 0.97, 5), Float64Array.of(3, 0.99, 5), Float64Array.of(2, 0.98, 5)];
+    head.calibrate(sample);
+    expect(Array.from(head.featureMean).map((v) => +v.toFixed(12))).toEqual([2, 0.98, 5]);
+    // std 0.8165 and 0.008165; the constant feature's 0 floored at MIN_FEATURE_STD
+    expect(Array.from(head.featureScale).map((v) => +v.toPrecision(6))).toEqual([1 / Math.sqrt(2 / 3), 1 / (0.01 * Math.sqrt(2 / 3)), 1000].map((v) => +v.toPrecision(6)));
+    // the head reads the standardised values: with weight row 1 = [1, 0, 0], the logit gap is (x - 2) / 0.8165
+    head.weight.set([0, 0, 0, 1, 0, 0]);
+    const p = head.probs(Float64Array.of(3, 0.98, 5));
+    expect(Math.log(p[1]! / p[0]!)).toBeCloseTo(1 / Math.sqrt(2 / 3), 12);
+    expect(() => head.calibrate([Float64Array.of(1, 2, 3)])).toThrow(InvalidArgumentError);
+
+    const model = DiffusionLM.create(TINY, { seed: 3 });
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 4, groupSize: 2, seed: 6, sampler: { mode: 'sampler-only', grid: [0.5, 0.9], lambda: 0.5, features: 'confidence' } });
+    await rl.train({ steps: 1 });
+    const rng = new Rng(deriveSeed(6, 'head-calibration'));
+    const prompts = Array.from({ length: HEAD_CALIBRATION_PROMPTS }, () => rl.tokenizer.encode(copy4.prompt(copy4.generate(rng))));
+    const want = new ThresholdHead({ grid: [0.5, 0.9], dModel: TINY.d_model, features: 'confidence' });
+    want.calibrate(await want.featuresOf(model, prompts, { genLength: 5 }));
+    expect(Array.from(rl.head!.featureMean)).toEqual(Array.from(want.featureMean));
+    expect(Array.from(rl.head!.featureScale)).toEqual(Array.from(want.featureScale));
+    const dir = mkdtempSync(join(tmpdir(), 'diffpo-calibrated-head-'));
+    await model.save(dir);
+    const back = await ThresholdHead.load(dir);
+    expect([Array.from(back.featureMean), Array.from(back.featureScale)]).toEqual([Array.from(want.featureMean), Array.from(want.featureScale)]);
+    // a stored normalisation must be whole and sane
+    const tensors = (h: ThresholdHead) => new Map(h.toTensors().map((t) => [t.name, t]));
+    const noScale = tensors(back);
+    noScale.delete('diffpo.threshold_head.feature_scale');
+    expect(() => ThresholdHead.fromTensors(noScale)).toThrow(/feature_mean and diffpo.threshold_head.feature_scale come together/);
+    const zeroScale = tensors(back);
+    zeroScale.get('diffpo.threshold_head.feature_scale')!.data = new Float64Array(CONFIDENCE_FEATURES);
+    expect(() => ThresholdHead.fromTensors(zeroScale)).toThrow(CheckpointError);
+    await rl.dispose();
     model.dispose();
   });
 
