@@ -5,7 +5,9 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CollectiveError, DiffusionLM, launchedSize, shardRange, SINGLE_PROCESS, type Collective } from 'diffpo';
+import { CollectiveError, DiffpoTrainer, DiffusionLM, launchedSize, SftTrainer, shardRange, SINGLE_PROCESS, type Collective } from 'diffpo';
+
+import { copy4, TINY } from './helpers/copy-task.js';
 
 const root = join(import.meta.dirname, '..');
 const fixture = join(root, 'test', 'fixtures', 'data-parallel.mjs');
@@ -49,6 +51,13 @@ describe('sharding a batch across processes', () => {
     const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, DIFFPO_MPI: '1', DIFFPO_MPI_LIBRARY: '/nonexistent/libmpi.so.40' } });
     expect(out).toMatch(/^CollectiveError: no MPI library could be loaded .*\n\s+\/nonexistent\/libmpi\.so\.40: /);
     expect(CollectiveError.name).toBe('CollectiveError');
+  });
+
+  it('a global batch smaller than the job is an error naming both (every process needs a share)', () => {
+    const model = DiffusionLM.create(TINY, { threads: 1 });
+    expect(() => new SftTrainer(model, { task: copy4, batchSize: 2, world: fakeRank(0, 3) })).toThrow('batchSize (2) must be at least the number of processes (3)');
+    expect(() => new DiffpoTrainer({ model, task: copy4, genLength: 5, promptsPerStep: 2, world: fakeRank(1, 4) })).toThrow('promptsPerStep (2) must be at least the number of processes (4): each process takes whole prompts');
+    model.dispose();
   });
 
   it('DIFFPO_MPI other than 0 or 1 is an error naming the value', () => {
