@@ -1,7 +1,9 @@
 // The learned sampler against every fixed threshold on the same final model (issue "the fast half"):
 // for each run folder (a `diffpo train --sampler learned|sampler-only` run), the fine threshold sweep
 // of its final model on the task's test set, its learned point, and paretoCompare's accuracy gained
-// at equal NFE and NFE saved at equal accuracy; runs named NAME-seedK are grouped, mean ± std.
+// at equal NFE and NFE saved at equal accuracy; runs named NAME-seedK are grouped, mean ± std. Runs
+// without a head (fixed-threshold training) contribute their frontier only, for the second table:
+// each group's fixed frontier, threshold by threshold.
 // Usage: node scripts/sampler-frontier.mjs TASK[:TEST_FILE] RUN_DIR...   (prints a Markdown table)
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,10 +24,12 @@ for (const dir of dirs) {
     const model = await DiffusionLM.fromPretrained(dir);
     const { tokenizer, genLength } = await readModelFolder(dir);
     const fixed = await paretoSweep(model, task, { items, tokenizer, genLength, thresholds: FINE });
-    const l = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
+    if (model.samplerHead) {
+      const l = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
+      const learned = { label: 'learned', strategy: { kind: 'learned' }, accuracy: l.accuracy, meanReward: l.meanReward, meanNfe: l.meanNfe };
+      r = { fixed, learned, ...paretoCompare(fixed, [learned])[0] };
+    } else r = { fixed, learned: null };
     model.dispose();
-    const learned = { label: 'learned', strategy: { kind: 'learned' }, accuracy: l.accuracy, meanReward: l.meanReward, meanNfe: l.meanNfe };
-    r = { fixed, learned, ...paretoCompare(fixed, [learned])[0] };
     writeFileSync(cache, JSON.stringify(r));
   }
   const name = dir.replace(/\/$/, '').split('/').pop().replace(/-seed\d+$/, '');
@@ -40,6 +44,16 @@ const fmt = (xs, d) => {
 console.log('| run | seeds | learned accuracy | learned NFE | accuracy gain at equal NFE | NFE saved at equal accuracy | fixed 0.9 on the same model |');
 console.log('|---|---|---|---|---|---|---|');
 for (const [name, rs] of rows) {
+  if (rs.some((r) => !r.learned)) continue;
   const at9 = rs.map((r) => r.fixed.find((p) => p.strategy.threshold === 0.9));
   console.log(`| ${name} | ${rs.length} | ${fmt(rs.map((r) => r.learned.accuracy), 3)} | ${fmt(rs.map((r) => r.learned.meanNfe), 2)} | ${fmt(rs.map((r) => r.accuracyGain), 3)} | ${fmt(rs.map((r) => r.nfeSaved), 2)} | ${fmt(at9.map((p) => p.accuracy), 3)} at ${fmt(at9.map((p) => p.meanNfe), 2)} |`);
+}
+
+console.log(`\n| run | seeds | ${FINE.map((t) => (t > 1 ? 'one token per step' : t)).join(' | ')} |\n|---|---|${FINE.map(() => '---|').join('')}`);
+for (const [name, rs] of rows) {
+  const cells = FINE.map((t) => {
+    const ps = rs.map((r) => r.fixed.find((p) => p.strategy.threshold === t));
+    return `${fmt(ps.map((p) => p.accuracy), 3)} @ ${meanStd(ps.map((p) => p.meanNfe)).mean.toFixed(2)}`;
+  });
+  console.log(`| ${name} | ${rs.length} | ${cells.join(' | ')} |`);
 }
