@@ -85,7 +85,9 @@ describe('CLI', () => {
     const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
     expect(joint.status, joint.stderr).toBe(0);
     expect(joint.stdout).toMatch(/\| after 2 diffpo steps \(learned sampler\) \|/);
-    expect((await ThresholdHead.load(out + '-joint')).grid).toEqual([0.5, 0.7, 0.8, 0.9, 1.01]);
+    // the defaults: the measured design (confidence features, loose or 0.9), calibrated before its first update
+    const head = await ThresholdHead.load(out + '-joint');
+    expect([head.grid, head.features, head.calibrated]).toEqual([[0.5, 0.9], 'confidence', true]);
     expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| after RL \| learned threshold \|/);
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });
