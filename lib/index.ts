@@ -97,4 +97,4 @@ export { SFT_DEFAULTS, SftTrainer, type SftDefaults, type SftOptions, type SftSt
 // application
 export { budgetSweep, meanStd, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './app/pareto.js';
 export { formatSeconds, Progress } from './app/progress.js';
-export { runReport, stepsSvg, type RunReportInput } from './app/report.js';
+export { runReport, stepsSvg, type HeadChoices, type RunReportInput } from './app/report.js';

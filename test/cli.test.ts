@@ -88,6 +88,10 @@ describe('CLI', () => {
     // the defaults: the measured design (confidence features, loose or 0.9), calibrated before its first update
     const head = await ThresholdHead.load(out + '-joint');
     expect([head.grid, head.features, head.calibrated]).toEqual([[0.5, 0.9], 'confidence', true]);
+    // the report counts each test prompt's learned threshold by difficulty (the external set: 8 empty cells each)
+    expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| empty cells \| prompts \| at 0.5 \| at 0.9 \|\n\|---\|---\|---\|---\|\n\| 8 \| 8 \| \d \| \d \|/);
+    const result = JSON.parse(readFileSync(join(out + '-joint', 'result.json'), 'utf8'));
+    expect(result.choices.rows[0].counts.reduce((a: number, n: number) => a + n, 0)).toBe(8);
     expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| after RL \| learned threshold \|/);
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });

@@ -12,7 +12,17 @@ export interface RunReportInput {
   after: ParetoPoint[];
   /** The trained model decoding with its learned per-prompt threshold, when it has one. */
   learned?: ParetoPoint;
+  /** With a learned head: how many test prompts it gives each grid value, by the task's difficulty. */
+  choices?: HeadChoices;
   metrics: DiffpoStepInfo[];
+}
+
+/** A learned head's most likely grid value for each test prompt, counted by difficulty (is it really per prompt?). */
+export interface HeadChoices {
+  /** The difficulty knob's name (e.g. 'empty cells'). */
+  difficulty: string;
+  grid: number[];
+  rows: { difficulty: number; counts: number[] }[];
 }
 
 /** A small line chart of per-step series sharing one y axis from 0 to the largest value. */
@@ -70,8 +80,21 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
   const time = `Time: rollouts ${sum((i) => i.seconds.rollout).toFixed(1)} s, likelihoods ${sum((i) => i.seconds.likelihood).toFixed(1)} s, updates ${sum((i) => i.seconds.update).toFixed(1)} s.`;
   const last = m[m.length - 1];
   const dist = last?.thresholdDistribution ? `Last step's sampled thresholds: ${last.thresholdDistribution.map((d) => `${d.value}: ${(100 * d.fraction).toFixed(0)}%`).join(', ')}.` : '';
-  const markdown = `# ${r.title}\n\n${r.summary}\n\n${table}\n\n![accuracy vs mean NFE](pareto.svg)\n\n![per-step metrics](steps.svg)\n\n![KL per step](kl.svg)\n\n${time} ${dist}\nPer-step metrics: [metrics.jsonl](metrics.jsonl).\n`;
+  const c = r.choices;
+  const choices = c
+    ? [
+        `The learned threshold of each test prompt (its most likely grid value), by ${c.difficulty}:`,
+        '',
+        `| ${c.difficulty} | prompts | ${c.grid.map((g) => `at ${g}`).join(' | ')} |`,
+        `|---|---|${c.grid.map(() => '---|').join('')}`,
+        ...c.rows.map((row) => `| ${row.difficulty} | ${row.counts.reduce((a, n) => a + n, 0)} | ${row.counts.join(' | ')} |`),
+      ].join('\n') + '\n\n'
+    : '';
+  const markdown = `# ${r.title}\n\n${r.summary}\n\n${table}\n\n${choices}![accuracy vs mean NFE](pareto.svg)\n\n![per-step metrics](steps.svg)\n\n![KL per step](kl.svg)\n\n${time} ${dist}\nPer-step metrics: [metrics.jsonl](metrics.jsonl).\n`;
   const htmlTable = `<table><tr><th>model</th><th>decoding</th><th>accuracy</th><th>mean reward</th><th>mean NFE</th></tr>${rows.map(([who, p]) => `<tr><td>${who}</td><td>${esc(p.label)}</td><td>${p.accuracy.toFixed(3)}</td><td>${p.meanReward.toFixed(3)}</td><td>${p.meanNfe.toFixed(2)}</td></tr>`).join('')}</table>`;
-  const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>body{font-family:sans-serif;max-width:720px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>\n<h1>${esc(r.title)}</h1>\n<p>${esc(r.summary)}</p>\n${htmlTable}\n${pareto}\n${curves}\n${kl}\n<p>${esc(time)} ${esc(dist)} Per-step metrics: <a href="metrics.jsonl">metrics.jsonl</a>.</p>\n</body></html>\n`;
+  const htmlChoices = c
+    ? `<p>The learned threshold of each test prompt (its most likely grid value), by ${esc(c.difficulty)}:</p><table><tr><th>${esc(c.difficulty)}</th><th>prompts</th>${c.grid.map((g) => `<th>at ${g}</th>`).join('')}</tr>${c.rows.map((row) => `<tr><td>${row.difficulty}</td><td>${row.counts.reduce((a, n) => a + n, 0)}</td>${row.counts.map((n) => `<td>${n}</td>`).join('')}</tr>`).join('')}</table>\n`
+    : '';
+  const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${esc(r.title)}</title><style>body{font-family:sans-serif;max-width:720px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>\n<h1>${esc(r.title)}</h1>\n<p>${esc(r.summary)}</p>\n${htmlTable}\n${htmlChoices}${pareto}\n${curves}\n${kl}\n<p>${esc(time)} ${esc(dist)} Per-step metrics: <a href="metrics.jsonl">metrics.jsonl</a>.</p>\n</body></html>\n`;
   return { markdown, html, paretoSvg: pareto, stepsSvg: curves, klSvg: kl };
 }

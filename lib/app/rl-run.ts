@@ -15,7 +15,7 @@ import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training
 import { readModelFolder } from '../training/model-folder.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
-import { runReport } from './report.js';
+import { runReport, type HeadChoices } from './report.js';
 
 /**
  * The grid of the learned per-prompt threshold: loose or Fast-dLLM's 0.9. Measured on sudoku4's mixed
@@ -89,6 +89,7 @@ export interface RlRunResult {
     before: ParetoPoint[];
     after: ParetoPoint[];
     learned?: ParetoPoint;
+    choices?: HeadChoices;
   };
 }
 
@@ -167,9 +168,19 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     log('evaluating the trained model...');
     const after = await sweep();
     let learned: ParetoPoint | undefined;
+    let choices: HeadChoices | undefined;
     if (rl.head) {
       const r = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
       learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
+      if (task.difficulty) {
+        const { head } = rl;
+        const features = await head.featuresOf(model, test.map((x) => tokenizer.encode(task.prompt(x))), { genLength });
+        const of = task.difficulty.of;
+        const levels = [...new Set(test.map((x) => of(x)))].sort((a, b) => a - b);
+        const rows = levels.map((difficulty) => ({ difficulty, counts: head.grid.map(() => 0) }));
+        test.forEach((x, i) => rows[levels.indexOf(of(x))]!.counts[head.mostLikely(features[i]!)]!++);
+        choices = { difficulty: task.difficulty.name, grid: head.grid, rows };
+      }
     }
     const at = (points: ParetoPoint[]) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === threshold)!;
     const b = at(before),
@@ -189,6 +200,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       before,
       after,
       learned,
+      choices,
       metrics: history,
     });
     await write(join(out, 'report.md'), report.markdown);
@@ -196,7 +208,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     await write(join(out, 'pareto.svg'), report.paretoSvg);
     await write(join(out, 'steps.svg'), report.stepsSvg);
     await write(join(out, 'kl.svg'), report.klSvg);
-    const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned };
+    const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned, choices };
     await write(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
     return { table, report: join(out, 'report.html'), result };
   } finally {

@@ -67,6 +67,7 @@ export function countdownTask(options: { numbers?: Difficulty } = {}): Task<Coun
   return {
     name,
     testSetFile: name === 'countdown3' ? 'countdown3_test.jsonl' : undefined,
+    difficulty: { name: 'numbers', of: (item) => item.numbers.length },
     generate(rng) {
       for (;;) {
         const numbers = Array.from({ length: drawIn(count, rng) }, () => 1 + rng.int(100));

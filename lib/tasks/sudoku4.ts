@@ -112,6 +112,7 @@ export function sudoku4Task(options: { empty?: Difficulty; solutions?: Sudoku4So
   return {
     name: 'sudoku4',
     testSetFile: 'sudoku4_test.csv',
+    difficulty: { name: 'empty cells', of: (item) => [...item.puzzle].filter((c) => c === '0').length },
     generate(rng) {
       const solution = ALL_GRIDS[rng.int(ALL_GRIDS.length)]!;
       const count = drawIn(empty, rng); // once per item: redrawing on a retry would favour easy puzzles

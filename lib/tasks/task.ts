@@ -26,6 +26,8 @@ export interface Task<Item> {
   readonly testSetFile?: string;
   /** For a task without an external test set: a fixed generated evaluation set (from its own seed). */
   heldOut?(): Item[];
+  /** The item's value of the task's difficulty knob (sudoku4: empty cells, arith: terms, countdown: numbers), for reports by difficulty. */
+  readonly difficulty?: { name: string; of(item: Item): number };
 }
 
 /** A difficulty knob: one value, or a range [min, max] from which each generated item draws uniformly. */
