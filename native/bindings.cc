@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "collective/mpi_world.h"
 #include "common/errors.h"
@@ -516,15 +517,16 @@ Napi::Value MpiFinalize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The addon's functions (native/index.d.cts types them), besides the NativeModel class.
+using Binding = Napi::Value (*)(const Napi::CallbackInfo&);
+const std::pair<const char*, Binding> kFunctions[] = {
+    {"backendInfo", BackendInfo}, {"tensorLayout", TensorLayout}, {"mpiInit", MpiInit},
+    {"mpiAllReduceSum", MpiAllReduceSum}, {"mpiBroadcast", MpiBroadcast}, {"mpiBarrier", MpiBarrier},
+    {"mpiAbort", MpiAbort}, {"mpiFinalize", MpiFinalize},
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("mpiInit", Napi::Function::New(env, MpiInit));
-  exports.Set("mpiAllReduceSum", Napi::Function::New(env, MpiAllReduceSum));
-  exports.Set("mpiBroadcast", Napi::Function::New(env, MpiBroadcast));
-  exports.Set("mpiBarrier", Napi::Function::New(env, MpiBarrier));
-  exports.Set("mpiAbort", Napi::Function::New(env, MpiAbort));
-  exports.Set("mpiFinalize", Napi::Function::New(env, MpiFinalize));
-  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
-  exports.Set("tensorLayout", Napi::Function::New(env, TensorLayout));
+  for (const auto& [name, fn] : kFunctions) exports.Set(name, Napi::Function::New(env, fn, name));
   exports.Set("NativeModel", NativeModel::Init(env));
   return exports;
 }
