@@ -14,17 +14,69 @@ export interface CountdownItem {
 const OPS = ['+', '-', '*', '/'] as const;
 type Op = (typeof OPS)[number];
 
+/** a op b when it is a positive integer (generated solutions stay there), else null. */
 function apply(a: number, op: Op, b: number): number | null {
-  switch (op) {
-    case '+':
-      return a + b;
-    case '-':
-      return a - b;
-    case '*':
-      return a * b;
-    case '/':
-      return b !== 0 && a % b === 0 ? a / b : null; // generated solutions stay in the integers
+  const v = op === '+' ? a + b : op === '-' ? a - b : op === '*' ? a * b : b !== 0 && a % b === 0 ? a / b : 0;
+  return v > 0 ? v : null;
+}
+
+interface Node {
+  value: number;
+  text: string;
+  leaf: boolean;
+}
+
+/**
+ * The first solution of an exhaustive search (pairs in order, operators + - * /, both operand orders),
+ * as its steps and expression, or null: a fixed choice among an item's solutions, so the response is
+ * a function of the prompt.
+ */
+function search(nodes: Node[], target: number, steps: string[]): { steps: string[]; expression: string } | null {
+  if (nodes.length === 1) return nodes[0]!.value === target ? { steps, expression: nodes[0]!.text } : null;
+  const wrap = (n: Node) => (n.leaf ? n.text : `(${n.text})`);
+  for (let i = 0; i < nodes.length; i++)
+    for (let j = 0; j < nodes.length; j++) {
+      if (i === j) continue;
+      const [a, b] = [nodes[i]!, nodes[j]!];
+      for (const op of OPS) {
+        if ((op === '+' || op === '*') && j < i) continue; // commutative: one order
+        const value = apply(a.value, op, b.value);
+        if (value === null) continue;
+        const rest = nodes.filter((_, k) => k !== i && k !== j);
+        const found = search([...rest, { value, text: `${wrap(a)}${op}${wrap(b)}`, leaf: false }], target, [...steps, `${a.value}${op}${b.value}=${value}`]);
+        if (found) return found;
+      }
+    }
+  return null;
+}
+
+/**
+ * The worked solution the model learns to write. When the target is a signed sum of the numbers with
+ * one number subtracted (or all but one), it is found without search: with S the sum, the subtracted
+ * number is h = (S - target) / 2, or the one the others are subtracted from is S - h; the response
+ * writes S, S - target, h (and S - h), then the expression. 229 of the 256 items of d1's test set are
+ * such sums. Otherwise it writes the steps of the first solution of a search (null when there is none).
+ */
+export function countdownSolution(numbers: readonly number[], target: number): { steps: string[]; expression: string } | null {
+  const sum = numbers.reduce((a, b) => a + b, 0);
+  const steps = [`${numbers.join('+')}=${sum}`];
+  const others = (n: number) => {
+    const k = numbers.indexOf(n);
+    return numbers.filter((_, i) => i !== k);
+  };
+  if (sum === target) return { steps, expression: numbers.join('+') };
+  const d = sum - target;
+  if (d > 0 && d % 2 === 0) {
+    const h = d / 2;
+    steps.push(`${sum}-${target}=${d}`, `${d}/2=${h}`);
+    if (numbers.includes(h)) return { steps, expression: `${others(h).join('+')}-${h}` };
+    if (numbers.includes(sum - h)) return { steps: [...steps, `${sum}-${h}=${sum - h}`], expression: `${sum - h}-${others(sum - h).join('-')}` };
   }
+  return search(
+    numbers.map((n) => ({ value: n, text: String(n), leaf: true })),
+    target,
+    [],
+  );
 }
 
 const byValue = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
@@ -57,9 +109,10 @@ export function countdownAnswer(completion: string): string | null {
 
 /**
  * Countdown with `numbers` numbers in 1..100 (3 by default, as d1's test set; 4, or [3, 4] to mix)
- * and a reachable target in 1..100. The model answers with its intermediate results, then the final
- * expression after '#' ("100-93=7;30-7=23#30-(100-93)"): the steps make the search learnable by a
- * small model, and the reward reads only the expression, as d1's.
+ * and a target in 1..100, both uniform, kept when some expression reaches it (with positive integer
+ * intermediate results). The model answers with worked steps, then the final expression after '#'
+ * (countdownSolution: "30+100+93=223;223-23=200;200/2=100#30+93-100"): the steps make the answer a
+ * computation a small model can learn, and the reward reads only the expression, as d1's.
  */
 export function countdownTask(options: { numbers?: Difficulty } = {}): Task<CountdownItem> {
   const count = difficultyRange('numbers', options.numbers ?? 3, 2, 6);
@@ -71,27 +124,9 @@ export function countdownTask(options: { numbers?: Difficulty } = {}): Task<Coun
     generate(rng) {
       for (;;) {
         const numbers = Array.from({ length: drawIn(count, rng) }, () => 1 + rng.int(100));
-        // combine two random subexpressions until one is left, as a solver's search tree would
-        let nodes = numbers.map((n) => ({ value: n, text: String(n), leaf: true }));
-        const steps: string[] = [];
-        let ok = true;
-        while (nodes.length > 1 && ok) {
-          const i = rng.int(nodes.length);
-          let j = rng.int(nodes.length - 1);
-          if (j >= i) j++;
-          const [a, b] = [nodes[i]!, nodes[j]!];
-          const op = OPS[rng.int(4)]!;
-          const value = apply(a.value, op, b.value);
-          if (value === null) ok = false;
-          else {
-            steps.push(`${a.value}${op}${b.value}=${value}`);
-            const wrap = (n: typeof a) => (n.leaf ? n.text : `(${n.text})`);
-            nodes = [...nodes.filter((_, k) => k !== i && k !== j), { value, text: `${wrap(a)}${op}${wrap(b)}`, leaf: false }];
-          }
-        }
-        const target = nodes[0]!.value;
-        if (!ok || !Number.isInteger(target) || target < 1 || target > 100) continue;
-        return { numbers, target, steps, expression: nodes[0]!.text };
+        const target = 1 + rng.int(100);
+        const solution = countdownSolution(numbers, target);
+        if (solution) return { numbers, target, ...solution };
       }
     },
     prompt: (item) => `C${item.numbers.join(',')}>${item.target}\n`,

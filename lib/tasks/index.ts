@@ -10,7 +10,7 @@ import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
 import type { Difficulty, Task } from './task.js';
 
 export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
-export { countdown3Task, countdownAnswer, countdownReward, countdownTask, type CountdownItem } from './countdown.js';
+export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, countdownTask, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
 export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Task, type TaskItem } from './task.js';
