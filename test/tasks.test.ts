@@ -174,16 +174,23 @@ describe('countdown3', () => {
     expect(task.correct(item, '#30-(100-92)')).toBe(false);
   });
 
-  it('writes a signed sum as S, S - target, the halved difference (and S - h), else the first solution of a search', () => {
-    // by hand: 30+100+93 = 223, 223-23 = 200, 200/2 = 100 is a number: subtract it
-    expect(countdownSolution([30, 100, 93], 23)).toEqual({ steps: ['30+100+93=223', '223-23=200', '200/2=100'], expression: '30+93-100' });
-    // 90+20+10 = 120, 120-60 = 60, 60/2 = 30 is not a number, 120-30 = 90 is: subtract the others from it
-    expect(countdownSolution([20, 90, 10], 60)).toEqual({ steps: ['20+90+10=120', '120-60=60', '60/2=30', '120-30=90'], expression: '90-20-10' });
-    expect(countdownSolution([23, 28, 5], 56)).toEqual({ steps: ['23+28+5=56'], expression: '23+28+5' });
-    // 64+4+31-47 = 52, 52/2 = 26 is no number and neither is 99-26: the search's first solution, the
+  it('works a signed sum out (running sum, S - target, its half, S - h), else appends the first solution of a search; numbers padded to 3 digits', () => {
+    // by hand: 30+100 = 130, 130+93 = 223, 223-23 = 200, 200/2 = 100 is a number: subtract it
+    expect(countdownSolution([30, 100, 93], 23)).toEqual({ steps: ['030+100=130', '130+093=223', '223-023=200', '200/2=100'], expression: '30+93-100' });
+    // 20+90+10 = 120, 120-60 = 60, 60/2 = 30 is not a number, 120-30 = 90 is: subtract the others from it
+    expect(countdownSolution([20, 90, 10], 60)).toEqual({ steps: ['020+090=110', '110+010=120', '120-060=060', '060/2=030', '120-030=090'], expression: '90-20-10' });
+    expect(countdownSolution([23, 28, 5], 56)).toEqual({ steps: ['023+028=051', '051+005=056'], expression: '23+28+5' });
+    // 64+4+31-47 = 52, 52/2 = 26 and 99-26 = 73 are no numbers: then the search's first solution, the
     // pair (64, 4) before others, + - * / in turn: 68 and 60 reach nothing with 31, 64*4 neither, 64/4 = 16 and 31+16 = 47
-    expect(countdownSolution([64, 4, 31], 47)).toEqual({ steps: ['64/4=16', '31+16=47'], expression: '31+(64/4)' });
+    expect(countdownSolution([64, 4, 31], 47)).toEqual({
+      steps: ['064+004=068', '068+031=099', '099-047=052', '052/2=026', '099-026=073', '064/004=016', '031+016=047'],
+      expression: '31+(64/4)',
+    });
+    // 2+3+4 = 9 < 24: nothing to halve, the search right after the sum: (2, 3) first; 2+3 = 5 reaches
+    // nothing with 4, 2-3 is negative, 2*3 = 6 and then 4+6, 4-6 fail before 4*6 = 24
+    expect(countdownSolution([2, 3, 4], 24)).toEqual({ steps: ['002+003=005', '005+004=009', '002*003=006', '004*006=024'], expression: '4*(2*3)' });
     expect(countdownSolution([7, 5, 3], 100)).toBeNull(); // 7*5*3 = 105 and nothing reaches 100
+    expect(countdownTask().prompt({ numbers: [30, 100, 93], target: 23 })).toBe('C030,100,093>023\n');
   });
 
   it('generates uniform targets it can solve, its response reaching the target; a numbers knob makes 4-number and mixed tasks', () => {
@@ -193,7 +200,7 @@ describe('countdown3', () => {
       // each step's arithmetic is right, and the expression reaches the target
       for (const step of item.steps!) {
         const [lhs, value] = step.split('=');
-        expect(Number(evaluateExpression(lhs!)!.value), step).toBe(Number(value));
+        expect(Number(evaluateExpression(lhs!.replace(/\b0+(\d)/g, '$1'))!.value), step).toBe(Number(value)); // "064" is 64
       }
       expect(Number(evaluateExpression(item.expression!)!.value)).toBe(item.target);
       expect(task.response(item)).toBe(`${item.steps!.join(';')}#${item.expression}`);

@@ -26,6 +26,11 @@ interface Node {
   leaf: boolean;
 }
 
+/** A number as the prompt and the worked steps write it: at least three digits ("030"), so digits line up. */
+export const countdownNumber = (n: number): string => String(n).padStart(3, '0');
+
+const step = (a: number, op: string, b: number, value: number) => `${countdownNumber(a)}${op}${countdownNumber(b)}=${countdownNumber(value)}`;
+
 /**
  * The first solution of an exhaustive search (pairs in order, operators + - * /, both operand orders),
  * as its steps and expression, or null: a fixed choice among an item's solutions, so the response is
@@ -43,7 +48,7 @@ function search(nodes: Node[], target: number, steps: string[]): { steps: string
         const value = apply(a.value, op, b.value);
         if (value === null) continue;
         const rest = nodes.filter((_, k) => k !== i && k !== j);
-        const found = search([...rest, { value, text: `${wrap(a)}${op}${wrap(b)}`, leaf: false }], target, [...steps, `${a.value}${op}${b.value}=${value}`]);
+        const found = search([...rest, { value, text: `${wrap(a)}${op}${wrap(b)}`, leaf: false }], target, [...steps, step(a.value, op, b.value, value)]);
         if (found) return found;
       }
     }
@@ -51,31 +56,41 @@ function search(nodes: Node[], target: number, steps: string[]): { steps: string
 }
 
 /**
- * The worked solution the model learns to write. When the target is a signed sum of the numbers with
- * one number subtracted (or all but one), it is found without search: with S the sum, the subtracted
- * number is h = (S - target) / 2, or the one the others are subtracted from is S - h; the response
- * writes S, S - target, h (and S - h), then the expression. 229 of the 256 items of d1's test set are
- * such sums. Otherwise it writes the steps of the first solution of a search (null when there is none).
+ * The worked solution the model learns to write, one computation whatever the item, numbers padded to
+ * three digits so a small model's digits line up: the running sum S of the numbers, two at a time;
+ * S - target and half of it, h, while they are positive integers. When h is one of the numbers the
+ * target is the others' sum minus h; when S - h is one, it is that number minus the others (229 of
+ * the 256 items of d1's test set are such signed sums, found without search). Otherwise the steps of
+ * the first solution of a search follow (null when there is none). The expression after '#' is plain
+ * (Python reads "030" as an error).
  */
 export function countdownSolution(numbers: readonly number[], target: number): { steps: string[]; expression: string } | null {
-  const sum = numbers.reduce((a, b) => a + b, 0);
-  const steps = [`${numbers.join('+')}=${sum}`];
+  const steps: string[] = [];
+  let sum = numbers[0]!;
+  for (const n of numbers.slice(1)) {
+    steps.push(step(sum, '+', n, sum + n));
+    sum += n;
+  }
   const others = (n: number) => {
     const k = numbers.indexOf(n);
     return numbers.filter((_, i) => i !== k);
   };
   if (sum === target) return { steps, expression: numbers.join('+') };
   const d = sum - target;
-  if (d > 0 && d % 2 === 0) {
-    const h = d / 2;
-    steps.push(`${sum}-${target}=${d}`, `${d}/2=${h}`);
-    if (numbers.includes(h)) return { steps, expression: `${others(h).join('+')}-${h}` };
-    if (numbers.includes(sum - h)) return { steps: [...steps, `${sum}-${h}=${sum - h}`], expression: `${sum - h}-${others(sum - h).join('-')}` };
+  if (d > 0) {
+    steps.push(step(sum, '-', target, d));
+    if (d % 2 === 0) {
+      const h = d / 2;
+      steps.push(`${countdownNumber(d)}/2=${countdownNumber(h)}`);
+      if (numbers.includes(h)) return { steps, expression: `${others(h).join('+')}-${h}` };
+      steps.push(step(sum, '-', h, sum - h));
+      if (numbers.includes(sum - h)) return { steps, expression: `${sum - h}-${others(sum - h).join('-')}` };
+    }
   }
   return search(
     numbers.map((n) => ({ value: n, text: String(n), leaf: true })),
     target,
-    [],
+    steps,
   );
 }
 
@@ -129,7 +144,7 @@ export function countdownTask(options: { numbers?: Difficulty } = {}): Task<Coun
         if (solution) return { numbers, target, ...solution };
       }
     },
-    prompt: (item) => `C${item.numbers.join(',')}>${item.target}\n`,
+    prompt: (item) => `C${item.numbers.map(countdownNumber).join(',')}>${countdownNumber(item.target)}\n`,
     response(item) {
       if (!item.expression || !item.steps) throw new InvalidArgumentError('this Countdown item has no reference solution');
       return `${item.steps.join(';')}#${item.expression}`;
