@@ -28,12 +28,14 @@ if ! cmake -S native/cuda -B "$build" -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE
   exit 1
 fi
 echo "built in $(( $(date +%s) - start )) s" >> "$out"
-timeout 330 "$build/gpu_check" --out "$build/harness.md" --gen "$gen"
+# its lines go to a log as they come, so a run cut short still says how far it got
+log=$(dirname "$out")/gpu-check-harness.log
+timeout 240 "$build/gpu_check" --out "$build/harness.md" --gen "$gen" > "$log" 2>&1
 status=$?
-cat "$build/harness.md" >> "$out" 2>/dev/null || echo "harness wrote no report (exit $status)" >> "$out"
+cat "$build/harness.md" >> "$out" 2>/dev/null || { echo "harness wrote no report (exit $status); its log:"; cat "$log"; } >> "$out"
 [ $status -eq 124 ] && echo "harness TIMED OUT" >> "$out"
 if command -v python3 > /dev/null && python3 -c 'import torch; assert torch.cuda.is_available()' 2> /dev/null; then
-  timeout 150 python3 bench/gpu_llada_torch.py --gen "$gen" >> "$out" 2>&1 || echo "PyTorch part failed or timed out" >> "$out"
+  timeout 100 python3 bench/gpu_llada_torch.py --gen "$gen" >> "$out" 2>&1 || echo "PyTorch part failed or timed out" >> "$out"
 else
   echo "PyTorch with CUDA not found: no comparison" >> "$out"
 fi

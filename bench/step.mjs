@@ -1,4 +1,4 @@
-// `npm run bench -- step [--config small] [--mode train|forward] [--iters 10] [--threads 2]`: min and
+// `npm run bench -- step [--config small] [--mode train|forward] [--iters 10] [--threads 2] [--backend cpu|cuda|cuda-fp32]`: min and
 // median wall time of one training step (masked-diffusion loss + backward + AdamW) or one forward on a
 // preset's benchmark shape; handy under `perf record` when tuning kernels.
 import { parseArgs } from 'node:util';
@@ -15,11 +15,12 @@ export async function run(argv) {
       mode: { type: 'string', default: 'train' },
       iters: { type: 'string', default: '10' },
       threads: { type: 'string', default: '2' },
+      backend: { type: 'string', default: 'cpu' },
     },
   });
   const { batch, seqLen } = SHAPES[values.config];
   const config = presetConfig(values.config);
-  const model = DiffusionLM.create(config, { seed: 1, threads: Number(values.threads) });
+  const model = DiffusionLM.create(config, { seed: 1, threads: Number(values.threads), backend: values.backend });
   const tokens = Int32Array.from({ length: batch * seqLen }, (_, i) => (i * 7919) % (config.vocab_size - 1));
   const opt = new AdamW(model, { lr: 1e-4 });
   const times = [];
@@ -37,6 +38,6 @@ export async function run(argv) {
   times.sort((a, b) => a - b);
   const min = times[0],
     median = times[times.length >> 1];
-  console.log(`${values.config} ${values.mode}: min ${min.toFixed(1)} ms, median ${median.toFixed(1)} ms, ${((batch * seqLen) / (median / 1000)).toFixed(0)} tokens/s (median)`);
+  console.log(`${values.config} ${values.mode} (${model.backend}): min ${min.toFixed(1)} ms, median ${median.toFixed(1)} ms, ${((batch * seqLen) / (median / 1000)).toFixed(0)} tokens/s (median)`);
   model.dispose();
 }

@@ -175,12 +175,13 @@ __global__ void __launch_bounds__(ROWS) attn_dkv_kernel(float* dk, float* dv, co
 template <typename F>
 void dispatch_hd(int hd, F&& f) {
   switch (hd) {
+    case 8: return f(std::integral_constant<int, 8>());
     case 16: return f(std::integral_constant<int, 16>());
     case 32: return f(std::integral_constant<int, 32>());
     case 64: return f(std::integral_constant<int, 64>());
     case 128: return f(std::integral_constant<int, 128>());
     default:
-      throw Error("ERR_UNSUPPORTED", "the CUDA attention kernels support head dims 16, 32, 64 and 128, not " +
+      throw Error("ERR_UNSUPPORTED", "the CUDA attention kernels support head dims 8, 16, 32, 64 and 128, not " +
                                          std::to_string(hd));
   }
 }

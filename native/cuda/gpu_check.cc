@@ -219,28 +219,54 @@ ModelConfig llada8b() {
 }
 
 void timing(int gen) {
-  report("\n## Timing (LLaDA-8B shapes: D 4096, F 12288, 4096 tokens per GEMM)\n\n| kernel | shape (M x N x K) | ms | TFLOP/s |\n|---|---|---|---|\n");
+  report("\n## Timing (LLaDA-8B shapes: D 4096, F 12288, 4096 tokens per GEMM; each bf16 result checked against the fp32 kernel's)\n\n"
+         "| kernel | shape (M x N x K) | ms | TFLOP/s | error vs fp32 |\n|---|---|---|---|---|\n");
   const int N = 4096, D = 4096, F = 12288;
   struct Shape {
     const char* name;
     int I, O;
   } shapes[] = {{"q|k|v projection", D, 3 * D}, {"attn_out", D, D}, {"ff_proj|up_proj", D, 2 * F}, {"ff_out", F, D}};
-  for (const bool bf16 : {true, false}) {
-    auto be = make_cuda_backend(0, bf16);
-    for (const auto& s : shapes) {
-      Block x((size_t)N * s.I, be->memory()), w((size_t)s.O * s.I, be->memory()), y((size_t)N * s.O, be->memory());
-      cuda::fill_normal(x.data, x.size, 1.f, 1);
-      cuda::fill_normal(w.data, w.size, 0.02f, 2);
-      const double sec = seconds_of([&] { be->linear_forward(y.data, x.data, w.data, N, s.I, s.O, false); }, bf16 ? 10 : 2);
-      report("| %s %s forward | %d x %d x %d | %.3f | %.1f |\n", bf16 ? "bf16 tensor-core" : "fp32 reference", s.name, N, s.O, s.I,
-             sec * 1e3, 2.0 * N * s.O * s.I / sec / 1e12);
-      if (bf16 && s.O == 2 * F) {
-        Block dx((size_t)N * s.I, be->memory()), dw((size_t)s.O * s.I, be->memory());
-        const double sb = seconds_of([&] { be->linear_backward(dx.data, false, dw.data, y.data, x.data, w.data, N, s.I, s.O); }, 5);
-        report("| bf16 tensor-core %s backward (dinp + dw) | 2 x %d x %d x %d | %.3f | %.1f |\n", s.name, N, s.O, s.I, sb * 1e3,
-               4.0 * N * s.O * s.I / sb / 1e12);
-      }
+  auto fast = make_cuda_backend(0, true), ref = make_cuda_backend(0, false);
+  auto row = [&](const std::string& what, const char* shape, double sec, double flop, double err) {
+    const bool ok = err <= 3e-2 && std::isfinite(err);
+    if (!ok) g_failures++;
+    report("| %s | %s | %.3f | %.1f | %.1e%s |\n", what.c_str(), shape, sec * 1e3, flop / sec / 1e12, err, ok ? "" : " FAIL");
+  };
+  for (const auto& s : shapes) {
+    Block x((size_t)N * s.I, fast->memory()), w((size_t)s.O * s.I, fast->memory()), y((size_t)N * s.O, fast->memory()),
+        y_ref((size_t)N * s.O, fast->memory());
+    cuda::fill_normal(x.data, x.size, 1.f, 1);
+    cuda::fill_normal(w.data, w.size, 0.02f, 2);
+    char shape[64];
+    std::snprintf(shape, sizeof shape, "%d x %d x %d", N, s.O, s.I);
+    const double t_ref = seconds_of([&] { ref->linear_forward(y_ref.data, x.data, w.data, N, s.I, s.O, false); }, 2);
+    const double t = seconds_of([&] { fast->linear_forward(y.data, x.data, w.data, N, s.I, s.O, false); }, 10);
+    const double err = nerr(Vec(y.data, y.data + y.size), Vec(y_ref.data, y_ref.data + y.size));
+    row(std::string("bf16 tensor-core ") + s.name + " forward", shape, t, 2.0 * N * s.O * s.I, err);
+    report("| fp32 reference %s forward | %s | %.3f | %.1f | |\n", s.name, shape, t_ref * 1e3, 2.0 * N * s.O * s.I / t_ref / 1e12);
+    if (s.O == 2 * F) {  // the backward of the widest layer: dinp and dw
+      Block dx((size_t)N * s.I, fast->memory()), dw((size_t)s.O * s.I, fast->memory()), dx_ref(dx.size, fast->memory()),
+          dw_ref(dw.size, fast->memory());
+      ref->linear_backward(dx_ref.data, false, dw_ref.data, y.data, x.data, w.data, N, s.I, s.O);
+      const double tb = seconds_of([&] { fast->linear_backward(dx.data, false, dw.data, y.data, x.data, w.data, N, s.I, s.O); }, 5);
+      // dw accumulates: 6 calls (warm-up + 5) of the same product against one
+      fast->zero(dw.data, (long)dw.size);
+      fast->linear_backward(dx.data, false, dw.data, y.data, x.data, w.data, N, s.I, s.O);
+      const double err_b = std::max(nerr(Vec(dx.data, dx.data + dx.size), Vec(dx_ref.data, dx_ref.data + dx.size)),
+                                    nerr(Vec(dw.data, dw.data + dw.size), Vec(dw_ref.data, dw_ref.data + dw.size)));
+      std::snprintf(shape, sizeof shape, "2 x %d x %d x %d", N, s.O, s.I);
+      row(std::string("bf16 tensor-core ") + s.name + " backward (dinp + dw)", shape, tb, 4.0 * N * s.O * s.I, err_b);
     }
+  }
+  {  // one layer's attention at the decoding shape below (64 + 256 tokens, 32 heads of 128)
+    auto be = make_cuda_backend(0, true);
+    const int T = 320, H = 32, hd = 128;
+    Block qkv((size_t)T * 3 * H * hd, be->memory()), out((size_t)T * H * hd, be->memory()),
+        att(be->attention_state_floats(1, H, T, T), be->memory());
+    cuda::fill_normal(qkv.data, qkv.size, 1.f, 3);
+    AttnShape s{1, T, H, H, hd, 3L * H * hd, 3L * H * hd};
+    const double sec = seconds_of([&] { be->attention_forward(out.data, att.data, qkv.data, qkv.data + H * hd, qkv.data + 2 * H * hd, nullptr, s); }, 10);
+    report("| attention forward, one layer | B 1, T %d, %d heads of %d | %.3f | %.2f | |\n", T, H, hd, sec * 1e3, 4.0 * T * T * H * hd / sec / 1e12);
   }
   // threshold decoding of a randomly initialised LLaDA-8B-shaped model (weights drawn on the device)
   const ModelConfig cfg = llada8b();

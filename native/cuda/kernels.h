@@ -12,8 +12,8 @@ namespace cuda {
 void check_last(const char* what);
 
 // C (M,N) (row stride ldc) = A (M,K) B (K,N) (+ C when accumulate), with A(i,k) = A[i*a_i + k*a_k] and
-// B(k,j) = B[k*b_k + j*b_j]. bf16: tensor cores (WMMA 16x16x16, inputs rounded to bf16 as they are
-// staged, fp32 accumulation); otherwise the plain fp32 tiled kernel (the reference).
+// B(k,j) = B[k*b_k + j*b_j]. bf16: tensor cores (inputs rounded to bf16 as they are packed, fp32
+// accumulation; sm_80 and later, else the fp32 kernel); otherwise the plain fp32 tiled kernel (the reference).
 struct GemmArgs {
   int M, N, K;
   const float* A;
