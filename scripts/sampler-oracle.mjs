@@ -4,12 +4,18 @@
 // knows each puzzle's empties); the per-item oracle (the cheapest threshold that gets each item
 // right); and what the learned head's confidence features can see: a 5-fold cross-validated logistic
 // model of "wrong at the loose threshold", sending the riskiest fraction q of prompts to the strict
-// threshold. Usage: node scripts/sampler-oracle.mjs [MODEL_DIR] [TEST_FILE]
-import { DiffusionLM, encodePrompts, generate, getTask, loadTestSet, readModelFolder, ThresholdHead } from '../dist/esm/index.js';
+// threshold. Difficulty: sudoku4's empty cells; countdown3's kind of solution (a signed sum of the
+// numbers, or one that needs a search). Usage: node scripts/sampler-oracle.mjs [MODEL_DIR] [TEST_FILE] [TASK]
+// (TEST_FILE '' = the task's own test set)
+import { countdownSolution, DiffusionLM, encodePrompts, generate, getTask, loadTestSet, readModelFolder, ThresholdHead } from '../dist/esm/index.js';
 
-const [dir = 'models/sudoku4-base', file = 'data/sudoku4_mixed_test.csv'] = process.argv.slice(2);
-const task = getTask('sudoku4');
-const items = await loadTestSet(task, file);
+const [dir = 'models/sudoku4-base', file = 'data/sudoku4_mixed_test.csv', taskName = 'sudoku4'] = process.argv.slice(2);
+const task = getTask(taskName);
+const items = await loadTestSet(task, file || undefined);
+const difficulty =
+  taskName === 'countdown3'
+    ? (item) => (/^[\d+-]+$/.test(countdownSolution(item.numbers, item.target)?.expression ?? '(') ? 'signed sum' : 'search')
+    : (item) => `empties ${(task.prompt(item).match(/0/g) ?? []).length}`;
 const model = await DiffusionLM.fromPretrained(dir, { threads: 1 });
 const { tokenizer, genLength } = await readModelFolder(dir);
 const THRESHOLDS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99];
@@ -29,9 +35,9 @@ for (const t of THRESHOLDS) {
 const all = items.map((_, i) => i);
 const stat = (t, idx) => [idx.reduce((a, i) => a + ok[t][i], 0) / idx.length, idx.reduce((a, i) => a + nfe[t][i], 0) / idx.length];
 const point = ([a, n]) => `${a.toFixed(3)}@${n.toFixed(2)}`;
-const empties = items.map((item) => (task.prompt(item).match(/0/g) ?? []).length);
-const groups = [...new Set(empties)].sort((a, b) => a - b).map((e) => ({ e, idx: all.filter((i) => empties[i] === e) }));
-for (const { e, idx } of groups) console.log(`empties ${e} (${idx.length}): ${THRESHOLDS.map((t) => `${t} ${point(stat(t, idx))}`).join('  ')}`);
+const kinds = items.map(difficulty);
+const groups = [...new Set(kinds)].sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).map((e) => ({ e, idx: all.filter((i) => kinds[i] === e) }));
+for (const { e, idx } of groups) console.log(`${e} (${idx.length}): ${THRESHOLDS.map((t) => `${t} ${point(stat(t, idx))}`).join('  ')}`);
 console.log(`fixed: ${THRESHOLDS.map((t) => `${t} ${point(stat(t, all))}`).join('  ')}`);
 for (const mu of [0.02, 0.05, 0.1, 0.2]) {
   let a = 0,
@@ -58,7 +64,7 @@ const D = feats[0].length;
 const mean = Array.from({ length: D }, (_, d) => feats.reduce((s, f) => s + f[d], 0) / feats.length);
 const sd = Array.from({ length: D }, (_, d) => Math.sqrt(feats.reduce((s, f) => s + (f[d] - mean[d]) ** 2, 0) / feats.length) || 1);
 const X = feats.map((f) => Array.from(f, (v, d) => (v - mean[d]) / sd[d]));
-for (const [loose, strict] of [[0.5, 0.9], [0.7, 0.99], [0.9, 0.99]]) {
+for (const [loose, strict] of [[0.5, 0.9], [0.7, 0.9], [0.7, 0.99], [0.9, 0.99]]) {
   const y = all.map((i) => 1 - ok[loose][i]);
   const score = new Array(items.length).fill(0);
   for (let fold = 0; fold < 5; fold++) {
