@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 
 import { InvalidArgumentError } from '../core/errors.js';
 import type { OptionSpecs } from '../core/options.js';
+import type { Difficulty } from '../tasks/task.js';
 
 /** One command-line flag: its value type, default, help, and the option it sets. */
 export interface Flag {
@@ -19,6 +20,9 @@ export interface Flag {
 }
 
 export type FlagValues = Record<string, string | number | boolean | number[] | undefined>;
+
+/** The keys of the flags given on the command line (the rest hold their defaults), for commands whose defaults depend on another flag. */
+export const givenFlags = new WeakMap<FlagValues, ReadonlySet<string>>();
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -59,6 +63,8 @@ export function parseFlags(command: string, flags: Flag[], args: string[]): Flag
     throw new InvalidArgumentError(`${command}: unknown ${m?.[2] ? 'argument' : 'flag'} ${what ?? (err as Error).message} (see diffpo ${command} --help)`);
   }
   const out: FlagValues = {};
+  const given = new Set<string>();
+  givenFlags.set(out, given);
   for (const f of flags) {
     const key = f.key ?? camel(f.name);
     const raw = values[f.name];
@@ -66,6 +72,7 @@ export function parseFlags(command: string, flags: Flag[], args: string[]): Flag
       out[key] = f.negates ? undefined : f.default;
       continue;
     }
+    given.add(key);
     if (f.type === 'boolean') out[key] = f.negates ? !raw : (raw as boolean);
     else if (f.type === 'string') {
       if (f.choices && !f.choices.includes(raw as string)) throw new InvalidArgumentError(`--${f.name}: '${raw}' is not one of ${f.choices.join(', ')}`);
@@ -95,4 +102,12 @@ export function flagsHelp(usage: string, summary: string, flags: Flag[]): string
     return `  --${f.name}${meta}${def}\n      ${f.help}`;
   });
   return `usage: ${usage}\n\n${summary}\n\nflags:\n${lines.join('\n')}\n  --help\n      this text\n`;
+}
+
+/** --difficulty "8" or "4-12". */
+export function parseDifficulty(text: string | undefined): Difficulty | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`--difficulty: '${text}' is not N or MIN-MAX`);
+  return m[2] === undefined ? Number(m[1]) : [Number(m[1]), Number(m[2])];
 }

@@ -12,15 +12,15 @@ import type { BackendName } from '../engine/backend.js';
 import { launchedLocalSize, worldFromEnvironment } from '../engine/collective.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type Difficulty, type Sudoku4Solutions, type TaskName } from '../tasks/index.js';
-import { DIFFPO_DEFAULTS, type DiffpoDefaults } from '../training/diffpo.js';
+import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type TaskName } from '../tasks/index.js';
+import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
-import { flagsFromSpecs, flagsHelp, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
+import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
-import { LEARNED_GRID, RL_STREAMS, runRl } from './rl-run.js';
+import { LEARNED_GRID, recipeOptions, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith'];
 
@@ -48,14 +48,6 @@ const DIFFICULTY: Flag = {
   meta: 'N|MIN-MAX',
   help: "the training items' difficulty: sudoku4's empty cells (default 8), countdown3's numbers (3), arith's terms (3); a range such as 4-12 mixes them (evaluation always uses the task's test set)",
 };
-
-/** --difficulty "8" or "4-12". */
-function parseDifficulty(text: string | undefined): Difficulty | undefined {
-  if (text === undefined) return undefined;
-  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
-  if (!m) throw new InvalidArgumentError(`--difficulty: '${text}' is not N or MIN-MAX`);
-  return m[2] === undefined ? Number(m[1]) : [Number(m[1]), Number(m[2])];
-}
 
 interface Command {
   usage: string;
@@ -154,7 +146,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 1.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with --head-cost correct-bonus: r + lambda * (1 - NFE / genLength) when correct); 1.5 gave the largest gain over the fixed frontier on sudoku4's mixed set (0.5-1: +0.6-0.9 points, 2 and more: every prompt at the loosest threshold)" },
-      { name: 'head-grid', type: 'numbers', default: [...LEARNED_GRID], help: 'the thresholds the learned sampler chooses from (above 1: one token per step)', meta: 'N,N,...' },
+      { name: 'head-grid', type: 'numbers', default: [...LEARNED_GRID], help: "the thresholds the learned sampler chooses from (above 1: one token per step); countdown3's recipe: 0.7,0.9", meta: 'N,N,...' },
       { name: 'head-features', type: 'string', default: 'confidence', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: statistics of the first forward's confidences and entropies over the masked completion (they predict where parallel decoding fails: AUC 0.94 on sudoku4), or the prompt's mean-pooled hidden states" },
       { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
       { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
@@ -390,11 +382,8 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
-  const stream = RL_STREAMS[v.task as TaskName] ?? {};
-  const difficulty = parseDifficulty(v.difficulty as string | undefined) ?? stream.difficulty;
-  const solutions = (v.solutions as Sudoku4Solutions | undefined) ?? stream.solutions;
+  const { difficulty, solutions, trainer, headGrid } = recipeOptions(v.task as string, v);
   const trainTask = getTask(v.task as TaskName, difficulty, { solutions });
-  const trainer = Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<DiffpoDefaults>;
   let test = await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
   const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);
@@ -410,7 +399,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     timeBudget: v.timeBudget as number | undefined,
     sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
     lambda: v.lambda as number,
-    head: { grid: v.headGrid as number[], features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
+    head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
     trainer,
     model: run,
   });

@@ -13,31 +13,69 @@ import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
 import { truncateStepLog } from '../training/checkpoint-set.js';
 import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
+import { givenFlags, parseDifficulty, type FlagValues } from './cli-flags.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { runReport, type HeadChoices } from './report.js';
 
 /**
- * The grid of the learned per-prompt threshold: loose or Fast-dLLM's 0.9. Measured on sudoku4's mixed
- * set (docs/results/learned-sampler.md): heads on 0.5 / 0.9 gained +2.1 points over their model's
- * fixed frontier; grids with 0.7, 0.8, 0.99 or one token per step did no better (no head chose the
- * costly ones), and their early uniform draws wreck rollouts.
+ * The grid of the learned per-prompt threshold unless a task's recipe says otherwise: loose or
+ * Fast-dLLM's 0.9. Measured on sudoku4's mixed set (docs/results/learned-sampler.md): heads on 0.5 / 0.9
+ * gained +2.1 points over their model's fixed frontier; grids with 0.7, 0.8, 0.99 or one token per step
+ * did no better (no head chose the costly ones), and their early uniform draws wreck rollouts.
  */
 export const LEARNED_GRID: readonly number[] = [0.5, 0.9];
 
 /** The thresholds swept before and after RL (the run's own threshold is added). */
 const RUN_SWEEP = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
 
+/** What `diffpo train` uses for a task unless its flags say otherwise (see RL_RECIPES). */
+export interface RlRecipe {
+  /** The training items' difficulty, and for sudoku4 the kind of puzzle. */
+  difficulty?: Difficulty;
+  solutions?: Sudoku4Solutions;
+  /** DiffpoTrainer options that differ from its defaults for this task. */
+  trainer?: Partial<DiffpoDefaults>;
+  /** The learned sampler's grid (default LEARNED_GRID). */
+  headGrid?: number[];
+}
+
 /**
- * The training stream RL uses for a task unless told otherwise: the difficulty (and for sudoku4 the
- * kind of puzzle) at which rollouts still disagree, so groups carry signal. Measured on sudoku4 (see
- * docs/results/rl-recipes.md): training on unique 8-empty puzzles left 96-98% of groups flat and moved
- * nothing; puzzles with 8-10 empty cells that may have several solutions, credited for any, gave
- * +1.1 points at threshold 0.9 on average over three seeds (+2.6 for seed 0) at about the same mean NFE.
+ * Each task's RL recipe, measured (docs/results/rl-recipes.md, docs/results/learned-sampler.md).
+ * sudoku4: training on unique 8-empty puzzles left 96-98% of groups flat and moved nothing; puzzles
+ * with 8-10 empty cells that may have several solutions, credited for any, gave +1.1 points at
+ * threshold 0.9 on average over three seeds. countdown3: rollouts all at 0.9 left 75-100% of groups
+ * flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; lr 1e-4 drifted (KL 0.33, -5.5
+ * points) where 3e-5 gained +4.3 ± 1.2 points in 100 steps (3 seeds); a learned threshold between 0.7
+ * and 0.9 beat the fixed frontier by +3.8 ± 0.6 points (0.5 / 0.9 would spend its loose choice where
+ * the base solves 0.29).
  */
-export const RL_STREAMS: Partial<Record<string, { difficulty?: Difficulty; solutions?: Sudoku4Solutions }>> = {
+export const RL_RECIPES: Partial<Record<string, RlRecipe>> = {
   sudoku4: { difficulty: [8, 10], solutions: 'any' },
+  countdown3: { trainer: { lr: 3e-5, rolloutThresholds: [0.7, 0.8, 0.9, 0.9, 0.95, 0.99] }, headGrid: [0.7, 0.9] },
 };
+
+/**
+ * `diffpo train`'s options for a task from its parsed flags: the task's recipe replaces the defaults,
+ * and flags given on the command line replace the recipe. With a learned sampler the recipe's rollout
+ * thresholds are dropped (the sampler chooses them).
+ */
+export function recipeOptions(
+  task: string,
+  v: FlagValues,
+): { difficulty?: Difficulty; solutions?: Sudoku4Solutions; trainer: Partial<DiffpoDefaults>; headGrid: number[] } {
+  const recipe = RL_RECIPES[task] ?? {};
+  const given = givenFlags.get(v) ?? new Set<string>();
+  const options = (keep: (k: string) => boolean) => Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined && keep(k)).map((k) => [k, v[k]]));
+  const trainer = { ...options((k) => !given.has(k)), ...recipe.trainer, ...options((k) => given.has(k)) } as Partial<DiffpoDefaults>;
+  if (v.sampler !== undefined && v.sampler !== 'fixed' && !given.has('rolloutThresholds')) delete trainer.rolloutThresholds;
+  return {
+    difficulty: parseDifficulty(v.difficulty as string | undefined) ?? recipe.difficulty,
+    solutions: (v.solutions as Sudoku4Solutions | undefined) ?? recipe.solutions,
+    trainer,
+    headGrid: given.has('headGrid') ? (v.headGrid as number[]) : [...(recipe.headGrid ?? LEARNED_GRID)],
+  };
+}
 
 /** The shipped base checkpoint of a task. */
 export const shippedBase = (task: string): string => fileURLToPath(new URL(`../../../models/${task}-base`, import.meta.url));
