@@ -16,6 +16,7 @@ describe('shipped checkpoints', () => {
     ['countdown3-base', 'countdown3', /npx diffpo sft --task/],
     ['arith-base', 'arith', /npx diffpo sft --task/],
     ['sudoku4-diffpo', 'sudoku4', /npx diffpo train --task/],
+    ['countdown3-diffpo', 'countdown3', /npx diffpo train --task/],
   ];
   for (const [name, task, made] of shipped) {
     it(`${name} loads, is small, and reaches its model-card accuracy on the first 64 test items`, async () => {
@@ -34,4 +35,18 @@ describe('shipped checkpoints', () => {
       model.dispose();
     });
   }
+
+  it('countdown3-diffpo carries its learned threshold head, which decodes near its model-card point', async () => {
+    const dir = join('models', 'countdown3-diffpo');
+    const model = await DiffusionLM.fromPretrained(dir);
+    expect(model.samplerHead?.grid).toEqual([0.7, 0.9]);
+    const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+    const t = getTask('countdown3');
+    const items = (await loadTestSet(t)).slice(0, 64);
+    const r = await evaluate(model, t, { items, tokenizer, genLength: 96, sampler: { strategy: { kind: 'learned' } } });
+    const [, acc, nfe] = /\| learned threshold \(0\.7 \/ 0\.9\) \| ([\d.]+) \| ([\d.]+) \|/.exec(card('countdown3-diffpo'))!.map(Number);
+    expect(Math.abs(r.accuracy - acc!)).toBeLessThanOrEqual(0.12);
+    expect(Math.abs(r.meanNfe - nfe!)).toBeLessThanOrEqual(1.5);
+    model.dispose();
+  });
 });
