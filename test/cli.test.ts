@@ -68,7 +68,7 @@ describe('CLI', () => {
 
   it('train runs RL from the shipped base and prints a before/after table and the report path', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'rl');
-    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '16', '--out', out, '--method', 'd1');
+    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '16', '--out', out, '--method', 'd1', '--eval-every', '1');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/\| sudoku4-base \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
     expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
@@ -82,6 +82,12 @@ describe('CLI', () => {
     for (const m of metrics) expect(m.zeroVariance >= 0 && m.zeroVariance <= 1).toBe(true);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| before RL \| one token per step \| [\d.]+ \| [\d.]+ \| 17.00 \|/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
+    // --eval-every 1: each step's line has the test accuracy at the run's threshold; after the last
+    // step it is the final sweep's point at that threshold (the same model, items and decoding)
+    const final = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
+    expect(metrics[0].testAccuracy).toBeGreaterThanOrEqual(0);
+    expect([metrics[1].testAccuracy, metrics[1].testNfe]).toEqual([final.accuracy, final.meanNfe]);
+    expect(cli('train', '--task', 'sudoku4', '--eval-every', '2.5').stderr).toMatch(/--eval-every: '2.5' is not an integer/);
     const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
     expect(joint.status, joint.stderr).toBe(0);
     expect(joint.stdout).toMatch(/\| after 2 diffpo steps \(learned sampler\) \|/);

@@ -3,6 +3,7 @@ import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { InvalidArgumentError } from '../core/errors.js';
 import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { worldFromEnvironment } from '../engine/collective.js';
@@ -98,6 +99,11 @@ export interface RlRunOptions {
   threshold: number;
   /** Seconds of training after which no step starts. */
   timeBudget?: number;
+  /**
+   * Every this many steps, accuracy and mean NFE at `threshold` on the test items, logged in that
+   * step's metrics.jsonl line as `testAccuracy` and `testNfe` (0 or absent: only before and after).
+   */
+  evalEvery?: number;
   sampler: 'fixed' | 'learned' | 'sampler-only';
   /** The learned sampler's NFE cost. */
   lambda: number;
@@ -149,6 +155,8 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
 }
 
 async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
+  if (o.evalEvery !== undefined && !(Number.isInteger(o.evalEvery) && o.evalEvery >= 0))
+    throw new InvalidArgumentError(`evalEvery must be an integer >= 0 (steps between test evaluations), got ${o.evalEvery}`);
   const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
   const { task, out, steps, threshold } = o;
   const base = o.from ?? shippedBase(task.name);
@@ -194,7 +202,9 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         steps,
         maxSeconds: o.timeBudget,
         onStep: async (i) => {
-          await write(metrics, JSON.stringify(i) + '\n', true);
+          // every process evaluates (evaluation is data-parallel under mpirun); rank 0 writes
+          const test = o.evalEvery && i.step % o.evalEvery === 0 ? await evaluate(model, task, { items: o.testItems, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } }) : undefined;
+          await write(metrics, JSON.stringify(test ? { ...i, testAccuracy: test.accuracy, testNfe: test.meanNfe } : i) + '\n', true);
           progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
