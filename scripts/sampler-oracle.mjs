@@ -7,14 +7,14 @@
 // threshold. Difficulty: sudoku4's empty cells; countdown3's kind of solution (a signed sum of the
 // numbers, or one that needs a search). Usage: node scripts/sampler-oracle.mjs [MODEL_DIR] [TEST_FILE] [TASK]
 // (TEST_FILE '' = the task's own test set)
-import { countdownSolution, DiffusionLM, encodePrompts, generate, getTask, loadTestSet, readModelFolder, ThresholdHead } from '../dist/esm/index.js';
+import { DiffusionLM, encodePrompts, generate, getTask, isSignedSum, loadTestSet, readModelFolder, ThresholdHead } from '../dist/esm/index.js';
 
 const [dir = 'models/sudoku4-base', file = 'data/sudoku4_mixed_test.csv', taskName = 'sudoku4'] = process.argv.slice(2);
 const task = getTask(taskName);
 const items = await loadTestSet(task, file || undefined);
 const difficulty =
   taskName === 'countdown3'
-    ? (item) => (/^[\d+-]+$/.test(countdownSolution(item.numbers, item.target)?.expression ?? '(') ? 'signed sum' : 'search')
+    ? (item) => (isSignedSum(item.numbers, item.target) ? 'signed sum' : 'search')
     : (item) => `empties ${(task.prompt(item).match(/0/g) ?? []).length}`;
 const model = await DiffusionLM.fromPretrained(dir, { threads: 1 });
 const { tokenizer, genLength } = await readModelFolder(dir);

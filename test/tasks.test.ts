@@ -16,6 +16,7 @@ import {
   HfTokenizer,
   InvalidArgumentError,
   loadTokenizer,
+  isSignedSum,
   isSudoku4Solution,
   loadTestSet,
   Rng,
@@ -218,10 +219,36 @@ describe('countdown3', () => {
     expect(() => countdownTask({ numbers: [4, 3] })).toThrow(/numbers = \[4,3\] must be an integer in \[2, 6\] or a range/);
   });
 
-  it('loads the external test set (256 problems)', async () => {
+  it('loads the external test set (256 problems, 229 of them signed sums)', async () => {
     const test = await loadTestSet(task);
     expect(test.length).toBe(256);
     expect(test[0]).toEqual({ numbers: [30, 100, 93], target: 23 });
+    expect(test.filter((x) => isSignedSum(x.numbers, x.target)).length).toBe(229);
+  });
+
+  it('a searchFraction knob sets the share of training items that need a search', () => {
+    // by hand: 30+93-100 = 23 and 23+28+5 = 56 are signed sums; 31+64/4 = 47 and 4*2*3 = 24 need a search
+    expect(isSignedSum([30, 100, 93], 23)).toBe(true);
+    expect(isSignedSum([23, 28, 5], 56)).toBe(true);
+    expect(isSignedSum([64, 4, 31], 47)).toBe(false);
+    expect(isSignedSum([2, 3, 4], 24)).toBe(false);
+    const share = (t: ReturnType<typeof countdownTask>, n: number, seed: number) => {
+      const rng = new Rng(seed);
+      let searches = 0;
+      for (let i = 0; i < n; i++) {
+        const x = t.generate(rng);
+        expect(t.reward(x, t.response(x))).toBe(1);
+        if (!isSignedSum(x.numbers, x.target)) searches++;
+      }
+      return searches / n;
+    };
+    expect(share(countdownTask({ searchFraction: 0 }), 300, 1)).toBe(0);
+    expect(share(countdownTask({ searchFraction: 1 }), 300, 2)).toBe(1);
+    // 600 draws at 0.25: the standard deviation of the share is 0.018, so 0.25 ± 0.07 is a 4-sigma band
+    expect(Math.abs(share(countdownTask({ searchFraction: 0.25 }), 600, 3) - 0.25)).toBeLessThan(0.07);
+    expect(() => countdownTask({ searchFraction: 1.5 })).toThrow(/searchFraction must be a number in \[0, 1\], got 1.5/);
+    expect(() => getTask('sudoku4', undefined, { searchFraction: 0 })).toThrow(/searchFraction is a countdown3 option/);
+    expect((getTask('countdown3', undefined, { searchFraction: 0 }) as ReturnType<typeof countdownTask>).generate(new Rng(4)).expression).toMatch(/^[\d+-]+$/);
   });
 });
 

@@ -143,6 +143,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
+      { name: 'search-fraction', type: 'number', help: "countdown3's training items: the fraction that need a search (the rest are signed sums of their numbers; d1's test set has 27 of 256 that need a search, the uniform draw about a third); default from the task's RL recipe, else the uniform draw's" },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'eval-every', type: 'int', help: 'every N steps, accuracy and mean NFE at the rollout threshold on the test set, in metrics.jsonl (testAccuracy, testNfe): when a run peaked, where seeds part', meta: 'N' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
@@ -383,8 +384,8 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
-  const { difficulty, solutions, trainer, headGrid } = recipeOptions(v.task as string, v);
-  const trainTask = getTask(v.task as TaskName, difficulty, { solutions });
+  const { difficulty, solutions, searchFraction, trainer, headGrid } = recipeOptions(v.task as string, v);
+  const trainTask = getTask(v.task as TaskName, difficulty, { solutions, searchFraction });
   let test = await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
   const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);

@@ -35,6 +35,8 @@ export interface RlRecipe {
   /** The training items' difficulty, and for sudoku4 the kind of puzzle. */
   difficulty?: Difficulty;
   solutions?: Sudoku4Solutions;
+  /** countdown3: the fraction of training items that need a search. */
+  searchFraction?: number;
   /** DiffpoTrainer options that differ from its defaults for this task. */
   trainer?: Partial<DiffpoDefaults>;
   /** The learned sampler's grid (default LEARNED_GRID). */
@@ -64,7 +66,7 @@ export const RL_RECIPES: Partial<Record<string, RlRecipe>> = {
 export function recipeOptions(
   task: string,
   v: FlagValues,
-): { difficulty?: Difficulty; solutions?: Sudoku4Solutions; trainer: Partial<DiffpoDefaults>; headGrid: number[] } {
+): { difficulty?: Difficulty; solutions?: Sudoku4Solutions; searchFraction?: number; trainer: Partial<DiffpoDefaults>; headGrid: number[] } {
   const recipe = RL_RECIPES[task] ?? {};
   const given = givenFlags.get(v) ?? new Set<string>();
   const options = (keep: (k: string) => boolean) => Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined && keep(k)).map((k) => [k, v[k]]));
@@ -73,6 +75,7 @@ export function recipeOptions(
   return {
     difficulty: parseDifficulty(v.difficulty as string | undefined) ?? recipe.difficulty,
     solutions: (v.solutions as Sudoku4Solutions | undefined) ?? recipe.solutions,
+    searchFraction: (v.searchFraction as number | undefined) ?? recipe.searchFraction,
     trainer,
     headGrid: given.has('headGrid') ? (v.headGrid as number[]) : [...(recipe.headGrid ?? LEARNED_GRID)],
   };

@@ -56,15 +56,14 @@ function search(nodes: Node[], target: number, steps: string[]): { steps: string
 }
 
 /**
- * The worked solution the model learns to write, one computation whatever the item, numbers padded to
- * three digits so a small model's digits line up: the running sum S of the numbers, two at a time;
- * S - target and half of it, h, while they are positive integers. When h is one of the numbers the
- * target is the others' sum minus h; when S - h is one, it is that number minus the others (229 of
- * the 256 items of d1's test set are such signed sums, found without search). Otherwise the steps of
- * the first solution of a search follow (null when there is none). The expression after '#' is plain
- * (Python reads "030" as an error).
+ * The signed-sum part of the worked solution the model learns to write, one computation whatever the
+ * item: the running sum S of the numbers, two at a time; S - target and half of it, h, while they are
+ * positive integers. When h is one of the numbers the target is the others' sum minus h; when S - h is
+ * one, it is that number minus the others (229 of the 256 items of d1's test set are such signed sums,
+ * found without search): then `expression` is set. Numbers are padded to three digits so a small
+ * model's digits line up; the expression after '#' is plain (Python reads "030" as an error).
  */
-export function countdownSolution(numbers: readonly number[], target: number): { steps: string[]; expression: string } | null {
+function signedSumSteps(numbers: readonly number[], target: number): { steps: string[]; expression?: string } {
   const steps: string[] = [];
   let sum = numbers[0]!;
   for (const n of numbers.slice(1)) {
@@ -87,6 +86,19 @@ export function countdownSolution(numbers: readonly number[], target: number): {
       if (numbers.includes(sum - h)) return { steps, expression: `${sum - h}-${others(sum - h).join('-')}` };
     }
   }
+  return { steps };
+}
+
+/** Whether an item is a signed sum of its numbers (solved by signedSumSteps, without search). */
+export const isSignedSum = (numbers: readonly number[], target: number): boolean => signedSumSteps(numbers, target).expression !== undefined;
+
+/**
+ * The worked solution of an item: the signed sum's steps (signedSumSteps), and when they do not reach
+ * the target, the steps of the first solution of a search after them (null when there is none).
+ */
+export function countdownSolution(numbers: readonly number[], target: number): { steps: string[]; expression: string } | null {
+  const { steps, expression } = signedSumSteps(numbers, target);
+  if (expression !== undefined) return { steps, expression };
   return search(
     numbers.map((n) => ({ value: n, text: String(n), leaf: true })),
     target,
@@ -128,18 +140,25 @@ export function countdownAnswer(completion: string): string | null {
  * intermediate results). The model answers with worked steps, then the final expression after '#'
  * (countdownSolution: "30+100+93=223;223-23=200;200/2=100#30+93-100"): the steps make the answer a
  * computation a small model can learn, and the reward reads only the expression, as d1's.
+ * `searchFraction`: the fraction of items that need a search (the rest are signed sums,
+ * isSignedSum); by default the uniform draw's (about a third), where d1's test set has 27 of 256.
  */
-export function countdownTask(options: { numbers?: Difficulty } = {}): Task<CountdownItem> {
+export function countdownTask(options: { numbers?: Difficulty; searchFraction?: number } = {}): Task<CountdownItem> {
   const count = difficultyRange('numbers', options.numbers ?? 3, 2, 6);
+  const { searchFraction } = options;
+  if (searchFraction !== undefined && !(typeof searchFraction === 'number' && searchFraction >= 0 && searchFraction <= 1))
+    throw new InvalidArgumentError(`searchFraction must be a number in [0, 1], got ${String(searchFraction)}`);
   const name = count[0] === 3 && count[1] === 3 ? 'countdown3' : count[0] === count[1] ? `countdown${count[0]}` : 'countdown';
   return {
     name,
     testSetFile: name === 'countdown3' ? 'countdown3_test.jsonl' : undefined,
     difficulty: { name: 'numbers', of: (item) => item.numbers.length },
     generate(rng) {
+      const needsSearch = searchFraction === undefined ? undefined : rng.random() < searchFraction;
       for (;;) {
         const numbers = Array.from({ length: drawIn(count, rng) }, () => 1 + rng.int(100));
         const target = 1 + rng.int(100);
+        if (needsSearch !== undefined && isSignedSum(numbers, target) === needsSearch) continue;
         const solution = countdownSolution(numbers, target);
         if (solution) return { numbers, target, ...solution };
       }

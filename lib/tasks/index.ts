@@ -10,7 +10,7 @@ import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
 import type { Difficulty, Task } from './task.js';
 
 export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } from './arith.js';
-export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, countdownTask, type CountdownItem } from './countdown.js';
+export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, countdownTask, isSignedSum, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
 export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Task, type TaskItem } from './task.js';
@@ -20,15 +20,17 @@ export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
 /**
  * A task by name, with its default options or a difficulty: sudoku4's empty cells, countdown3's count
  * of numbers, arith's terms (a value or a range); `solutions`: which sudoku4 puzzles (unique, any,
- * or only those with several solutions, credited for any: see Sudoku4Solutions).
+ * or only those with several solutions, credited for any: see Sudoku4Solutions); `searchFraction`: the
+ * fraction of countdown3's items that need a search (see countdownTask).
  */
-export function getTask(name: TaskName, difficulty?: Difficulty, options: { solutions?: Sudoku4Solutions } = {}): Task<unknown> {
+export function getTask(name: TaskName, difficulty?: Difficulty, options: { solutions?: Sudoku4Solutions; searchFraction?: number } = {}): Task<unknown> {
   if (options.solutions !== undefined && name !== 'sudoku4') throw new InvalidArgumentError(`solutions is a sudoku4 option; task '${String(name)}' has one answer per item`);
+  if (options.searchFraction !== undefined && name !== 'countdown3') throw new InvalidArgumentError(`searchFraction is a countdown3 option, not one of task '${String(name)}'`);
   switch (name) {
     case 'sudoku4':
       return sudoku4Task({ empty: difficulty, solutions: options.solutions }) as Task<unknown>;
     case 'countdown3':
-      return countdownTask({ numbers: difficulty }) as Task<unknown>;
+      return countdownTask({ numbers: difficulty, searchFraction: options.searchFraction }) as Task<unknown>;
     case 'arith':
       return arithTask({ terms: difficulty }) as Task<unknown>;
     default:
