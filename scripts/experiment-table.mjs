@@ -1,11 +1,11 @@
 // Gathers the result.json of every run under DIR (scripts/experiment.sh) into the README's tables and
 // one accuracy-vs-NFE plot per task (curves: the base and each fixed-threshold arm's sweep over a fine
 // threshold grid, averaged over seeds; squares: the learned threshold), and checks the learned
-// threshold against the fixed ones. Usage: node scripts/experiment-table.mjs DIR OUTDIR
+// threshold against the fixed ones, and each fixed arm's seeds against the base's frontier. Usage: node scripts/experiment-table.mjs DIR OUTDIR
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DiffusionLM, getTask, loadTestSet, paretoSvg, paretoSweep, readModelFolder } from '../dist/esm/index.js';
+import { DiffusionLM, getTask, loadTestSet, paretoCompare, paretoSvg, paretoSweep, readModelFolder } from '../dist/esm/index.js';
 
 // A finer threshold grid than the runs' own sweeps, for the frontier the learned threshold is judged
 // against (computed once per checkpoint and cached beside it).
@@ -79,7 +79,15 @@ for (const task of [...new Set(runs.map((r) => r.task))]) {
       // the seed-averaged (fine) threshold sweep of the trained models, and the learned threshold's point
       const sweeps = arm.startsWith('joint') ? [] : await Promise.all(group.map((r) => fineSweep(join(dir, r.name), task)));
       const sweep = sweeps.length ? sweeps[0].map((p, i) => ({ ...p, accuracy: mean(sweeps.map((sw) => sw[i].accuracy)), meanNfe: mean(sweeps.map((sw) => sw[i].meanNfe)) })) : [];
-      if (!arm.startsWith('joint')) curves.push({ name: `${arm}, ${group[0].steps} steps`, points: sweep });
+      if (!arm.startsWith('joint')) {
+        curves.push({ name: `${arm}, ${group[0].steps} steps`, points: sweep });
+        // each seed's points against the base's frontier: accuracy gained at no more NFE than the base needs for it
+        const gains = [0.9, 0.95].map((t) => {
+          const g = sweeps.map((sw) => 100 * paretoCompare(base, [at(sw, t)])[0].accuracyGain);
+          return `threshold ${t} ${mean(g) >= 0 ? '+' : ''}${mean(g).toFixed(1)} ± ${std(g).toFixed(1)} (${g.map((x) => x.toFixed(1)).join(', ')})`;
+        });
+        notes.push(`${task}, ${group[0].steps} steps, ${label.replace(/, threshold 0.9$/, '')}: points over the base's fine frontier at equal NFE, per seed: ${gains.join('; ')}`);
+      }
       if (group.every((r) => r.learned))
         extra.push({ name: `learned, lambda ${arm.slice(5)}`, point: { label: 'learned', strategy: { kind: 'learned' }, accuracy: row.accuracy, meanReward: 0, meanNfe: row.meanNfe } });
     }

@@ -181,15 +181,20 @@ describe('CLI', () => {
       { name: 'sampler', type: 'string' as const, default: 'fixed' },
       { name: 'head-grid', type: 'numbers' as const, default: [0.5, 0.9] },
       { name: 'difficulty', type: 'string' as const },
+      { name: 'search-fraction', type: 'number' as const },
     ];
     const opts = (task: string, ...args: string[]) => recipeOptions(task, parseFlags('train', flags, args));
     const mixed = [0.7, 0.8, 0.9, 0.9, 0.95, 0.99];
-    expect(opts('countdown3')).toMatchObject({ trainer: { lr: 3e-5, rolloutThresholds: mixed, beta: 0.04 }, headGrid: [0.7, 0.9] });
+    expect(opts('countdown3')).toMatchObject({ searchFraction: 0, trainer: { lr: 5e-5, schedule: 'cosine', rolloutThresholds: mixed, beta: 0.04 }, headGrid: [0.7, 0.9] });
     // given, the default value itself wins over the recipe
-    expect(opts('countdown3', '--lr', '1e-4', '--head-grid', '0.5,0.9')).toMatchObject({ trainer: { lr: 1e-4, rolloutThresholds: mixed }, headGrid: [0.5, 0.9] });
+    expect(opts('countdown3', '--lr', '1e-4', '--head-grid', '0.5,0.9', '--schedule', 'constant', '--search-fraction', '0.3')).toMatchObject({
+      searchFraction: 0.3,
+      trainer: { lr: 1e-4, schedule: 'constant', rolloutThresholds: mixed },
+      headGrid: [0.5, 0.9],
+    });
     const learned = opts('countdown3', '--sampler', 'learned');
     expect(learned.trainer.rolloutThresholds).toBeUndefined(); // the learned sampler picks the rollout thresholds
-    expect(learned.trainer.lr).toBe(3e-5);
+    expect(learned.trainer.lr).toBe(5e-5);
     expect(opts('sudoku4')).toMatchObject({ difficulty: [8, 10], solutions: 'any', trainer: { lr: 1e-4, rolloutThresholds: [] }, headGrid: [0.5, 0.9] });
     expect(opts('sudoku4', '--difficulty', '4-12').difficulty).toEqual([4, 12]);
     expect(opts('arith')).toMatchObject({ difficulty: undefined, trainer: { lr: 1e-4 }, headGrid: [0.5, 0.9] });
