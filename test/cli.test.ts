@@ -75,8 +75,8 @@ describe('CLI', () => {
     expect(r.stdout).toContain(`report: ${join(out, 'report.html')}`);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html.match(/<svg/g)!.length).toBe(3); // the frontier, the per-step curves, the KL
-    expect(html.match(/<polyline/g)!.length).toBe(2 + 4 + 1); // before/after; reward, accuracy, NFE, zero-variance groups; KL
-    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
+    expect(html.match(/<polyline/g)!.length).toBe(2 + 5 + 1); // before/after; reward, accuracy, NFE, zero-variance groups, test accuracy (--eval-every); KL
+    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'test accuracy', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
     expect(html).toContain('<a href="metrics.jsonl">');
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     for (const m of metrics) expect(m.zeroVariance >= 0 && m.zeroVariance <= 1).toBe(true);

@@ -14,7 +14,8 @@ export interface RunReportInput {
   learned?: ParetoPoint;
   /** With a learned head: how many test prompts it gives each grid value, by the task's difficulty. */
   choices?: HeadChoices;
-  metrics: DiffpoStepInfo[];
+  /** Per step; with `diffpo train --eval-every N`, every Nth also has the test set's accuracy and NFE. */
+  metrics: (DiffpoStepInfo & { testAccuracy?: number; testNfe?: number })[];
 }
 
 /** A learned head's most likely grid value for each test prompt, counted by difficulty (is it really per prompt?). */
@@ -64,6 +65,8 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
     { name: 'accuracy', color: '#2ca02c', values: m.map((i) => i.accuracy) },
     { name: 'mean NFE / max', color: '#d62728', values: m.map((i) => i.meanNfe / Math.max(...m.map((j) => j.meanNfe))) },
     { name: 'zero-variance groups', color: '#7f7f7f', values: m.map((i) => i.zeroVariance ?? NaN) },
+    // the held-out curve, where the run evaluated between steps: what the rollouts' own accuracy cannot show
+    ...(m.some((i) => i.testAccuracy !== undefined) ? [{ name: 'test accuracy', color: '#ff7f0e', values: m.map((i) => i.testAccuracy ?? NaN) }] : []),
   ]);
   const kl = stepsSvg('KL to the starting model per step', [{ name: 'mean k3 KL', color: '#9467bd', values: m.map((i) => i.klMean) }]);
   const rows = [
