@@ -84,7 +84,7 @@ function trained(ranks: 1 | 2, mode: string, steps: number, out = join(dir, `${m
   const r = run(ranks, [mode, out, String(steps), ...(last ? [last] : [])]);
   expect(r.status, r.output).toBe(0);
   const weights = new Float32Array(readFileSync(join(out, 'weights.f32')).buffer.slice(0));
-  const steps_ = JSON.parse(readFileSync(join(out, 'steps.json'), 'utf8')) as { step: number; loss: number; prompts?: string[]; rewards?: number[]; meanNfe?: number }[];
+  const steps_ = JSON.parse(readFileSync(join(out, 'steps.json'), 'utf8')) as { step: number; loss: number; prompts?: string[]; rewards?: number[]; meanNfe?: number; resampledGroups?: number }[];
   const ranksDecoded = Array.from({ length: ranks }, (_, k) => JSON.parse(readFileSync(join(out, `rank-${k}.json`), 'utf8')) as { size: number; decoded: string[][] });
   return { out, weights, steps: steps_, ranksDecoded };
 }
@@ -111,10 +111,15 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
     expect(two.ranksDecoded.map((r) => r.size)).toEqual([2, 2]);
   });
 
-  for (const mode of ['diffpo', 'learned'] as const)
-    it(`DiFFPO${mode === 'learned' ? ' with a learned sampler head' : ''}, 3 steps: the same rollouts and rewards, weights within 1e-5`, () => {
+  for (const mode of ['diffpo', 'learned', 'resample'] as const)
+    it(`DiFFPO${{ diffpo: '', learned: ' with a learned sampler head', resample: ' resampling flat groups' }[mode]}, 3 steps: the same rollouts and rewards, weights within 1e-5`, () => {
       const one = trained(1, mode, 3),
         two = trained(2, mode, 3);
+      if (mode === 'resample') {
+        // 2, 3 and 4 groups redrawn in steps 1-3: rounds of 1 prompt leave rank 0 nothing to decode, and it still joins the gather
+        expect(one.steps.map((s) => s.resampledGroups)).toEqual([2, 3, 4]);
+        expect(two.steps.map((s) => s.resampledGroups)).toEqual([2, 3, 4]);
+      }
       expect(two.steps.map((s) => s.rewards)).toEqual(one.steps.map((s) => s.rewards));
       expect(two.steps.map((s) => s.meanNfe)).toEqual(one.steps.map((s) => s.meanNfe));
       expect(relativeDifference(one.weights, two.weights)).toBeLessThan(1e-5);

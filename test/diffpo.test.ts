@@ -36,6 +36,46 @@ describe('DiffpoTrainer', () => {
     model.dispose();
   });
 
+  it('resampleFlatGroups replaces flat groups by fresh prompts from the stream, in order, round by round', async () => {
+    // even items are flat by construction (reward 1 whatever the text); odd items get a hash of the
+    // text, so an untrained model's three distinct rollouts differ
+    const hash = (c: string) => [...c].reduce((h, ch) => Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0, 2166136261) / 2 ** 32;
+    const parity: Task<unknown> = { ...copy4, name: 'parity', generate: (rng) => String(rng.int(10)), reward: (x, c) => (Number(x) % 2 === 0 ? 1 : hash(c)) } as Task<unknown>;
+    const model = DiffusionLM.create(TINY, { seed: 3 });
+    const common = { model, task: parity, genLength: 5, groupSize: 3, lr: 1e-3, seed: 6 };
+    // the stream in draw order: one step of a batch of 20 prompts
+    const stream: string[] = [];
+    const other = DiffusionLM.create(TINY, { seed: 3 });
+    const all = new DiffpoTrainer({ ...common, model: other, promptsPerStep: 20 });
+    await all.train({ steps: 1, onRollout: (r) => void r.items.forEach((x, b) => b % 3 === 0 && stream.push(x.item as string)) });
+    await all.dispose();
+    other.dispose();
+    const P = 6,
+      rounds = 2;
+    let seen: DiffpoRollout | null = null;
+    const rl = new DiffpoTrainer({ ...common, promptsPerStep: P, resampleFlatGroups: rounds });
+    const info = (await rl.train({ steps: 1, onRollout: (r) => void (seen = r) }))!;
+    // the same rounds by hand: each round's flat (even) slots take the stream's next items in slot order
+    const slots = stream.slice(0, P);
+    let next = P;
+    for (let k = 0; k < rounds; k++) slots.forEach((x, i) => Number(x) % 2 === 0 && (slots[i] = stream[next++]!));
+    const r = seen! as DiffpoRollout;
+    expect(r.items.map((x) => x.item)).toEqual(slots.flatMap((x) => [x, x, x]));
+    expect(info.resampledGroups).toBe(next - P);
+    const flatShare = (xs: string[]) => xs.filter((x) => Number(x) % 2 === 0).length / P;
+    expect(info.zeroVariance).toBeCloseTo(flatShare(stream.slice(0, P)), 12);
+    expect(info.zeroVarianceTrained).toBeCloseTo(flatShare(slots), 12);
+    expect(info.zeroVarianceTrained).toBeLessThan(info.zeroVariance);
+    // every row of the batch is its own decode: text from its tokens, reward from its item and text
+    r.texts.forEach((t, b) => {
+      expect(t).toBe(rl.tokenizer.decode(r.rollout.tokens.subarray(b * 5, (b + 1) * 5)));
+      expect(r.rewards[b]).toBe(parity.reward(r.items[b]!.item, t));
+      expect(r.rollout.nfe[b]).toBeGreaterThan(0);
+    });
+    await rl.dispose();
+    model.dispose();
+  });
+
   it('nfeCost prices forwards in the model reward: r - nfeCost * NFE / genLength', async () => {
     const model = DiffusionLM.create(TINY, { seed: 4 });
     let seen: DiffpoRollout | null = null;
@@ -159,6 +199,7 @@ describe('DiffpoTrainer', () => {
     const task = copy4 as Task<unknown>;
     expect(() => new DiffpoTrainer({ model, task, genLength: 5, method: 'ppo' as 'd1' })).toThrow(InvalidArgumentError);
     expect(() => new DiffpoTrainer({ model, task, genLength: 5, groupSize: 1 })).toThrow(/groupSize/);
+    expect(() => new DiffpoTrainer({ model, task, genLength: 5, resampleFlatGroups: -1 })).toThrow('resampleFlatGroups must be a non-negative integer, got -1');
     expect(() => new DiffpoTrainer({ model, task, genLength: 5, groupSize: 1, advantage: 'mean-std' })).toThrow(/groupSize.*std/);
     expect(() => new DiffpoTrainer({ model, task, genLength: 5, advantage: 'median' as 'mean' })).toThrow(/advantage/);
     expect(() => new DiffpoTrainer({ model, task, genLength: 0 })).toThrow(/genLength/);

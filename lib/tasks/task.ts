@@ -80,4 +80,13 @@ export class TaskMixture {
       return { task: this.tasks[k]!, item: this.#streams[k]!.next().value };
     });
   }
+
+  /** A fresh item for each of `like`, from the stream of its task (the mixture's tasks stay as they were). */
+  redraw(like: readonly TaskItem[]): TaskItem[] {
+    return like.map(({ task }) => {
+      const k = this.tasks.indexOf(task);
+      if (k < 0) throw new InvalidArgumentError(`redraw: task '${task.name}' is not one of this mixture's`);
+      return { task, item: this.#streams[k]!.next().value };
+    });
+  }
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { positiveInt } from '../core/checks.js';
+import { nonNegativeInt, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
 import { Rng } from '../core/rng.js';
@@ -59,6 +59,11 @@ export const DIFFPO_DEFAULTS = {
   dropFlatGroups: option(
     true,
     "leave groups whose rewards are all equal out of the loss, and skip the update when every group is: their advantages are zero, and AdamW would turn the KL term's near-zero gradient into full-size noise steps (measured: KL to the start 0.1-0.25 after tens of such steps at lr 5e-4)",
+  ),
+  resampleFlatGroups: option(
+    0,
+    "rounds of dynamic sampling (DAPO's): each round replaces the batch's flat groups by fresh prompts' groups, so more of the batch carries a learning signal; a round decodes only the flat groups' replacements, and the likelihood passes stay at promptsPerStep groups",
+    { integer: true },
   ),
   seed: option(0, 'seed of the data stream, rollout noise and estimator masks (each derived per step with deriveSeed)', { integer: true }),
   checkpointEvery: option(0, 'save a resumable checkpoint to outDir every N steps (0: only at the end)', { integer: true }),
@@ -121,8 +126,15 @@ export interface DiffpoStepInfo {
   meanReward: number;
   accuracy: number;
   meanNfe: number;
-  /** The fraction of this step's groups with all rewards equal (no learning signal). */
+  /**
+   * The fraction of this step's groups with all rewards equal (no learning signal). meanReward,
+   * accuracy, meanNfe and zeroVariance describe the prompts as first drawn, before resampleFlatGroups.
+   */
   zeroVariance: number;
+  /** The flat fraction of the batch trained on, after resampleFlatGroups (zeroVariance without it). */
+  zeroVarianceTrained: number;
+  /** Groups replaced by resampleFlatGroups this step (fresh prompts decoded beyond promptsPerStep). */
+  resampledGroups: number;
   loss: number;
   klMean: number;
   clipFraction: number;
@@ -180,19 +192,24 @@ export const HEAD_CALIBRATION_PROMPTS = 256;
 /** Added to a group's std under 'mean-std': a group of equal rewards gets advantage 0, not 0/0. */
 export const ADVANTAGE_STD_EPS = 1e-4;
 
+/** The indices of the groups whose rewards are all equal. */
+export function flatGroups(rewards: ArrayLike<number>, groupSize: number): number[] {
+  const out: number[] = [];
+  for (let g = 0; g * groupSize < rewards.length; g++) {
+    let same = true;
+    for (let i = 1; i < groupSize; i++) same &&= rewards[g * groupSize + i] === rewards[g * groupSize];
+    if (same) out.push(g);
+  }
+  return out;
+}
+
 /**
  * The fraction of groups whose rewards are all equal: their advantages are all zero, so they teach the
  * model nothing (rollouts all right or all wrong). A training distribution where this is near 1 gives
  * RL no signal.
  */
 export function zeroVarianceFraction(rewards: ArrayLike<number>, groupSize: number): number {
-  let flat = 0;
-  for (let g = 0; g < rewards.length; g += groupSize) {
-    let same = true;
-    for (let i = 1; i < groupSize; i++) same &&= rewards[g + i] === rewards[g];
-    if (same) flat++;
-  }
-  return flat / Math.ceil(rewards.length / groupSize);
+  return flatGroups(rewards, groupSize).length / Math.ceil(rewards.length / groupSize);
 }
 
 /** Group-relative advantages: rewards minus their group's mean (divided by the group's std with 'mean-std'). */
@@ -216,6 +233,37 @@ interface Rollouts {
   /** With a learned sampler: each rollout's prompt features and the grid index it drew. */
   features: Float64Array[];
   choices: number[];
+  texts: string[];
+  rewards: number[];
+  correct: boolean[];
+}
+
+const EMPTY_ROLLOUT: GenerateResult = { tokens: new Int32Array(0), nfe: new Int32Array(0), decodeStep: new Int32Array(0), behaviourLogProb: new Float32Array(0), hitBudget: new Uint8Array(0) };
+
+function mean(xs: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < xs.length; i++) sum += xs[i]!;
+  return sum / xs.length;
+}
+
+/** This process's share of n prompts (whole ones), and their G rollouts' rows. */
+function shareOf(n: number, G: number, world: Collective): { prompts: SequenceRange; rows: SequenceRange } {
+  const prompts = shardRange(n, world);
+  return { prompts, rows: { start: prompts.start * G, end: prompts.end * G } };
+}
+
+/** Puts `src`'s group j in place of `dst`'s group slots[j], every per-rollout field alike. */
+function replaceGroups(dst: Rollouts, src: Rollouts, slots: readonly number[], G: number, L: number): void {
+  slots.forEach((g, j) => {
+    const [to, from] = [g * G, j * G];
+    for (const k of ['items', 'prompts', 'texts', 'rewards', 'correct', 'features', 'choices'] as const) {
+      const d = dst[k] as unknown[];
+      if (d.length > 0) d.splice(to, G, ...(src[k] as unknown[]).slice(from, from + G));
+    }
+    for (const k of ['tokens', 'decodeStep', 'behaviourLogProb'] as const) dst.rollout[k].set(src.rollout[k].subarray(from * L, (from + G) * L) as never, to * L);
+    dst.rollout.nfe.set(src.rollout.nfe.subarray(from, from + G), to);
+    dst.rollout.hitBudget.set(src.rollout.hitBudget.subarray(from, from + G), to);
+  });
 }
 
 const ESTIMATOR: Record<RlMethod, Estimator> = { d1: 'mean-field', diffpo: 'two-stage', trace: 'trajectory' };
@@ -247,6 +295,7 @@ export class DiffpoTrainer {
     const o = (this.#o = withDefaults(defaultsOf(DIFFPO_DEFAULTS), options));
     if (!DIFFPO_DEFAULTS.method.choices!.includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
     for (const k of ['promptsPerStep', 'groupSize', 'innerIterations', 'genLength'] as const) positiveInt(k, o[k]);
+    nonNegativeInt('resampleFlatGroups', o.resampleFlatGroups);
     if (o.groupSize < 2) throw new InvalidArgumentError(`groupSize must be at least 2 (advantages are group-relative${o.advantage === 'mean-std' ? ' and mean-std divides by the group std' : ''}), got ${o.groupSize}`);
     if (o.advantage !== 'mean' && o.advantage !== 'mean-std') throw new InvalidArgumentError(`advantage must be 'mean' or 'mean-std', got ${String(o.advantage)}`);
     if (!(o.isCap > 0 && Number.isFinite(o.isCap))) throw new InvalidArgumentError(`isCap must be a finite number > 0, got ${o.isCap}`);
@@ -292,7 +341,7 @@ export class DiffpoTrainer {
 
   /** This process's sequences of the batch, for the sharded likelihood passes (none in one process). */
   get #batchShard(): BatchShard | undefined {
-    return this.world.size > 1 ? { world: this.world, sequences: this.#share.rows } : undefined;
+    return this.world.size > 1 ? { world: this.world, sequences: shareOf(this.#o.promptsPerStep, this.#o.groupSize, this.world).rows } : undefined;
   }
 
   get #modelFrozen(): boolean {
@@ -323,13 +372,26 @@ export class DiffpoTrainer {
     while (this.step < steps) {
       const step = this.step + 1;
       let t0 = performance.now();
-      const r = await this.#rollouts(step, signal);
-      const texts = r.items.map((_, b) => this.tokenizer.decode(r.rollout.tokens.subarray(b * o.genLength, (b + 1) * o.genLength)));
-      const rewards = this.#rewards(r.items, texts, r.rollout.nfe);
+      const r = await this.#rollouts(step, this.#mixture.batch(o.promptsPerStep, this.step), 0, signal);
+      const drawn = {
+        meanReward: mean(r.rewards),
+        zeroVariance: zeroVarianceFraction(r.rewards, o.groupSize),
+        accuracy: r.correct.filter(Boolean).length / r.correct.length,
+        meanNfe: mean(r.rollout.nfe),
+      };
+      let resampledGroups = 0;
+      for (let round = 1; round <= o.resampleFlatGroups; round++) {
+        const flat = flatGroups(r.rewards, o.groupSize);
+        if (flat.length === 0) break;
+        const fresh = await this.#rollouts(step, this.#mixture.redraw(flat.map((g) => r.items[g * o.groupSize]!)), round, signal);
+        replaceGroups(r, fresh, flat, o.groupSize, o.genLength);
+        if (this.head) r.strategy = this.head.strategy(r.choices);
+        resampledGroups += flat.length;
+      }
+      const { texts, rewards, correct } = r;
       const advantages = groupAdvantages(rewards, o.groupSize, o.advantage);
       const tokenMask = this.#tokenMask(r.rollout.tokens, rewards);
       const learns = !this.#modelFrozen && tokenMask.some((m) => m === 1);
-      const correct = r.items.map(({ task, item }, b) => task.correct(item, texts[b]!));
       const meanThreshold = this.#updateHead(r, rewards, correct);
       const rolloutS = (performance.now() - t0) / 1000;
       t0 = performance.now();
@@ -356,10 +418,9 @@ export class DiffpoTrainer {
       last = {
         step,
         steps,
-        meanReward: rewards.reduce((a, x) => a + x, 0) / rewards.length,
-        zeroVariance: zeroVarianceFraction(rewards, o.groupSize),
-        accuracy: correct.filter(Boolean).length / correct.length,
-        meanNfe: r.rollout.nfe.reduce((a, n) => a + n, 0) / r.rollout.nfe.length,
+        ...drawn,
+        zeroVarianceTrained: zeroVarianceFraction(rewards, o.groupSize),
+        resampledGroups,
         loss: res?.loss ?? 0,
         klMean: res?.klMean ?? 0,
         clipFraction: res?.clipFraction ?? 0,
@@ -380,22 +441,15 @@ export class DiffpoTrainer {
     return last;
   }
 
-  /** This process's prompts of the step, and their rollouts' rows. */
-  get #share(): { prompts: SequenceRange; rows: SequenceRange } {
-    const { promptsPerStep: P, groupSize: G } = this.#o;
-    const prompts = shardRange(P, this.world);
-    return { prompts, rows: { start: prompts.start * G, end: prompts.end * G } };
-  }
-
   /**
-   * Rollouts: G completions of each of the step's prompts from the current (behaviour) policy. Every
-   * process draws the whole batch; each decodes its share (with the rows' own noise streams), and the
-   * shares are gathered so rewards, advantages and the head's update are computed alike everywhere.
+   * Rollouts: G completions of each prompt from the current (behaviour) policy, scored. Every process
+   * draws the whole batch; each decodes its share (with the rows' own noise streams), and the shares
+   * are gathered so rewards, advantages and the head's update are computed alike everywhere. Round 0
+   * is the step's batch, later rounds resampleFlatGroups' fresh prompts (with noise of their own).
    */
-  async #rollouts(step: number, signal?: AbortSignal): Promise<Rollouts> {
+  async #rollouts(step: number, prompted: TaskItem[], round: number, signal?: AbortSignal): Promise<Rollouts> {
     const o = this.#o;
-    const share = this.#share;
-    const prompted = this.#mixture.batch(o.promptsPerStep, this.step);
+    const share = shareOf(prompted.length, o.groupSize, this.world);
     const items = prompted.flatMap((item) => new Array<TaskItem>(o.groupSize).fill(item));
     const encode = (list: TaskItem[]) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
     const prompts = encode(items);
@@ -405,10 +459,11 @@ export class DiffpoTrainer {
     if (this.head) {
       // each rollout draws its own threshold from the head's distribution for its prompt
       const n = this.head.inputs;
-      const mine = await this.head.featuresOf(this.model, encode(prompted.slice(share.prompts.start, share.prompts.end)), { genLength: o.genLength, signal });
+      const myPrompts = prompted.slice(share.prompts.start, share.prompts.end);
+      const mine = myPrompts.length > 0 ? await this.head.featuresOf(this.model, encode(myPrompts), { genLength: o.genLength, signal }) : [];
       const local = new Float64Array(mine.length * n);
       mine.forEach((f, i) => local.set(f, i * n));
-      const all = await gatherRows(this.world, local, share.prompts, o.promptsPerStep, n);
+      const all = await gatherRows(this.world, local, share.prompts, prompted.length, n);
       const perPrompt = prompted.map((_, i) => all.slice(i * n, (i + 1) * n));
       features = perPrompt.flatMap((f) => new Array(o.groupSize).fill(f));
       choices = features.map((f) => this.head!.sample(f, this.#rng));
@@ -417,17 +472,24 @@ export class DiffpoTrainer {
       const cycle = o.rolloutThresholds;
       strategy = { kind: 'threshold', threshold: Float32Array.from(items, (_, b) => cycle[(b % o.groupSize) % cycle.length]!) };
     }
-    const mine = await generate(this.model, prompts.slice(share.rows.start, share.rows.end), {
-      genLength: o.genLength,
-      blockLength: o.blockLength,
-      strategy: strategyForSequences(strategy, share.rows),
-      temperature: o.temperature,
-      seed: deriveSeed(o.seed, 'rollout', step),
-      firstSequence: share.rows.start,
-      signal,
-    });
+    // a process whose share of a small resampling round is empty still joins the gather
+    const mine =
+      share.rows.end > share.rows.start
+        ? await generate(this.model, prompts.slice(share.rows.start, share.rows.end), {
+            genLength: o.genLength,
+            blockLength: o.blockLength,
+            strategy: strategyForSequences(strategy, share.rows),
+            temperature: o.temperature,
+            seed: round === 0 ? deriveSeed(o.seed, 'rollout', step) : deriveSeed(o.seed, 'rollout', step, round),
+            firstSequence: share.rows.start,
+            signal,
+          })
+        : EMPTY_ROLLOUT;
     const rollout = await gatherRollout(this.world, mine, share.rows, items.length, o.genLength);
-    return { items, prompts, rollout, strategy, features, choices };
+    const texts = items.map((_, b) => this.tokenizer.decode(rollout.tokens.subarray(b * o.genLength, (b + 1) * o.genLength)));
+    const rewards = this.#rewards(items, texts, rollout.nfe);
+    const correct = items.map(({ task, item }, b) => task.correct(item, texts[b]!));
+    return { items, prompts, rollout, strategy, features, choices, texts, rewards, correct };
   }
 
   /**
@@ -468,9 +530,9 @@ export class DiffpoTrainer {
   #tokenMask(tokens: Int32Array, rewards: number[]): Uint8Array {
     const { genLength: L, groupSize: G, dropFlatGroups } = this.#o;
     const mask = new Uint8Array(tokens.length);
+    const flat = new Set(dropFlatGroups ? flatGroups(rewards, G) : []);
     for (let b = 0; b < tokens.length / L; b++) {
-      const g = b - (b % G);
-      if (dropFlatGroups && zeroVarianceFraction(rewards.slice(g, g + G), G) === 1) continue;
+      if (flat.has(Math.floor(b / G))) continue;
       for (let i = 0; i < L; i++) {
         mask[b * L + i] = 1;
         if (tokens[b * L + i] === this.tokenizer.eosId) break;
