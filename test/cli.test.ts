@@ -68,18 +68,21 @@ describe('CLI', () => {
 
   it('train runs RL from the shipped base and prints a before/after table and the report path', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'rl');
-    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '16', '--out', out, '--method', 'd1', '--eval-every', '1');
+    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '16', '--out', out, '--method', 'd1', '--eval-every', '1', '--resample-flat-groups', '1');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/\| sudoku4-base \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
     expect(r.stdout).toMatch(/\| after 2 d1 steps \|/);
     expect(r.stdout).toContain(`report: ${join(out, 'report.html')}`);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html.match(/<svg/g)!.length).toBe(3); // the frontier, the per-step curves, the KL
-    expect(html.match(/<polyline/g)!.length).toBe(2 + 5 + 1); // before/after; reward, accuracy, NFE, zero-variance groups, test accuracy (--eval-every); KL
-    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'test accuracy', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
+    expect(html.match(/<polyline/g)!.length).toBe(2 + 6 + 1); // before/after; reward, accuracy, NFE, zero-variance groups as drawn and trained on, test accuracy (--eval-every); KL
+    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'zero-variance groups trained on', 'test accuracy', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
     expect(html).toContain('<a href="metrics.jsonl">');
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     for (const m of metrics) expect(m.zeroVariance >= 0 && m.zeroVariance <= 1).toBe(true);
+    // --resample-flat-groups 1: flat groups were redrawn, and a redraw never adds a flat group
+    expect(metrics.some((m) => m.resampledGroups > 0)).toBe(true);
+    for (const m of metrics) expect(m.zeroVarianceTrained).toBeLessThanOrEqual(m.zeroVariance);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| before RL \| one token per step \| [\d.]+ \| [\d.]+ \| 17.00 \|/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
     // --eval-every 1: each step's line has the test accuracy at the run's threshold; after the last

@@ -65,6 +65,8 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
     { name: 'accuracy', color: '#2ca02c', values: m.map((i) => i.accuracy) },
     { name: 'mean NFE / max', color: '#d62728', values: m.map((i) => i.meanNfe / Math.max(...m.map((j) => j.meanNfe))) },
     { name: 'zero-variance groups', color: '#7f7f7f', values: m.map((i) => i.zeroVariance ?? NaN) },
+    // with resampleFlatGroups, the batch trained on has fewer flat groups than the prompts as drawn
+    ...(m.some((i) => (i.resampledGroups ?? 0) > 0) ? [{ name: 'zero-variance groups trained on', color: '#bcbd22', values: m.map((i) => i.zeroVarianceTrained ?? NaN) }] : []),
     // the held-out curve, where the run evaluated between steps: what the rollouts' own accuracy cannot show
     ...(m.some((i) => i.testAccuracy !== undefined) ? [{ name: 'test accuracy', color: '#ff7f0e', values: m.map((i) => i.testAccuracy ?? NaN) }] : []),
   ]);

@@ -211,7 +211,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
           // every process evaluates (evaluation is data-parallel under mpirun); rank 0 writes
           const test = o.evalEvery && i.step % o.evalEvery === 0 ? await evaluate(model, task, { items: o.testItems, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } }) : undefined;
           await write(metrics, JSON.stringify(test ? { ...i, testAccuracy: test.accuracy, testNfe: test.meanNfe } : i) + '\n', true);
-          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
+          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%${i.resampledGroups > 0 ? ` -> ${(100 * i.zeroVarianceTrained).toFixed(0)}%` : ''}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
     } finally {
