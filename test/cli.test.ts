@@ -105,6 +105,23 @@ describe('CLI', () => {
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });
 
+  it('train --weight-average evaluates the moving average of the weights and leaves it as a model folder', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'avg');
+    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out, '--eval-every', '1', '--weight-average', '0.5', '--lr', '1e-3');
+    expect(r.status, r.stderr).toBe(0);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (const m of metrics) expect(m.testAccuracyAveraged >= 0 && m.testAccuracy >= 0).toBe(true);
+    // after the last step: the sweep is the average's, lastWeights the last step's own weights (the same evaluations as the step's)
+    const result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
+    const final = result.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
+    expect([final.accuracy, final.meanNfe]).toEqual([metrics[1].testAccuracyAveraged, metrics[1].testNfeAveraged]);
+    expect([result.lastWeights.accuracy, result.lastWeights.meanNfe]).toEqual([metrics[1].testAccuracy, metrics[1].testNfe]);
+    const ev = cli('eval', '--model', join(out, 'average'), '--task', 'sudoku4', '--limit', '8', '--json');
+    expect(ev.status, ev.stderr).toBe(0);
+    expect(JSON.parse(ev.stdout).accuracy).toBe(final.accuracy);
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('>test accuracy, averaged weights<');
+  });
+
   it('bad arguments exit 1 with a message naming the problem', () => {
     const a = cli('logits', '--model', '/nonexistent', '--tokens', '1,2');
     expect(a.status).toBe(1);

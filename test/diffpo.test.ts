@@ -146,14 +146,47 @@ describe('DiffpoTrainer', () => {
     model.dispose();
   });
 
-  it('resumes bit-exactly: weights, optimizer, data RNG and the frozen reference', async () => {
+  it('weightAverage keeps avg <- d avg + (1 - d) weights after every step, from the starting weights', async () => {
+    const model = DiffusionLM.create(TINY, { seed: 8, initStd: 0.05 });
+    const d = 0.8;
+    const snapshot = () => new Map([...model.parameters()].map(([name, p]) => [name, Float32Array.from(p)]));
+    const seen = [snapshot()];
+    const rl = new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, promptsPerStep: 4, groupSize: 3, lr: 1e-3, seed: 3, weightAverage: d });
+    expect(rl.averagedModel().parameters().get('model.transformer.ln_f.weight')).toEqual(seen[0]!.get('model.transformer.ln_f.weight'));
+    await rl.train({ steps: 3, onStep: () => void seen.push(snapshot()) });
+    const averaged = rl.averagedModel();
+    for (const [name, got] of averaged.parameters()) {
+      const want = Float32Array.from(seen[0]!.get(name)!);
+      for (const w of seen.slice(1)) for (let i = 0; i < want.length; i++) want[i] = d * want[i]! + (1 - d) * w.get(name)![i]!;
+      expect(got, name).toEqual(want);
+    }
+    // the average lags the weights: it is neither the start nor the end
+    const name = 'model.transformer.ln_f.weight';
+    expect(averaged.parameters().get(name)).not.toEqual(seen[0]!.get(name));
+    expect(averaged.parameters().get(name)).not.toEqual(seen[3]!.get(name));
+    averaged.dispose();
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5, weightAverage: 1 })).toThrow('weightAverage must be a number in [0, 1), got 1');
+    expect(() => new DiffpoTrainer({ model, task: copy4 as Task<unknown>, genLength: 5 }).averagedModel()).toThrow(/weightAverage > 0/);
+    await rl.dispose();
+    model.dispose();
+  });
+
+  it('resumes bit-exactly: weights, optimizer, data RNG, the frozen reference and the weights\' average', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'diffpo-rl-'));
     const start = DiffusionLM.create(TINY, { seed: 8, initStd: 0.05 });
-    const common = { task: copy4 as Task<unknown>, method: 'diffpo' as const, genLength: 5, promptsPerStep: 4, groupSize: 3, lr: 1e-3, beta: 0.05, seed: 3 };
+    const common = { task: copy4 as Task<unknown>, method: 'diffpo' as const, genLength: 5, promptsPerStep: 4, groupSize: 3, lr: 1e-3, beta: 0.05, seed: 3, weightAverage: 0.5 };
     const a = DiffusionLM.create(TINY, { seed: 8, initStd: 0.05 });
     const ac = new AbortController();
     const first = new DiffpoTrainer({ ...common, model: a, outDir: dir, checkpointEvery: 2 });
-    await expect(first.train({ steps: 4, signal: ac.signal, onStep: (i) => void (i.step === 2 && ac.abort()) })).rejects.toBeInstanceOf(AbortError);
+    let savedAverage: Float32Array | undefined;
+    const stop = (step: number) => {
+      if (step !== 2) return;
+      const m = first.averagedModel();
+      savedAverage = Float32Array.from(m.parameters().get('model.transformer.ln_f.weight')!);
+      m.dispose();
+      ac.abort();
+    };
+    await expect(first.train({ steps: 4, signal: ac.signal, onStep: (i) => stop(i.step) })).rejects.toBeInstanceOf(AbortError);
     await first.dispose();
     const resumed = await DiffpoTrainer.resume(dir, common);
     expect(resumed.step).toBe(2);
@@ -162,6 +195,15 @@ describe('DiffpoTrainer', () => {
     await straight.train({ steps: 4 });
     const want = start.parameters();
     for (const [name, t] of resumed.model.parameters()) expect(new Uint32Array(t.slice().buffer), name).toEqual(new Uint32Array(want.get(name)!.slice().buffer));
+    const [avgResumed, avgStraight] = [resumed.averagedModel(), straight.averagedModel()];
+    const wantAvg = avgStraight.parameters();
+    for (const [name, t] of avgResumed.parameters()) expect(new Uint32Array(t.slice().buffer), name).toEqual(new Uint32Array(wantAvg.get(name)!.slice().buffer));
+    // the checkpoint's average (of step 2) is a model folder of its own
+    const folder = await DiffusionLM.fromPretrained(join(dir, 'average'));
+    expect(folder.parameters().get('model.transformer.ln_f.weight')).toEqual(savedAverage);
+    folder.dispose();
+    avgResumed.dispose();
+    avgStraight.dispose();
     await resumed.dispose();
     await straight.dispose();
     for (const m of [a, start, resumed.model]) m.dispose();

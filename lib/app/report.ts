@@ -15,7 +15,7 @@ export interface RunReportInput {
   /** With a learned head: how many test prompts it gives each grid value, by the task's difficulty. */
   choices?: HeadChoices;
   /** Per step; with `diffpo train --eval-every N`, every Nth also has the test set's accuracy and NFE. */
-  metrics: (DiffpoStepInfo & { testAccuracy?: number; testNfe?: number })[];
+  metrics: (DiffpoStepInfo & { testAccuracy?: number; testNfe?: number; testAccuracyAveraged?: number; testNfeAveraged?: number })[];
 }
 
 /** A learned head's most likely grid value for each test prompt, counted by difficulty (is it really per prompt?). */
@@ -69,6 +69,7 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
     ...(m.some((i) => (i.resampledGroups ?? 0) > 0) ? [{ name: 'zero-variance groups trained on', color: '#bcbd22', values: m.map((i) => i.zeroVarianceTrained ?? NaN) }] : []),
     // the held-out curve, where the run evaluated between steps: what the rollouts' own accuracy cannot show
     ...(m.some((i) => i.testAccuracy !== undefined) ? [{ name: 'test accuracy', color: '#ff7f0e', values: m.map((i) => i.testAccuracy ?? NaN) }] : []),
+    ...(m.some((i) => i.testAccuracyAveraged !== undefined) ? [{ name: 'test accuracy, averaged weights', color: '#8c564b', values: m.map((i) => i.testAccuracyAveraged ?? NaN) }] : []),
   ]);
   const kl = stepsSvg('KL to the starting model per step', [{ name: 'mean k3 KL', color: '#9467bd', values: m.map((i) => i.klMean) }]);
   const rows = [

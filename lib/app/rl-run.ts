@@ -188,12 +188,23 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const model = rl.model;
   const method = o.trainer.method ?? DIFFPO_DEFAULTS.method.default;
   try {
-    const sweep = async () => {
+    const sweep = async (of = model) => {
       const bar = itemProgress(`threshold sweep (${thresholds.length} decodings of ${test.length} items)`);
       try {
-        return await paretoSweep(model, task, { items: test, tokenizer, genLength, thresholds, onProgress: bar.onProgress });
+        return await paretoSweep(of, task, { items: test, tokenizer, genLength, thresholds, onProgress: bar.onProgress });
       } finally {
         bar.done();
+      }
+    };
+    const evaluateAt = (m: DiffusionLM) => evaluate(m, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } });
+    // with weightAverage the run's result is the averaged model (the checkpoint's average/ folder)
+    const averaging = (o.trainer.weightAverage ?? 0) > 0;
+    const withAverage = async <T>(f: (m: DiffusionLM) => Promise<T>): Promise<T> => {
+      const m = rl.averagedModel();
+      try {
+        return await f(m);
+      } finally {
+        m.dispose();
       }
     };
     log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...`);
@@ -209,8 +220,11 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         maxSeconds: o.timeBudget,
         onStep: async (i) => {
           // every process evaluates (evaluation is data-parallel under mpirun); rank 0 writes
-          const test = o.evalEvery && i.step % o.evalEvery === 0 ? await evaluate(model, task, { items: o.testItems, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } }) : undefined;
-          await write(metrics, JSON.stringify(test ? { ...i, testAccuracy: test.accuracy, testNfe: test.meanNfe } : i) + '\n', true);
+          const due = o.evalEvery && i.step % o.evalEvery === 0;
+          const test = due ? await evaluateAt(model) : undefined;
+          const averaged = due && averaging ? await withAverage(evaluateAt) : undefined;
+          const evaluated = { ...(test && { testAccuracy: test.accuracy, testNfe: test.meanNfe }), ...(averaged && { testAccuracyAveraged: averaged.accuracy, testNfeAveraged: averaged.meanNfe }) };
+          await write(metrics, JSON.stringify({ ...i, ...evaluated }) + '\n', true);
           progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%${i.resampledGroups > 0 ? ` -> ${(100 * i.zeroVarianceTrained).toFixed(0)}%` : ''}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
@@ -219,8 +233,9 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       await rl.dispose();
     }
     const seconds = progress.seconds;
-    log('evaluating the trained model...');
-    const after = await sweep();
+    log(`evaluating the trained model${averaging ? `'s weight average (${join(out, 'average')})` : ''}...`);
+    const after = averaging ? await withAverage(sweep) : await sweep();
+    const raw = averaging ? await evaluateAt(model) : undefined;
     let learned: ParetoPoint | undefined;
     let choices: HeadChoices | undefined;
     if (rl.head) {
@@ -250,7 +265,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     const seed = o.trainer.seed ?? 0;
     const report = runReport({
       title: `${task.name}: ${method} RL${learned ? ` with a ${o.sampler} threshold` : ''}`,
-      summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${o.lambda}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
+      summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}${averaging ? `, the weights' moving average at decay ${o.trainer.weightAverage} evaluated` : ''}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${o.lambda}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
       before,
       after,
       learned,
@@ -262,7 +277,23 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     await write(join(out, 'pareto.svg'), report.paretoSvg);
     await write(join(out, 'steps.svg'), report.stepsSvg);
     await write(join(out, 'kl.svg'), report.klSvg);
-    const result = { task: task.name, method, sampler: o.sampler, lambda: learned ? o.lambda : undefined, seed, steps: rl.step, seconds, testItems: test.length, threshold, before, after, learned, choices };
+    const result = {
+      task: task.name,
+      method,
+      sampler: o.sampler,
+      lambda: learned ? o.lambda : undefined,
+      seed,
+      steps: rl.step,
+      seconds,
+      testItems: test.length,
+      threshold,
+      before,
+      after,
+      learned,
+      choices,
+      // with weightAverage, `after` is the average's; this is the last step's own weights at the run's threshold
+      ...(raw && { lastWeights: { accuracy: raw.accuracy, meanReward: raw.meanReward, meanNfe: raw.meanNfe } }),
+    };
     await write(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
     return { table, report: join(out, 'report.html'), result };
   } finally {

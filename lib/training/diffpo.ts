@@ -65,6 +65,10 @@ export const DIFFPO_DEFAULTS = {
     "rounds of dynamic sampling (DAPO's): each round replaces the batch's flat groups by fresh prompts' groups, so more of the batch carries a learning signal; a round decodes only the flat groups' replacements, and the likelihood passes stay at promptsPerStep groups",
     { integer: true },
   ),
+  weightAverage: option(
+    0,
+    "decay d of an exponential moving average of the weights, updated after every step (0: none); averagedModel() returns it and checkpoints keep it. Successive evaluations of one countdown3 run swing by 3-6 points: an average over the last ~1/(1-d) steps evaluates the trend, not one step's noise",
+  ),
   seed: option(0, 'seed of the data stream, rollout noise and estimator masks (each derived per step with deriveSeed)', { integer: true }),
   checkpointEvery: option(0, 'save a resumable checkpoint to outDir every N steps (0: only at the end)', { integer: true }),
 } as const;
@@ -290,12 +294,15 @@ export class DiffpoTrainer {
   readonly #rng: Rng;
   readonly #mixture: TaskMixture;
   #reference: Promise<DiffusionLM> | null = null;
+  /** The weights' moving average (weightAverage > 0), from the weights train() started with. */
+  #average: Map<string, Float32Array> | null = null;
 
   constructor(options: DiffpoOptions) {
     const o = (this.#o = withDefaults(defaultsOf(DIFFPO_DEFAULTS), options));
     if (!DIFFPO_DEFAULTS.method.choices!.includes(o.method)) throw new InvalidArgumentError(`method must be 'd1', 'diffpo' or 'trace', got ${String(o.method)}`);
     for (const k of ['promptsPerStep', 'groupSize', 'innerIterations', 'genLength'] as const) positiveInt(k, o[k]);
     nonNegativeInt('resampleFlatGroups', o.resampleFlatGroups);
+    if (!(typeof o.weightAverage === 'number' && o.weightAverage >= 0 && o.weightAverage < 1)) throw new InvalidArgumentError(`weightAverage must be a number in [0, 1), got ${String(o.weightAverage)}`);
     if (o.groupSize < 2) throw new InvalidArgumentError(`groupSize must be at least 2 (advantages are group-relative${o.advantage === 'mean-std' ? ' and mean-std divides by the group std' : ''}), got ${o.groupSize}`);
     if (o.advantage !== 'mean' && o.advantage !== 'mean-std') throw new InvalidArgumentError(`advantage must be 'mean' or 'mean-std', got ${String(o.advantage)}`);
     if (!(o.isCap > 0 && Number.isFinite(o.isCap))) throw new InvalidArgumentError(`isCap must be a finite number > 0, got ${o.isCap}`);
@@ -330,13 +337,37 @@ export class DiffpoTrainer {
 
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
   async #referenceModel(): Promise<DiffusionLM> {
-    this.#reference ??= (async () => {
-      const ref = DiffusionLM.create(this.model.config, { threads: this.model.threads, backend: this.model.backend });
-      const dst = ref.parameters();
-      for (const [name, p] of this.model.parameters()) dst.get(name)!.set(p);
-      return ref;
-    })();
+    this.#reference ??= Promise.resolve(this.#modelWith(this.model.parameters()));
     return this.#reference;
+  }
+
+  /** A new model of this one's config and backend holding the given weights. */
+  #modelWith(weights: ReadonlyMap<string, Float32Array>): DiffusionLM {
+    const m = DiffusionLM.create(this.model.config, { threads: this.model.threads, backend: this.model.backend });
+    for (const [name, p] of m.parameters()) p.set(weights.get(name)!);
+    return m;
+  }
+
+  /** avg <- d avg + (1 - d) weights; the first call starts it at the weights. */
+  #updateAverage(): void {
+    const d = this.#o.weightAverage;
+    if (!this.#average) {
+      this.#average = new Map([...this.model.parameters()].map(([name, p]) => [name, Float32Array.from(p)]));
+      return;
+    }
+    for (const [name, p] of this.model.parameters()) {
+      const a = this.#average.get(name)!;
+      for (let i = 0; i < a.length; i++) a[i] = d * a[i]! + (1 - d) * p[i]!;
+    }
+  }
+
+  /**
+   * The moving average of the weights (weightAverage > 0) as a new model, which the caller disposes;
+   * before any step, the current weights.
+   */
+  averagedModel(): DiffusionLM {
+    if (this.#o.weightAverage === 0) throw new InvalidArgumentError('averagedModel() needs weightAverage > 0');
+    return this.#modelWith(this.#average ?? this.model.parameters());
   }
 
   /** This process's sequences of the batch, for the sharded likelihood passes (none in one process). */
@@ -367,6 +398,7 @@ export class DiffpoTrainer {
     if (maxSeconds !== undefined && !(maxSeconds > 0)) throw new InvalidArgumentError(`maxSeconds must be a number > 0, got ${maxSeconds}`);
     const deadline = performance.now() + (maxSeconds ?? Infinity) * 1000;
     const reference = o.beta > 0 ? await this.#referenceModel() : null;
+    if (o.weightAverage > 0 && !this.#average) this.#updateAverage();
     if (this.head && !this.head.calibrated) await this.#calibrateHead(signal);
     let last: DiffpoStepInfo | null = null;
     while (this.step < steps) {
@@ -414,6 +446,7 @@ export class DiffpoTrainer {
         await this.world.allReduceSum(this.model.flatGradients());
         await this.optimizer.step({ lr, signal });
       }
+      if (o.weightAverage > 0) this.#updateAverage();
       this.step = step;
       last = {
         step,
@@ -569,13 +602,25 @@ export class DiffpoTrainer {
     return out;
   }
 
-  /** Writes a resumable checkpoint: the model folder (F32), the optimizer, the data RNG and the frozen reference. */
+  /**
+   * Writes a resumable checkpoint: the model folder (F32), the optimizer, the data RNG, the frozen
+   * reference and the weights' average (a model folder of its own, `average/`, to evaluate as is).
+   */
   async save(dir: string): Promise<void> {
     const reference = this.#reference ? await this.#reference : null;
     await commitCheckpoint(dir, this.step, async (staging) => {
-      await writeModelFolder(staging, this.model, { tokenizer: this.tokenizer, genLength: this.#o.genLength, task: this.tasks.map((t) => t.name).join('+'), dtype: 'f32' });
+      const folder = { tokenizer: this.tokenizer, genLength: this.#o.genLength, task: this.tasks.map((t) => t.name).join('+'), dtype: 'f32' as const };
+      await writeModelFolder(staging, this.model, folder);
       await saveOptimizer(staging, this.optimizer);
       if (reference) await reference.save(join(staging, 'reference'), { dtype: 'f32' });
+      if (this.#average) {
+        const average = this.#modelWith(this.#average);
+        try {
+          await writeModelFolder(join(staging, 'average'), average, folder);
+        } finally {
+          average.dispose();
+        }
+      }
       await writeFile(join(staging, 'trainer_state.json'), JSON.stringify({ step: this.step, rng: this.#rng.getState(), seed: this.#o.seed }, null, 2) + '\n');
     });
   }
@@ -593,6 +638,11 @@ export class DiffpoTrainer {
       // the head as trained so far, not the fresh one the constructor attached
       model.extras = saved;
       trainer.head = samplerHeadOf(model);
+    }
+    if (trainer.#o.weightAverage > 0 && existsSync(join(dir, 'average', 'config.json'))) {
+      const average = await DiffusionLM.fromPretrained(join(dir, 'average'), { threads: 1 });
+      trainer.#average = new Map([...average.parameters()].map(([name, p]) => [name, Float32Array.from(p)]));
+      average.dispose();
     }
     if (existsSync(join(dir, 'reference', 'config.json'))) trainer.#reference = DiffusionLM.fromPretrained(join(dir, 'reference'), { threads: options.threads, backend: model.backend });
     return trainer;
