@@ -116,6 +116,7 @@ describe('CLI', () => {
     const final = result.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
     expect([final.accuracy, final.meanNfe]).toEqual([metrics[1].testAccuracyAveraged, metrics[1].testNfeAveraged]);
     expect([result.lastWeights.accuracy, result.lastWeights.meanNfe]).toEqual([metrics[1].testAccuracy, metrics[1].testNfe]);
+    expect(r.stdout).toMatch(/\| after 2 diffpo steps \(weight average\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n\| after 2 diffpo steps \(last step's weights\) \| [\d.]+ \|/);
     const ev = cli('eval', '--model', join(out, 'average'), '--task', 'sudoku4', '--limit', '8', '--json');
     expect(ev.status, ev.stderr).toBe(0);
     expect(JSON.parse(ev.stdout).accuracy).toBe(final.accuracy);

@@ -254,12 +254,13 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     const at = (points: ParetoPoint[]) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === threshold)!;
     const b = at(before),
       a = learned ?? at(after);
-    const row = (name: string, p: ParetoPoint) => `| ${name} | ${p.accuracy.toFixed(3)} | ${p.meanReward.toFixed(3)} | ${p.meanNfe.toFixed(2)} |`;
+    const row = (name: string, p: Pick<ParetoPoint, 'accuracy' | 'meanReward' | 'meanNfe'>) => `| ${name} | ${p.accuracy.toFixed(3)} | ${p.meanReward.toFixed(3)} | ${p.meanNfe.toFixed(2)} |`;
     const table = [
       `| model | accuracy | mean reward | mean NFE |`,
       `|---|---|---|---|`,
       row(o.resume ? 'resumed run' : o.from ?? `${task.name}-base`, b),
-      row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}`, a),
+      row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}${averaging ? ' (weight average)' : ''}`, a),
+      ...(raw ? [row(`after ${rl.step} ${method} steps (last step's weights)`, raw)] : []),
     ].join('\n');
     const history = lead ? (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     const seed = o.trainer.seed ?? 0;
