@@ -73,6 +73,16 @@ describe('DiffpoTrainer', () => {
       expect(r.rollout.nfe[b]).toBeGreaterThan(0);
     });
     await rl.dispose();
+    // with a learned sampler, the replacements draw their own thresholds, which the head's update sees
+    const steps: DiffpoStepInfo[] = [];
+    const joint = new DiffpoTrainer({ ...common, promptsPerStep: P, resampleFlatGroups: rounds, sampler: { mode: 'learned', grid: [0.3, 0.9], lambda: 0.1 } });
+    await joint.train({ steps: 2, onStep: (i) => void steps.push(i) });
+    for (const i of steps) {
+      expect(i.resampledGroups).toBeGreaterThan(0);
+      expect(i.thresholdDistribution!.reduce((a, d) => a + d.fraction, 0)).toBeCloseTo(1, 12);
+      expect(i.meanThreshold).toBeCloseTo(i.thresholdDistribution!.reduce((a, d) => a + d.value * d.fraction, 0), 6);
+    }
+    await joint.dispose();
     model.dispose();
   });
 
