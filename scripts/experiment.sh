@@ -9,18 +9,21 @@ cd "$(dirname "$0")/.."
 out=${1:-runs/experiment}
 jobs=${2:-1}
 # STEPS, BUDGET (seconds; 0: no equal-time runs), SEEDS, LAMBDAS ('' : no learned-threshold arms),
-# METHODS and TASKS vary the design. Equal-time runs set 100000 steps, so a cosine schedule (countdown3's
-# recipe) stays near its peak lr there: compare equal steps and their seconds instead.
+# METHODS and TASKS vary the design; EXTRA holds flags for every run (e.g. countdown3's long-run recipe:
+# EXTRA="--lr 5e-5 --warmup 20 --sweep 0.5,0.7,0.9,0.95,1.01", where its default is the 64-step main
+# job's). Equal-time runs set 100000 steps, so a cosine schedule (countdown3's recipe) stays near its
+# peak lr there: compare equal steps and their seconds instead.
 steps=${STEPS:-60}
 budget=${BUDGET:-60}
 seeds=${SEEDS:-0 1}
 lambdas=${LAMBDAS-0.1 0.5}
 methods=${METHODS:-d1 diffpo}
 tasks=${TASKS:-sudoku4 countdown3}
+extra=${EXTRA:-}
 mkdir -p "$out"
 {
   for task in $tasks; do for seed in $seeds; do
-    common="--task $task --seed $seed --threads 1"
+    common="--task $task --seed $seed --threads 1 $extra"
     for m in $methods; do echo "$common --method $m --sampler fixed --steps $steps --out $out/steps-$task-$m-$seed"; done
     for l in $lambdas; do echo "$common --method diffpo --sampler learned --lambda $l --steps $steps --out $out/steps-$task-joint$l-$seed"; done
     [ "$budget" = 0 ] && continue

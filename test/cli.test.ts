@@ -107,12 +107,14 @@ describe('CLI', () => {
 
   it('train --weight-average evaluates the moving average of the weights and leaves it as a model folder', () => {
     const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'avg');
-    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out, '--eval-every', '1', '--weight-average', '0.5', '--lr', '1e-3');
+    const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out, '--eval-every', '1', '--weight-average', '0.5', '--lr', '1e-3', '--sweep', '0.5');
     expect(r.status, r.stderr).toBe(0);
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     for (const m of metrics) expect(m.testAccuracyAveraged >= 0 && m.testAccuracy >= 0).toBe(true);
     // after the last step: the sweep is the average's, lastWeights the last step's own weights (the same evaluations as the step's)
     const result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
+    // --sweep 0.5: the sweeps hold that threshold and the run's own (0.9)
+    for (const points of [result.before, result.after]) expect(points.map((p: { strategy: { threshold?: number } }) => p.strategy.threshold)).toEqual([0.5, 0.9]);
     const final = result.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
     expect([final.accuracy, final.meanNfe]).toEqual([metrics[1].testAccuracyAveraged, metrics[1].testNfeAveraged]);
     expect([result.lastWeights.accuracy, result.lastWeights.meanNfe]).toEqual([metrics[1].testAccuracy, metrics[1].testNfe]);
@@ -151,6 +153,9 @@ describe('CLI', () => {
     expect(budgets.status, budgets.stderr).toBe(0);
     expect(JSON.parse(budgets.stdout).points.map((p: { budget: number; meanNfe: number }) => [p.budget, p.meanNfe])).toEqual([[1, 1], [17, 17]]);
     expect(cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--learned', '--threshold', '0.9').stderr).toMatch(/--learned and --threshold both choose the decoding/);
+    const sweep = cli('train', '--task', 'sudoku4', '--steps', '1', '--sweep', '0.9,0', '--out', out);
+    expect(sweep.stderr).toMatch(/sweep thresholds must be positive numbers \(above 1: one token per step\), got 0 \(ERR_INVALID_ARGUMENT\)/);
+    expect(existsSync(out)).toBe(false);
     const rl = cli('train', '--rollout-thresholds', '0.9,x', '--task', 'sudoku4');
     expect(rl.stderr).toMatch(/--rollout-thresholds: '0.9,x' is not a comma-separated list of numbers/);
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
@@ -203,21 +208,25 @@ describe('CLI', () => {
       { name: 'head-grid', type: 'numbers' as const, default: [0.5, 0.9] },
       { name: 'difficulty', type: 'string' as const },
       { name: 'search-fraction', type: 'number' as const },
+      { name: 'steps', type: 'int' as const, default: 150 },
+      { name: 'sweep', type: 'numbers' as const, default: [0.5, 0.7, 0.9, 0.95, 1.01] },
     ];
     const opts = (task: string, ...args: string[]) => recipeOptions(task, parseFlags('train', flags, args));
     const mixed = [0.7, 0.8, 0.9, 0.9, 0.95, 0.99];
-    expect(opts('countdown3')).toMatchObject({ searchFraction: 0, trainer: { lr: 5e-5, schedule: 'cosine', rolloutThresholds: mixed, resampleFlatGroups: 2, beta: 0.04 }, headGrid: [0.7, 0.9] });
+    // countdown3's recipe is the main job's: 64 steps and a sweep without one token per step
+    expect(opts('countdown3')).toMatchObject({ searchFraction: 0, steps: 64, sweep: [0.5, 0.7, 0.9, 0.95], trainer: { lr: 1e-4, warmup: 10, schedule: 'cosine', rolloutThresholds: mixed, resampleFlatGroups: 2, beta: 0.04 }, headGrid: [0.7, 0.9] });
+    expect(opts('countdown3', '--steps', '200', '--sweep', '0.9,1.01')).toMatchObject({ steps: 200, sweep: [0.9, 1.01] });
     expect(opts('countdown3', '--resample-flat-groups', '0').trainer.resampleFlatGroups).toBe(0);
     // given, the default value itself wins over the recipe
-    expect(opts('countdown3', '--lr', '1e-4', '--head-grid', '0.5,0.9', '--schedule', 'constant', '--search-fraction', '0.3')).toMatchObject({
+    expect(opts('countdown3', '--warmup', '20', '--head-grid', '0.5,0.9', '--schedule', 'constant', '--search-fraction', '0.3')).toMatchObject({
       searchFraction: 0.3,
-      trainer: { lr: 1e-4, schedule: 'constant', rolloutThresholds: mixed },
+      trainer: { warmup: 20, schedule: 'constant', rolloutThresholds: mixed },
       headGrid: [0.5, 0.9],
     });
     const learned = opts('countdown3', '--sampler', 'learned');
     expect(learned.trainer.rolloutThresholds).toBeUndefined(); // the learned sampler picks the rollout thresholds
-    expect(learned.trainer.lr).toBe(5e-5);
-    expect(opts('sudoku4')).toMatchObject({ difficulty: [8, 10], solutions: 'any', trainer: { lr: 1e-4, rolloutThresholds: [], resampleFlatGroups: 0 }, headGrid: [0.5, 0.9] });
+    expect(learned.trainer.lr).toBe(1e-4);
+    expect(opts('sudoku4')).toMatchObject({ difficulty: [8, 10], solutions: 'any', steps: 150, sweep: [0.5, 0.7, 0.9, 0.95, 1.01], trainer: { lr: 1e-4, rolloutThresholds: [], resampleFlatGroups: 0 }, headGrid: [0.5, 0.9] });
     expect(opts('sudoku4', '--difficulty', '4-12').difficulty).toEqual([4, 12]);
     expect(opts('arith')).toMatchObject({ difficulty: undefined, trainer: { lr: 1e-4 }, headGrid: [0.5, 0.9] });
   });

@@ -20,7 +20,7 @@ import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, type Flag, type
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
-import { LEARNED_GRID, recipeOptions, runRl } from './rl-run.js';
+import { LEARNED_GRID, recipeOptions, RUN_SWEEP, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith'];
 
@@ -133,7 +133,7 @@ const COMMANDS: Record<string, Command> = {
       "RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the test set, trains with the DiFFPO trainer (a progress line per step), sweeps again, prints a before/after table, and writes a resumable checkpoint, metrics.jsonl and the report (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json) to DIR.",
     flags: [
       TASK,
-      { name: 'steps', type: 'int', default: 150, help: 'total RL steps (a resumed run continues to this count); 150 keeps the main job near 3 minutes on 2 cores' },
+      { name: 'steps', type: 'int', default: 150, help: "total RL steps (a resumed run continues to this count); default from the task's recipe (countdown3: 64, which keeps the main job under 5 minutes on 2 cores), else 150" },
       { name: 'from', type: 'string', help: 'the model folder to start from (default: the shipped base models/<task>-base)', meta: 'DIR' },
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
@@ -144,6 +144,7 @@ const COMMANDS: Record<string, Command> = {
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'search-fraction', type: 'number', help: "countdown3's training items: the fraction that need a search (the rest are signed sums of their numbers; d1's test set has 27 of 256 that need a search, the uniform draw about a third); default from the task's RL recipe, else the uniform draw's" },
+      { name: 'sweep', type: 'numbers', default: [...RUN_SWEEP], help: "the thresholds evaluated on the test set before and after (above 1: one token per step, which costs a forward per generated token); default from the task's recipe (countdown3: no one token per step), else these", meta: 'N,N,...' },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'eval-every', type: 'int', help: 'every N steps, accuracy and mean NFE at the rollout threshold on the test set, in metrics.jsonl (testAccuracy, testNfe): when a run peaked, where seeds part', meta: 'N' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
@@ -384,7 +385,7 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'train', 'task');
   const task = getTask(v.task as TaskName);
-  const { difficulty, solutions, searchFraction, trainer, headGrid } = recipeOptions(v.task as string, v);
+  const { difficulty, solutions, searchFraction, trainer, headGrid, steps, sweep } = recipeOptions(v.task as string, v);
   const trainTask = getTask(v.task as TaskName, difficulty, { solutions, searchFraction });
   let test = await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) test = test.slice(0, v.limit as number);
@@ -395,10 +396,11 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     from: v.from as string | undefined,
     testItems: test,
     out,
-    steps: v.steps as number,
+    steps,
     resume: v.resume as boolean,
     threshold: v.threshold as number,
     timeBudget: v.timeBudget as number | undefined,
+    sweep,
     evalEvery: v.evalEvery as number | undefined,
     sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
     lambda: v.lambda as number,

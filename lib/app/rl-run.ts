@@ -27,8 +27,8 @@ import { runReport, type HeadChoices } from './report.js';
  */
 export const LEARNED_GRID: readonly number[] = [0.5, 0.9];
 
-/** The thresholds swept before and after RL (the run's own threshold is added). */
-const RUN_SWEEP = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
+/** The thresholds `diffpo train` sweeps before and after (above 1: one token per step). */
+export const RUN_SWEEP: readonly number[] = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
 
 /** What `diffpo train` uses for a task unless its flags say otherwise (see RL_RECIPES). */
 export interface RlRecipe {
@@ -41,6 +41,10 @@ export interface RlRecipe {
   trainer?: Partial<DiffpoDefaults>;
   /** The learned sampler's grid (default LEARNED_GRID). */
   headGrid?: number[];
+  /** RL steps (default: the `--steps` flag's). */
+  steps?: number;
+  /** The before/after sweep's thresholds (default RUN_SWEEP). */
+  sweep?: number[];
 }
 
 /**
@@ -48,19 +52,25 @@ export interface RlRecipe {
  * sudoku4: training on unique 8-empty puzzles left 96-98% of groups flat and moved nothing; puzzles
  * with 8-10 empty cells that may have several solutions, credited for any, gave +1.1 points at
  * threshold 0.9 on average over three seeds. countdown3: rollouts all at 0.9 left 75-100% of groups
- * flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; lr 1e-4 drifted (KL 0.33, -5.5
- * points) where 3e-5 gained +4.3 ± 1.2 points in 100 steps (3 seeds), but at a constant lr one seed
- * fell back by 8 points between steps 120 and 300: a cosine decay from 5e-5 held it (+7.0 at 200
- * steps). Training items are all signed sums: the base never solves one that needs a search, so those
- * groups are all wrong (flat), and the test set has 27 in 256 (flat groups 62-66% -> 49-53%). Two
-rounds of resampling the flat groups leave 15-17% of the batch flat: +8.3 ± 1.4 points over the
-base's frontier at threshold 0.9 over four seeds, against +6.3 ± 2.9 over three without. A learned
- * threshold between 0.7 and 0.9 beat the fixed frontier by +3.8 ± 0.6 points (0.5 / 0.9 would spend
- * its loose choice where the base solves 0.29).
+ * flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; training items are all signed sums
+ * (the base never solves one that needs a search, so those groups are all wrong), and two rounds of
+ * resampling the flat groups leave 15-17% of the batch flat. Its steps and lr are the main job's: 64
+ * steps fit 5 minutes on 2 cores, and a cosine from 1e-4 (10 warmup steps) gained +4.3 to +9.7 points
+ * at threshold 0.9 in them over four seeds, where 5e-5 gains about as much in 75-100 steps; in runs of
+ * 200 steps 1e-4 drifts (KL 0.33) and a cosine from 5e-5 with 20 warmup steps gained +7.1 ± 1.6.
+ * One token per step (96 forwards an item) would be 80% of the sweeps' time: the main job leaves it
+ * out. A learned threshold between 0.7 and 0.9 beat the fixed frontier by +3.8 ± 0.6 points (0.5 / 0.9
+ * would spend its loose choice where the base solves 0.29).
  */
 export const RL_RECIPES: Partial<Record<string, RlRecipe>> = {
   sudoku4: { difficulty: [8, 10], solutions: 'any' },
-  countdown3: { searchFraction: 0, trainer: { lr: 5e-5, schedule: 'cosine', rolloutThresholds: [0.7, 0.8, 0.9, 0.9, 0.95, 0.99], resampleFlatGroups: 2 }, headGrid: [0.7, 0.9] },
+  countdown3: {
+    searchFraction: 0,
+    steps: 64,
+    sweep: [0.5, 0.7, 0.9, 0.95],
+    trainer: { lr: 1e-4, warmup: 10, schedule: 'cosine', rolloutThresholds: [0.7, 0.8, 0.9, 0.9, 0.95, 0.99], resampleFlatGroups: 2 },
+    headGrid: [0.7, 0.9],
+  },
 };
 
 /**
@@ -71,7 +81,7 @@ export const RL_RECIPES: Partial<Record<string, RlRecipe>> = {
 export function recipeOptions(
   task: string,
   v: FlagValues,
-): { difficulty?: Difficulty; solutions?: Sudoku4Solutions; searchFraction?: number; trainer: Partial<DiffpoDefaults>; headGrid: number[] } {
+): { difficulty?: Difficulty; solutions?: Sudoku4Solutions; searchFraction?: number; trainer: Partial<DiffpoDefaults>; headGrid: number[]; steps: number; sweep: number[] } {
   const recipe = RL_RECIPES[task] ?? {};
   const given = givenFlags.get(v) ?? new Set<string>();
   const options = (keep: (k: string) => boolean) => Object.fromEntries(Object.keys(DIFFPO_DEFAULTS).filter((k) => v[k] !== undefined && keep(k)).map((k) => [k, v[k]]));
@@ -83,6 +93,8 @@ export function recipeOptions(
     searchFraction: (v.searchFraction as number | undefined) ?? recipe.searchFraction,
     trainer,
     headGrid: given.has('headGrid') ? (v.headGrid as number[]) : [...(recipe.headGrid ?? LEARNED_GRID)],
+    steps: given.has('steps') ? (v.steps as number) : (recipe.steps ?? (v.steps as number)),
+    sweep: given.has('sweep') ? (v.sweep as number[]) : [...(recipe.sweep ?? (v.sweep as number[] | undefined) ?? RUN_SWEEP)],
   };
 }
 
@@ -107,6 +119,8 @@ export interface RlRunOptions {
   threshold: number;
   /** Seconds of training after which no step starts. */
   timeBudget?: number;
+  /** The thresholds swept on the test items before and after (default RUN_SWEEP; above 1: one token per step); `threshold` is always among them. */
+  sweep?: readonly number[];
   /**
    * Every this many steps, accuracy and mean NFE at `threshold` on the test items, logged in that
    * step's metrics.jsonl line as `testAccuracy` and `testNfe` (0 or absent: only before and after).
@@ -165,6 +179,8 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
 async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   if (o.evalEvery !== undefined && !(Number.isInteger(o.evalEvery) && o.evalEvery >= 0))
     throw new InvalidArgumentError(`evalEvery must be an integer >= 0 (steps between test evaluations), got ${o.evalEvery}`);
+  const bad = (o.sweep ?? []).find((t) => !(Number.isFinite(t) && t > 0));
+  if (bad !== undefined) throw new InvalidArgumentError(`sweep thresholds must be positive numbers (above 1: one token per step), got ${bad}`);
   const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
   const { task, out, steps, threshold } = o;
   const base = o.from ?? shippedBase(task.name);
@@ -175,7 +191,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
   if (lead) await mkdir(out, { recursive: true });
   const test = o.testItems;
-  const thresholds = [...new Set([...RUN_SWEEP, threshold])].sort((a, b) => a - b);
+  const thresholds = [...new Set([...(o.sweep ?? RUN_SWEEP), threshold])].sort((a, b) => a - b);
   const options = {
     ...o.trainer,
     task: o.trainTask ?? task,
