@@ -214,7 +214,7 @@ describe('CLI', () => {
     const opts = (task: string, ...args: string[]) => recipeOptions(task, parseFlags('train', flags, args));
     const mixed = [0.7, 0.8, 0.9, 0.9, 0.95, 0.99];
     // countdown3's recipe is the main job's: 64 steps and a sweep without one token per step
-    expect(opts('countdown3')).toMatchObject({ searchFraction: 0, steps: 64, sweep: [0.5, 0.7, 0.9, 0.95], trainer: { lr: 1e-4, warmup: 10, schedule: 'cosine', rolloutThresholds: mixed, resampleFlatGroups: 2, beta: 0.04 }, headGrid: [0.7, 0.9] });
+    expect(opts('countdown3')).toMatchObject({ searchFraction: 0, steps: 64, sweep: [0.5, 0.7, 0.9, 0.95], trainer: { lr: 5e-5, warmup: 10, schedule: 'cosine', rolloutThresholds: mixed, resampleFlatGroups: 2, beta: 0.04 }, headGrid: [0.7, 0.9] });
     expect(opts('countdown3', '--steps', '200', '--sweep', '0.9,1.01')).toMatchObject({ steps: 200, sweep: [0.9, 1.01] });
     expect(opts('countdown3', '--resample-flat-groups', '0').trainer.resampleFlatGroups).toBe(0);
     // given, the default value itself wins over the recipe
@@ -225,7 +225,7 @@ describe('CLI', () => {
     });
     const learned = opts('countdown3', '--sampler', 'learned');
     expect(learned.trainer.rolloutThresholds).toBeUndefined(); // the learned sampler picks the rollout thresholds
-    expect(learned.trainer.lr).toBe(1e-4);
+    expect(learned.trainer.lr).toBe(5e-5);
     expect(opts('sudoku4')).toMatchObject({ difficulty: [8, 10], solutions: 'any', steps: 150, sweep: [0.5, 0.7, 0.9, 0.95, 1.01], trainer: { lr: 1e-4, rolloutThresholds: [], resampleFlatGroups: 0 }, headGrid: [0.5, 0.9] });
     expect(opts('sudoku4', '--difficulty', '4-12').difficulty).toEqual([4, 12]);
     expect(opts('arith')).toMatchObject({ difficulty: undefined, trainer: { lr: 1e-4 }, headGrid: [0.5, 0.9] });
