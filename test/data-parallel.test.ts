@@ -167,7 +167,10 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
     const out = join(dir, 'abi-mpich');
     const r = spawnSync('mpirun.mpich', ['-np', '2', process.execPath, fixture, 'diffpo', out, '3'], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, DIFFPO_MPI: undefined } });
     expect(r.status, r.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(join(out, 'rank-1.json'), 'utf8')).size).toBe(2);
+    const rank1 = JSON.parse(readFileSync(join(out, 'rank-1.json'), 'utf8'));
+    expect(rank1.size).toBe(2);
+    // UCX's malloc hooks crashed Node about once in 25 MPICH launches; loading MPI turns them off
+    expect(rank1.ucxMallocHooks).toBe('no');
     const weights = new Float32Array(readFileSync(join(out, 'weights.f32')).buffer.slice(0));
     expect(weights.filter((w, i) => w !== openmpi.weights[i]).length).toBe(0);
   });

@@ -129,6 +129,11 @@ MpiWorld mpi_init() {
     candidates = {"libmpi.so.12", "libmpich.so.12", "libmpi.so.40", "libmpi.so"};
   else
     candidates = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so"};
+  // MPICH (and Open MPI on InfiniBand) run over UCX, whose default memory hooks replace malloc and
+  // patch mmap under V8's background threads: about one MPICH launch in 25 crashed Node inside V8's
+  // compiler. Off unless the user chose otherwise; UCX then only skips its registration cache.
+  setenv("UCX_MEM_MALLOC_HOOKS", "no", 0);
+  setenv("UCX_MEM_EVENTS", "no", 0);
   std::string tried, path;
   for (const auto& candidate : candidates) {
     // RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols through the global scope
