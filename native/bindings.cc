@@ -72,11 +72,23 @@ class Job : public Napi::AsyncWorker {
   std::string key_;
 };
 
-// Views over a Block that keep it alive (the model may be disposed while JS still holds them).
-Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block) {
+// Node refuses external buffers over buffer.constants.MAX_LENGTH (4 GiB in Node 20) and, when it
+// does, frees what node-addon-api frees again: a double free that killed the process on a 1.25B-
+// parameter model. Larger blocks are exposed tensor by tensor (no LLaDA-8B tensor comes near it).
+constexpr size_t kMaxExternalBytes = (size_t)1 << 32;
+
+// A view of bytes [offset, offset + bytes) of a Block that keeps it alive (the model may be disposed
+// while JS still holds views).
+Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block, size_t offset, size_t bytes, const char* what) {
+  if (bytes > kMaxExternalBytes)
+    throw_js(env, "ERR_INVALID_ARGUMENT", std::string(what) + " is " + std::to_string(bytes) +
+                                              " bytes, more than the 4 GiB a Node.js buffer can view");
   auto* keep = new BlockPtr(block);
-  return Napi::ArrayBuffer::New(env, block->data, block->size * sizeof(float),
+  return Napi::ArrayBuffer::New(env, reinterpret_cast<char*>(block->data) + offset, bytes,
                                 [](Napi::Env, void*, BlockPtr* hint) { delete hint; }, keep);
+}
+Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block, const char* what) {
+  return block_buffer(env, block, 0, block->size * sizeof(float), what);
 }
 
 Napi::Array tensor_specs(Napi::Env env, const std::vector<TensorSpec>& ts) {
@@ -106,6 +118,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("tensors", &NativeModel::Tensors),
                         InstanceMethod("paramBuffer", &NativeModel::ParamBuffer),
+                        InstanceMethod("weightsDtype", &NativeModel::WeightsDtype),
                         InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
                         InstanceMethod("newMoments", &NativeModel::NewMoments),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
@@ -130,6 +143,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     const ModelConfig cfg = parse_config(info[0].As<Napi::Object>());
     const int threads = info[1].As<Napi::Number>().Int32Value();
     const std::string backend = info[2].As<Napi::String>().Utf8Value();
+    const DType weights = info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "bf16" ? DType::BF16 : DType::F32;
     guarded(env, [&] {
       std::unique_ptr<Backend> be;
       if (backend == "reference")
@@ -140,7 +154,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 #endif
       else
         be.reset(new CpuBackend(threads));
-      model_.reset(new Model(cfg, std::move(be)));
+      model_.reset(new Model(cfg, std::move(be), weights));
       return 0;
     });
   }
@@ -174,13 +188,27 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
     return tensor_specs(info.Env(), model_->tensors());
   }
+  // The tensor's bytes when info[0] is a tensor index, else the whole Block.
+  Napi::ArrayBuffer tensor_or_block(const Napi::CallbackInfo& info, const BlockPtr& block, const char* what) {
+    if (info.Length() == 0 || info[0].IsUndefined()) return block_buffer(info.Env(), block, what);
+    const auto& ts = model_->tensors();
+    const uint32_t i = info[0].As<Napi::Number>().Uint32Value();
+    if (i >= ts.size()) throw_js(info.Env(), "ERR_INVALID_ARGUMENT", "tensor index out of range");
+    const size_t eb = block == model_->params() ? model_->element_bytes() : sizeof(float);
+    return block_buffer(info.Env(), block, ts[i].offset * eb, ts[i].numel * eb, ts[i].name.c_str());
+  }
+  // paramBuffer(index?), gradBuffer(index?): one tensor, or the whole block (at most 4 GiB)
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
-    return block_buffer(info.Env(), model_->params());
+    return tensor_or_block(info, model_->params(), "the parameter block");
   }
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
-    return guarded(info.Env(), [&] { return block_buffer(info.Env(), model_->grads()); });
+    return guarded(info.Env(), [&] { return tensor_or_block(info, model_->grads(), "the gradient block"); });
+  }
+  Napi::Value WeightsDtype(const Napi::CallbackInfo& info) {
+    if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
+    return Napi::String::New(info.Env(), model_->weights_dtype() == DType::BF16 ? "bf16" : "f32");
   }
   // newMoments() -> [m, v]: zeroed AdamW moments for one optimizer, in the backend's memory
   Napi::Value NewMoments(const Napi::CallbackInfo& info) {
@@ -192,7 +220,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       for (uint32_t i = 0; i < 2; i++) {
         BlockPtr block = m.new_moment();
         moments_[block->data] = block;
-        arr.Set(i, block_buffer(env, block));
+        arr.Set(i, block_buffer(env, block, "an AdamW moment block"));
       }
       return arr;
     });
@@ -396,15 +424,19 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::vector<TensorRead> reads;
     for (uint32_t i = 0; i < arr.Length(); i++) {
       Napi::Object o = arr.Get(i).As<Napi::Object>();
-      TensorRead r{o.Get("file").As<Napi::String>().Utf8Value(), (uint64_t)get_num(o, "byteOffset"),
+      TensorRead r{"", o.Get("file").As<Napi::String>().Utf8Value(), (uint64_t)get_num(o, "byteOffset"),
                    (uint64_t)get_num(o, "count"), (DType)get_int(o, "dtype"), (size_t)get_num(o, "dstOffset")};
-      bool known = false;
-      for (const auto& t : m.tensors()) known |= t.offset == r.dst_offset && t.numel == r.count;
-      if (!known) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor read does not match a parameter tensor");
+      for (const auto& t : m.tensors())
+        if (t.offset == r.dst_offset && t.numel == r.count) r.name = t.name;
+      if (r.name.empty()) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor read does not match a parameter tensor");
       reads.push_back(std::move(r));
     }
-    float* dst = m.params()->data;
-    return start(env, [reads, dst] { read_tensors(reads, dst); }, nullptr, {});
+    void* dst = m.params()->data;
+    const DType dd = m.weights_dtype();
+    return start(env, [reads, dst, dd, &m] {
+      read_tensors(reads, dst, dd);
+      m.params_changed();
+    }, nullptr, {});
   }
   // saveSafetensors(path, header, [{srcOffset, count}], dtype)
   Napi::Value SaveSafetensors(const Napi::CallbackInfo& info) {
@@ -417,12 +449,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     for (uint32_t i = 0; i < arr.Length(); i++) {
       Napi::Object o = arr.Get(i).As<Napi::Object>();
       TensorWrite w{(size_t)get_num(o, "srcOffset"), (size_t)get_num(o, "count")};
-      if (w.src_offset + w.count > m.params()->size) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor write out of range");
+      const auto& last = m.tensors().back();
+      if (w.src_offset + w.count > last.offset + last.numel) throw_js(env, "ERR_INVALID_ARGUMENT", "tensor write out of range");
       writes.push_back(w);
     }
     const DType dtype = (DType)info[3].As<Napi::Number>().Int32Value();
-    const float* src = m.params()->data;
-    return start(env, [path, header, writes, src, dtype] { write_safetensors(path, header, writes, src, dtype); },
+    const void* src = m.params()->data;
+    const DType sd = m.weights_dtype();
+    return start(env, [path, header, writes, src, sd, dtype] { write_safetensors(path, header, writes, src, sd, dtype); },
                  nullptr, {});
   }
   Napi::Value Cancel(const Napi::CallbackInfo& info) {

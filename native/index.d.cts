@@ -75,10 +75,13 @@ export interface NativeLogprobLoss extends NativeBatch {
   backward: boolean;
 }
 export declare class NativeModel {
-  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32');
+  /** weights: 'f32' (trainable) or 'bf16' (BF16-resident, inference only). */
+  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32', weights?: 'f32' | 'bf16');
+  weightsDtype(): 'f32' | 'bf16';
   tensors(): NativeTensorSpec[];
-  paramBuffer(): ArrayBuffer;
-  gradBuffer(): ArrayBuffer;
+  /** One tensor's bytes (by index in tensors()), or the whole block (refused over 4 GiB). */
+  paramBuffer(tensor?: number): ArrayBuffer;
+  gradBuffer(tensor?: number): ArrayBuffer;
   /** Zeroed AdamW moments [m, v] in the model's memory, owned by the caller (pass them to adamwStep). */
   newMoments(): [ArrayBuffer, ArrayBuffer];
   initRandom(seed: number, std: number): void;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <random>
 
+#include "common/dtype.h"
 #include "common/errors.h"
 
 namespace diffpo {
@@ -71,26 +72,72 @@ std::vector<TensorSpec> Model::layout(const ModelConfig& cfg) {
   return tensors;
 }
 
-Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend)
-    : cfg_(cfg), backend_(std::move(backend)), tensors_(layout(cfg)), arena_(backend_->memory()), acts_(new Acts) {
-  const size_t offset = tensors_.back().offset + tensors_.back().numel;
-  params_ = std::make_shared<Block>(offset, backend_->memory());
-  wte_ = params_->data + tensors_[0].offset;
-  for (int l = 0; l < cfg_.n_layers; l++) layers_.push_back(layer_view(tensors_, params_->data, l));
-  ln_f_ = params_->data + tensors_[1 + (size_t)cfg_.n_layers * kLayerTensors].offset;
-  head_ = cfg_.weight_tying ? wte_ : params_->data + tensors_.back().offset;
-  for (const auto& t : tensors_)  // norms start at 1
-    if (t.shape.size() == 1) std::fill(params_->data + t.offset, params_->data + t.offset + t.numel, 1.f);
+Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, DType weights)
+    : cfg_(cfg), backend_(std::move(backend)), tensors_(layout(cfg)), arena_(backend_->memory()), wdtype_(weights),
+      acts_(new Acts) {
+  require(weights == DType::F32 || weights == DType::BF16, "ERR_INVALID_ARGUMENT", "weights must be F32 or BF16");
+  const size_t elements = tensors_.back().offset + tensors_.back().numel;
+  const size_t norm_index = 1 + (size_t)cfg_.n_layers * kLayerTensors;  // ln_f
+  if (wdtype_ == DType::F32) {
+    params_ = std::make_shared<Block>(elements, backend_->memory());
+    wte_ = params_->data + tensors_[0].offset;
+    for (int l = 0; l < cfg_.n_layers; l++) layers_.push_back(layer_view(tensors_, params_->data, l));
+    ln_f_ = params_->data + tensors_[norm_index].offset;
+    head_ = cfg_.weight_tying ? wte_ : params_->data + tensors_.back().offset;
+    layers16_.assign(cfg_.n_layers, LayerWeights16{});
+  } else {
+    params_ = std::make_shared<Block>((elements + 1) / 2, backend_->memory());  // two BF16 elements a float
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(params_->data);
+    norms_ = std::make_shared<Block>((size_t)(2 * cfg_.n_layers + 1) * cfg_.d_model, backend_->memory());
+    wte16_ = base + tensors_[0].offset;
+    head16_ = cfg_.weight_tying ? wte16_ : base + tensors_.back().offset;
+    for (int l = 0; l < cfg_.n_layers; l++) {
+      const size_t i = 1 + (size_t)l * kLayerTensors;
+      float* n = norms_->data + (size_t)2 * l * cfg_.d_model;
+      layers_.push_back({n, nullptr, nullptr, n + cfg_.d_model, nullptr, nullptr});
+      layers16_.push_back({base + tensors_[i + 1].offset, base + tensors_[i + 4].offset, base + tensors_[i + 6].offset,
+                           base + tensors_[i + 8].offset});
+    }
+    ln_f_ = norms_->data + (size_t)2 * cfg_.n_layers * cfg_.d_model;
+  }
+  // norms start at 1; matrices stay zero, their fresh pages untouched (a model created only to be
+  // loaded costs no memory before the load)
+  float* pf = params_->data;
+  uint16_t* ph = reinterpret_cast<uint16_t*>(params_->data);
+  for (const auto& t : tensors_)
+    if (t.shape.size() == 1) {
+      if (wdtype_ == DType::F32) std::fill(pf + t.offset, pf + t.offset + t.numel, 1.f);
+      else std::fill(ph + t.offset, ph + t.offset + t.numel, f32_to_bf16(1.f));
+    }
+  params_changed();
+}
+
+void Model::params_changed() {
+  if (wdtype_ != DType::BF16) return;
+  const uint16_t* base = reinterpret_cast<const uint16_t*>(params_->data);
+  float* n = norms_->data;
+  for (const auto& t : tensors_)  // in layout order: attn_norm, ff_norm per layer, then ln_f
+    if (t.shape.size() == 1)
+      for (size_t i = 0; i < t.numel; i++) *n++ = bf16_to_f32(base[t.offset + i]);
+}
+
+void Model::require_trainable(const char* what) const {
+  require(wdtype_ == DType::F32, "ERR_INVALID_ARGUMENT",
+          std::string(what) + " needs float32 weights: this model keeps its weights in BF16 for inference (load it with dtype 'f32' to train)");
 }
 
 Model::~Model() = default;
 
 BlockPtr Model::grads() {
+  require_trainable("a gradient");
   if (!grads_) grads_ = std::make_shared<Block>(params_->size, backend_->memory());
   return grads_;
 }
 
-BlockPtr Model::new_moment() const { return std::make_shared<Block>(params_->size, backend_->memory()); }
+BlockPtr Model::new_moment() const {
+  require_trainable("an optimizer");
+  return std::make_shared<Block>(params_->size, backend_->memory());
+}
 
 void Model::zero_grad() {
   if (grads_) backend_->zero(grads_->data, (long)grads_->size);
@@ -102,13 +149,22 @@ float* Model::head_grad() { return grads()->data + (head_ - params_->data); }
 void Model::init_random(uint64_t seed, float std) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, std);
+  float* pf = params_->data;
+  uint16_t* ph = reinterpret_cast<uint16_t*>(params_->data);
   for (const auto& t : tensors_) {
-    float* p = params_->data + t.offset;
-    if (t.shape.size() == 1)
-      std::fill(p, p + t.numel, 1.f);
-    else
-      for (size_t i = 0; i < t.numel; i++) p[i] = (float)normal(rng);
+    const bool norm = t.shape.size() == 1;
+    if (!norm && std == 0.f) {  // normal_distribution needs a positive deviation
+      if (wdtype_ == DType::F32) std::fill(pf + t.offset, pf + t.offset + t.numel, 0.f);
+      else std::fill(ph + t.offset, ph + t.offset + t.numel, (uint16_t)0);
+      continue;
+    }
+    for (size_t i = 0; i < t.numel; i++) {
+      const float v = norm ? 1.f : (float)normal(rng);
+      if (wdtype_ == DType::F32) pf[t.offset + i] = v;
+      else ph[t.offset + i] = f32_to_bf16(v);
+    }
   }
+  params_changed();
 }
 
 void Model::check_cancel() {
@@ -207,17 +263,21 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* p
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
   const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
-  be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
+  if (wte16_)
+    be.embedding_forward_bf16(A.res[0], ids, wte16_, N, D, emb_scale);
+  else
+    be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
   AttnShape shape{B, T, H, KV, hd, QKV, QKV};
   const bool read = cache && cache->mode == CacheUse::Read;
   if (read) shape.ldkv = KVd, shape.Tk = cache->cache->T, shape.kv_rows = cache->slots;
   for (int l = 0; l < cfg_.n_layers; l++) {
     check_cancel();
     const LayerWeights& w = layers_[l];
+    const LayerWeights16& w16 = layers16_[l];
     // attention sub-block: xmid = res[l] + attn(RMSNorm(res[l])) Wo^T
     be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
     float* qkv = A.qkv[l];
-    be.linear_forward(qkv, A.h1[l], w.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
+    linear(qkv, A.h1[l], w.qkv, w16.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
     be.rope_forward(qkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
     be.rope_forward(qkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
     const float *keys = qkv + D, *values = qkv + D + KVd;
@@ -237,15 +297,22 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* p
     }
     be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
     if (A.xmid[l] != A.res[l]) be.copy(A.xmid[l], A.res[l], (long)N * D);
-    be.linear_forward(A.xmid[l], A.y[l], w.attn_out, N, D, D, true);
+    linear(A.xmid[l], A.y[l], w.attn_out, w16.attn_out, N, D, D, true);
     // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
     be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
-    be.linear_forward(A.ab[l], A.h2[l], w.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
+    linear(A.ab[l], A.h2[l], w.ff_up, w16.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
     be.swiglu_forward(A.g[l], A.ab[l], N, F);
     if (A.res[l + 1] != A.xmid[l]) be.copy(A.res[l + 1], A.xmid[l], (long)N * D);
-    be.linear_forward(A.res[l + 1], A.g[l], w.ff_out, N, F, D, true);
+    linear(A.res[l + 1], A.g[l], w.ff_out, w16.ff_out, N, F, D, true);
   }
   be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
+}
+
+void Model::linear(float* out, const float* inp, const float* w, const uint16_t* w16, int N, int I, int O, bool acc) {
+  if (w16)
+    backend_->linear_forward_bf16(out, inp, w16, N, I, O, acc);
+  else
+    backend_->linear_forward(out, inp, w, N, I, O, acc);
 }
 
 void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
@@ -292,11 +359,17 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
   }
   if (backward) grads();
   plan(B, T, S, backward);
+  // BF16 weights: the head widened once per call (the fused op reads float32; this path is forward-only)
+  std::unique_ptr<Block> wide_head;
+  if (head16_) {
+    wide_head.reset(new Block((size_t)cfg_.embedding_size * cfg_.d_model, backend_->memory()));
+    for (size_t i = 0; i < wide_head->size; i++) wide_head->data[i] = bf16_to_f32(head16_[i]);
+  }
   Acts& A = *acts_;
   forward(ids, keymask, pos, B, T);
   const float scale = cfg_.scale_logits ? 1.f / std::sqrt((float)cfg_.d_model) : 1.f;
   float* logp = logp_out ? logp_out : A.dlogp;
-  backend_->lmhead_logprob_forward(logp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model,
+  backend_->lmhead_logprob_forward(logp, A.lse, A.hf, wide_head ? wide_head->data : head_weight(), rows, targets, S, cfg_.d_model,
                                    cfg_.embedding_size, scale);
   double loss = 0;
   for (int s = 0; s < S; s++) loss -= (double)weights[s] * logp[s];
@@ -359,7 +432,7 @@ void Model::hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* po
 }
 
 void Model::head(const float* h, int rows, float* out) {
-  backend_->linear_forward(out, h, head_weight(), rows, cfg_.d_model, cfg_.embedding_size, false);
+  linear(out, h, head_weight(), head16_, rows, cfg_.d_model, cfg_.embedding_size, false);
   if (cfg_.scale_logits) backend_->scale(out, (long)rows * cfg_.embedding_size, 1.f / std::sqrt((float)cfg_.d_model));
 }
 

@@ -10,6 +10,7 @@
 
 #include "common/block.h"
 #include "ops.h"
+#include "tensor_io.h"
 
 namespace diffpo {
 
@@ -25,7 +26,7 @@ struct ModelConfig {
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  size_t offset, numel;  // in floats within the parameter (and gradient) Block
+  size_t offset, numel;  // in elements within the parameter (and gradient) Block
 };
 
 // Keys and values (after RoPE) of every layer for `slots` sequences of T positions, for decoding with
@@ -45,6 +46,11 @@ struct CacheUse {
   const int32_t* start;  // (B) Read only
 };
 
+// A BF16-resident model's matrices (inference): the same layout as LayerWeights, two bytes an element.
+struct LayerWeights16 {
+  const uint16_t *qkv, *attn_out, *ff_up, *ff_out;
+};
+
 // One block's tensors (or their gradients). qkv points at q_proj, followed by k_proj and v_proj;
 // ff_up at ff_proj, followed by up_proj: each pair or triple is used as one fused matrix.
 struct LayerWeights {
@@ -53,7 +59,10 @@ struct LayerWeights {
 
 class Model {
  public:
-  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend);
+  // weights: F32 (trainable) or BF16 (inference only: the parameter Block holds BF16 elements at the
+  // same element offsets, norms are widened into a small float32 copy, and the GEMMs widen matrices
+  // while packing; gradients and the optimizer are refused).
+  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, DType weights = DType::F32);
   // The tensors of a config (validated) in LLaDA's names, with their offsets in the parameter Block:
   // what a Model would allocate, known before anything is.
   static std::vector<TensorSpec> layout(const ModelConfig& cfg);
@@ -63,7 +72,12 @@ class Model {
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   Backend& backend() { return *backend_; }
   BlockPtr params() const { return params_; }
-  BlockPtr grads();  // allocated on first use
+  DType weights_dtype() const { return wdtype_; }
+  size_t element_bytes() const { return wdtype_ == DType::BF16 ? 2 : 4; }
+  // After the parameter Block was written from outside (a checkpoint load): refreshes what is derived
+  // from it (the float32 norms of a BF16 model).
+  void params_changed();
+  BlockPtr grads();  // allocated on first use; refused for BF16 weights
   void zero_grad();
   void init_random(uint64_t seed, float std);
 
@@ -109,6 +123,8 @@ class Model {
   const float* head_weight() const;
   void head(const float* h, int rows, float* out);  // logits (rows, E) of final hidden states h (rows, D)
   float* head_grad();
+  void require_trainable(const char* what) const;
+  void linear(float* out, const float* inp, const float* w, const uint16_t* w16, int N, int I, int O, bool acc);
   void check_cancel();
 
   ModelConfig cfg_;
@@ -123,6 +139,10 @@ class Model {
   std::vector<int32_t> cache_rows_;  // per call: the cache row of each token (KV-cache fill/read)
   int rope_T_ = 0;
   Arena arena_;
+  DType wdtype_;
+  BlockPtr norms_;  // BF16 weights: the 1-D tensors widened (attn_norm, ff_norm per layer, then ln_f)
+  const uint16_t *wte16_ = nullptr, *head16_ = nullptr;
+  std::vector<LayerWeights16> layers16_;
   std::unique_ptr<Acts> acts_;
 };
 

@@ -1,9 +1,12 @@
-// The host implementations of the ops a device backend overrides (copies and the decoding scores).
+// The host implementations of the ops a device backend overrides (copies, the BF16-weight ops, the
+// decoding scores).
 #include "ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+
+#include "common/dtype.h"
 
 namespace diffpo {
 
@@ -15,6 +18,18 @@ void Backend::copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const 
                         const int32_t* src_rows, int rows, int n) {
   for (int i = 0; i < rows; i++)
     std::memcpy(dst + (dst_rows ? dst_rows[i] : i) * dst_ld, src + (src_rows ? src_rows[i] : i) * src_ld, sizeof(float) * n);
+}
+
+void Backend::linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
+                                  bool accumulate) {
+  Block wide((size_t)O * I, memory());
+  for (size_t i = 0; i < wide.size; i++) wide.data[i] = bf16_to_f32(w[i]);
+  linear_forward(out, inp, wide.data, N, I, O, accumulate);
+}
+
+void Backend::embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale) {
+  for (long n = 0; n < N; n++)
+    for (int d = 0; d < D; d++) out[n * D + d] = bf16_to_f32(wte[(size_t)ids[n] * D + d]) * scale;
 }
 
 void Backend::decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,

@@ -47,6 +47,8 @@ class Backend {
 
   // ids (N) -> out (N,D) = wte[ids] * scale
   virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) = 0;
+  // The same from a BF16-resident table (host)
+  virtual void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale);
   // dout (N,D) -> dwte (E,D) += scatter(dout) * scale
   virtual void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int D,
                                   float scale) = 0;
@@ -61,6 +63,10 @@ class Backend {
   // inp (N,I), w (O,I) -> out (N,O) = inp w^T (+= when accumulate)
   virtual void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O,
                               bool accumulate) = 0;
+  // The same with BF16-resident weights w (O,I) (inference only; exact widening, so the result equals
+  // linear_forward on the widened w up to summation order) (host: widens w, then linear_forward)
+  virtual void linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
+                                   bool accumulate);
   // dout (N,O) -> dinp (N,I) = (or += when accumulate_dinp) dout w, dw (O,I) += dout^T inp; dinp may be null
   virtual void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                                const float* w, int N, int I, int O) = 0;

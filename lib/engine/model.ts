@@ -10,6 +10,13 @@ import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
 
+/**
+ * How the weights are held: 'f32' (float32, trainable), 'bf16' (BF16-resident: half the memory,
+ * inference only; the GEMMs widen exactly while packing), or, when loading, 'auto' (BF16 when the
+ * checkpoint's matrices are all BF16, else float32).
+ */
+export type WeightsDtype = 'f32' | 'bf16';
+
 export interface ModelOptions {
   /** Worker threads for the native kernels (default: all cores). */
   threads?: number;
@@ -18,6 +25,8 @@ export interface ModelOptions {
 }
 
 export interface CreateOptions extends ModelOptions {
+  /** 'f32' (default) or 'bf16' (inference only; the random weights rounded to BF16). */
+  dtype?: WeightsDtype;
   /** Seed of the weight initialisation and of the model's own RNG (mask sampling). Default 0. */
   seed?: number;
   /** Standard deviation of the normal initialisation of weight matrices (norms start at 1). Default 0.02. */
@@ -25,6 +34,12 @@ export interface CreateOptions extends ModelOptions {
 }
 
 export interface LoadOptions extends ModelOptions {
+  /**
+   * 'f32' (default: float32 weights, what training needs), 'bf16' (BF16-resident, inference only;
+   * F32 checkpoints rounded to nearest even) or 'auto' (the checkpoint's own: BF16 when its matrices
+   * are BF16, as LLaDA-8B-Instruct ships; what eval, generate and TextDiffusion use).
+   */
+  dtype?: WeightsDtype | 'auto';
   /** Seed of the model's RNG (mask sampling). Default 0. */
   seed?: number;
   signal?: AbortSignal;
@@ -100,16 +115,16 @@ export type AdamWUpdate = NativeAdamWStep;
  * config whose parameters alone exceed this machine's memory is a ConfigError here, before any
  * allocation (gradients and optimizer moments would triple it).
  */
-export function tensorLayout(config: LLaDAConfig): NativeTensorSpec[] {
+export function tensorLayout(config: LLaDAConfig, dtype: WeightsDtype = 'f32'): NativeTensorSpec[] {
   let specs: NativeTensorSpec[];
   try {
     specs = native.tensorLayout(config);
   } catch (err) {
     throw fromNativeError(err);
   }
-  const bytes = specs.reduce((a, t) => a + t.numel, 0) * 4;
+  const bytes = specs.reduce((a, t) => a + t.numel, 0) * (dtype === 'bf16' ? 2 : 4);
   if (bytes > totalmem())
-    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
+    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of ${dtype === 'bf16' ? 'BF16' : 'float32'} parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
   return specs;
 }
 
@@ -130,6 +145,8 @@ export class DiffusionLM {
   readonly threads: number;
   /** The backend the model runs on ('auto' resolved). */
   readonly backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32';
+  /** How the weights are held: 'f32' (trainable) or 'bf16' (inference only). */
+  readonly dtype: WeightsDtype;
   /**
    * Library tensors saved with the weights (in model.safetensors, after the model's tensors): what
    * fromPretrained found, or a source set by a layer above (the learned sampler head).
@@ -141,16 +158,18 @@ export class DiffusionLM {
   #disposed = false;
   #rng: Rng;
 
-  private constructor(config: LLaDAConfig, options: ModelOptions, seed: number) {
+  private constructor(config: LLaDAConfig, options: ModelOptions, seed: number, dtype: WeightsDtype = 'f32') {
     const threads = positiveInt('threads', options.threads ?? availableParallelism());
     if (threads > MAX_THREADS) throw new InvalidArgumentError(`threads must be at most ${MAX_THREADS}, got ${threads}`);
     if (!Number.isFinite(seed)) throw new InvalidArgumentError(`seed must be a finite number, got ${seed}`);
     this.config = config;
     this.threads = threads;
-    tensorLayout(config); // checked before anything is allocated
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
+    this.dtype = dtype;
+    tensorLayout(config, dtype); // checked before anything is allocated
     try {
       const { addon, backend } = resolveBackend(options.backend);
-      this.#native = new addon.NativeModel(config, threads, backend);
+      this.#native = new addon.NativeModel(config, threads, backend, dtype);
       this.backend = backend;
     } catch (err) {
       throw fromNativeError(err);
@@ -165,8 +184,8 @@ export class DiffusionLM {
     const seed = options.seed ?? 0;
     const std = options.initStd ?? 0.02;
     if (!(std >= 0 && std <= 1)) throw new InvalidArgumentError(`initStd must be a number in [0, 1], got ${std}`); // larger overflows RMSNorm's squares
-    const model = new DiffusionLM(cfg, options, seed);
-    model.#native.initRandom(seed, std);
+    const model = new DiffusionLM(cfg, options, seed, options.dtype ?? 'f32');
+    if (std > 0) model.#native.initRandom(seed, std); // at 0 the fresh (zero) pages stay untouched
     return model;
   }
 
@@ -175,13 +194,16 @@ export class DiffusionLM {
     if (options.signal?.aborted) throw new AbortError();
     const config = await readConfig(dir);
     const entries = await readCheckpointTensors(dir);
-    const reads = planLoad(dir, entries, tensorLayout(config)); // every tensor found, with its shape, before anything is allocated
-    const model = new DiffusionLM(config, options, options.seed ?? 0);
+    const requested = options.dtype ?? 'f32';
+    if (requested !== 'f32' && requested !== 'bf16' && requested !== 'auto')
+      throw new InvalidArgumentError(`dtype must be 'f32', 'bf16' or 'auto', got ${String(requested)}`);
+    const specs = tensorLayout(config, requested === 'f32' ? 'f32' : 'bf16'); // the model's own check follows once 'auto' is resolved
+    const reads = planLoad(dir, entries, specs); // every tensor found, with its shape, before anything is allocated
+    const dtype = requested !== 'auto' ? requested : specs.every((s) => s.shape.length < 2 || entries.get(s.name)!.dtype === 'BF16') ? 'bf16' : 'f32';
+    const model = new DiffusionLM(config, options, options.seed ?? 0, dtype);
     try {
+      // the native read refuses a NaN or infinite weight by name (it would make every logit non-finite)
       await model.#run(options.signal, () => model.#native.loadTensors(reads));
-      // a NaN or infinite weight would make every logit non-finite: refuse it at the door, by name
-      for (const [name, t] of model.parameters())
-        for (let i = 0; i < t.length; i++) if (t[i]! * 0 !== 0) throw new CheckpointError(`${dir}: tensor '${name}' holds ${t[i]} at index ${i}`); // x * 0 is NaN only for NaN and ±Infinity
       const extras = await readExtraTensors(entries);
       if (extras.size > 0) model.extras = new LoadedExtras(extras);
     } catch (err) {
@@ -210,28 +232,51 @@ export class DiffusionLM {
     return this.#specs.reduce((a, s) => a + s.numel, 0);
   }
 
-  /** The tensors, keyed by their HF names, as zero-copy views of the native parameters. */
+  /**
+   * The tensors, keyed by their HF names, as zero-copy views of the native parameters (float32
+   * models; a BF16-resident model's are in parameterBits()).
+   */
   parameters(): Map<string, Float32Array> {
     this.#live();
-    return this.#views(this.#native.paramBuffer());
+    if (this.dtype !== 'f32')
+      throw new InvalidArgumentError(`parameters() views float32 weights, but this model keeps them in BF16 (inference only): use parameterBits(), or load with dtype 'f32'`);
+    return this.#views((i) => this.#native.paramBuffer(i));
+  }
+
+  /** A BF16-resident model's tensors as zero-copy views of their raw BF16 bits (the high halves of float32s). */
+  parameterBits(): Map<string, Uint16Array> {
+    this.#live();
+    if (this.dtype !== 'bf16') throw new InvalidArgumentError(`parameterBits() views BF16 weights, but this model keeps them in float32: use parameters()`);
+    const map = new Map<string, Uint16Array>();
+    this.#specs.forEach((s, i) => map.set(s.name, new Uint16Array(this.#native.paramBuffer(i))));
+    return map;
   }
 
   /** The gradients, keyed like parameters(), as zero-copy views (they accumulate until zeroGrad()). */
   gradients(): Map<string, Float32Array> {
     this.#live();
-    return this.#views(this.#native.gradBuffer());
+    return this.#views((i) => this.#native.gradBuffer(i));
   }
 
   /** Every gradient as one zero-copy view, in the parameter block's layout (what a data-parallel all-reduce sums). */
   flatGradients(): Float32Array {
     this.#live();
-    return new Float32Array(this.#native.gradBuffer());
+    try {
+      return new Float32Array(this.#native.gradBuffer());
+    } catch (err) {
+      throw fromNativeError(err);
+    }
   }
 
   /** Fresh AdamW moments for one optimizer (each optimizer owns its own). */
   createMoments(): OptimizerMoments {
     this.#live();
-    const [m, v] = this.#native.newMoments();
+    let m: ArrayBuffer, v: ArrayBuffer;
+    try {
+      [m, v] = this.#native.newMoments();
+    } catch (err) {
+      throw fromNativeError(err);
+    }
     return { m: new Float32Array(m), v: new Float32Array(v) };
   }
 
@@ -348,9 +393,14 @@ export class DiffusionLM {
     if (this.#disposed) throw new DisposedError();
   }
 
-  #views(buffer: ArrayBuffer): Map<string, Float32Array> {
+  // One buffer per tensor: Node cannot view a native block over 4 GiB (a 1.25B-parameter model's).
+  #views(buffer: (index: number) => ArrayBuffer): Map<string, Float32Array> {
     const map = new Map<string, Float32Array>();
-    for (const s of this.#specs) map.set(s.name, new Float32Array(buffer, s.offset * 4, s.numel));
+    try {
+      this.#specs.forEach((s, i) => map.set(s.name, new Float32Array(buffer(i))));
+    } catch (err) {
+      throw fromNativeError(err);
+    }
     return map;
   }
 

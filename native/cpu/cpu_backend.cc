@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../common/dtype.h"
 #include "cpu_features.h"
 #include "gemm.h"
 #include "row_kernels.h"
@@ -39,6 +40,17 @@ void CpuBackend::embedding_forward(float* out, const int32_t* ids, const float* 
       const float* src = wte + (long)ids[n] * D;
       float* dst = out + n * D;
       for (int d = 0; d < D; d++) dst[d] = src[d] * scale;
+    }
+  });
+}
+
+void CpuBackend::embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D,
+                                        float scale) {
+  parallel_range(N, 16, [&](long lo, long hi) {
+    for (long n = lo; n < hi; n++) {
+      const uint16_t* src = wte + (long)ids[n] * D;
+      float* dst = out + n * D;
+      for (int d = 0; d < D; d++) dst[d] = bf16_to_f32(src[d]) * scale;
     }
   });
 }
@@ -81,6 +93,13 @@ void CpuBackend::rmsnorm_backward(float* dinp, float* dw, const float* dout, con
 
 void CpuBackend::linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) {
   sgemm(N, O, I, {inp, I, 1}, {w, 1, I}, out, O, accumulate, &pool_);
+}
+
+void CpuBackend::linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
+                                     bool accumulate) {
+  MatView b{nullptr, 1, I};
+  b.bf16 = w;
+  sgemm(N, O, I, {inp, I, 1}, b, out, O, accumulate, &pool_);
 }
 
 void CpuBackend::linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,

@@ -21,6 +21,9 @@ class CpuBackend : public Backend {
   void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                         const float* rstd, int N, int D) override;
   void linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) override;
+  void linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
+                           bool accumulate) override;
+  void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale) override;
   void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                        const float* w, int N, int I, int O) override;
   void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,

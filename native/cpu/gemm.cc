@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "../common/dtype.h"
 #include "../common/threadpool.h"
 #include "cpu_features.h"
 #include "gemm_kernels.h"
@@ -52,30 +53,41 @@ void pack_a(float* dst, MatView A, int i0, int mc, int k0, int kc, bool avx2) {
   }
 }
 
+inline float widen(float x) { return x; }
+inline float widen(uint16_t x) { return bf16_to_f32(x); }
+
 // B[k0:k0+kc, j0:j0+nc] -> NR-column panels, each kc x NR (k-major), zero-padded. The loop order
-// follows whichever stride is contiguous, so that reads stream.
-void pack_b(float* dst, MatView B, int k0, int kc, int j0, int nc, bool avx2) {
+// follows whichever stride is contiguous, so that reads stream. T: float, or uint16_t for BF16.
+template <typename T>
+void pack_b(float* dst, const T* p, long rs, long cs, int k0, int kc, int j0, int nc, bool avx2) {
   for (int jp = 0; jp < nc; jp += kNR, dst += (long)kc * kNR) {
     const int nr = std::min(kNR, nc - jp);
-    const float* base = B.p + (long)k0 * B.rs + (long)(j0 + jp) * B.cs;
-    if (B.cs == 1) {
+    const T* base = p + (long)k0 * rs + (long)(j0 + jp) * cs;
+    if (cs == 1) {
       for (int k = 0; k < kc; k++) {
-        const float* src = base + (long)k * B.rs;
+        const T* src = base + (long)k * rs;
         float* d = dst + k * kNR;
-        for (int j = 0; j < nr; j++) d[j] = src[j];
+        for (int j = 0; j < nr; j++) d[j] = widen(src[j]);
         for (int j = nr; j < kNR; j++) d[j] = 0.f;
       }
-    } else if (avx2 && B.rs == 1 && nr == kNR) {
-      pack_b_cols16_avx2(dst, base, B.cs, kc);  // transposed B: 8x8 transposes in registers
+    } else if (avx2 && rs == 1 && nr == kNR) {
+      pack_b_cols16_avx2(dst, base, cs, kc);  // transposed B: 8x8 transposes in registers
     } else {
       for (int j = 0; j < nr; j++) {
-        const float* src = base + (long)j * B.cs;
-        for (int k = 0; k < kc; k++) dst[k * kNR + j] = src[(long)k * B.rs];
+        const T* src = base + (long)j * cs;
+        for (int k = 0; k < kc; k++) dst[k * kNR + j] = widen(src[(long)k * rs]);
       }
       for (int j = nr; j < kNR; j++)
         for (int k = 0; k < kc; k++) dst[k * kNR + j] = 0.f;
     }
   }
+}
+
+void pack_b(float* dst, MatView B, int k0, int kc, int j0, int nc, bool avx2) {
+  if (B.bf16)
+    pack_b(dst, B.bf16, B.rs, B.cs, k0, kc, j0, nc, avx2);
+  else
+    pack_b(dst, B.p, B.rs, B.cs, k0, kc, j0, nc, avx2);
 }
 
 void sgemm_serial(MicroKernel kernel, int M, int N, int K, MatView A, MatView B, float* C, long ldc,
@@ -155,7 +167,11 @@ void sgemm(int M, int N, int K, MatView A, MatView B, float* C, long ldc, bool a
       MatView a = {A.p + (long)lo * A.rs, A.rs, A.cs};
       sgemm_serial(kernel, hi - lo, N, K, a, B, C + (long)lo * ldc, ldc, accumulate);
     } else {
-      MatView b = {B.p + (long)lo * B.cs, B.rs, B.cs};
+      MatView b = B;
+      if (b.bf16)
+        b.bf16 += (long)lo * B.cs;
+      else
+        b.p += (long)lo * B.cs;
       sgemm_serial(kernel, M, hi - lo, K, A, b, C + lo, ldc, accumulate);
     }
   });

@@ -5,6 +5,7 @@
 //   linear forward  out = inp W^T : A = inp (rs=I, cs=1), B[i,o] = W[o,i] (rs=1, cs=I)
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace diffpo {
 
@@ -13,6 +14,9 @@ class ThreadPool;
 struct MatView {
   const float* p;
   long rs, cs;  // element (r, c) is p[r*rs + c*cs]
+  // B only: BF16 elements at bf16[r*rs + c*cs] instead of p (BF16-resident weights), widened exactly
+  // while packing, as llama.cpp's CPU path does, so the micro-kernel is the float32 one.
+  const uint16_t* bf16 = nullptr;
 };
 
 // pool may be null (single-threaded). accumulate: C += AB, else C = AB.

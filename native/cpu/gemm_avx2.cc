@@ -1,6 +1,7 @@
 // Compiled with -mavx2 -mfma; called only after a runtime CPU check.
 #include <immintrin.h>
 
+#include "../common/dtype.h"
 #include "gemm_kernels.h"
 
 namespace diffpo {
@@ -127,14 +128,24 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
 }
 }  // namespace
 
-void pack_b_cols16_avx2(float* dst, const float* src, long cs, int kc) {
+namespace {
+inline __m256 load8(const float* s) { return _mm256_loadu_ps(s); }
+inline __m256 load8(const uint16_t* s) {  // BF16 -> float32: the 16 bits become the high half
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+inline float widen(float x) { return x; }
+inline float widen(uint16_t x) { return bf16_to_f32(x); }
+}  // namespace
+
+template <typename T>
+void pack_b_cols16_avx2(float* dst, const T* src, long cs, int kc) {
   int k = 0;
   for (; k + 8 <= kc; k += 8)
     for (int half = 0; half < 2; half++) {
-      const float* s = src + (long)half * 8 * cs + k;
-      __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + cs), r2 = _mm256_loadu_ps(s + 2 * cs),
-             r3 = _mm256_loadu_ps(s + 3 * cs), r4 = _mm256_loadu_ps(s + 4 * cs), r5 = _mm256_loadu_ps(s + 5 * cs),
-             r6 = _mm256_loadu_ps(s + 6 * cs), r7 = _mm256_loadu_ps(s + 7 * cs);
+      const T* s = src + (long)half * 8 * cs + k;
+      __m256 r0 = load8(s), r1 = load8(s + cs), r2 = load8(s + 2 * cs), r3 = load8(s + 3 * cs), r4 = load8(s + 4 * cs),
+             r5 = load8(s + 5 * cs), r6 = load8(s + 6 * cs), r7 = load8(s + 7 * cs);
       transpose8(r0, r1, r2, r3, r4, r5, r6, r7);
       float* d = dst + (long)k * 16 + half * 8;
       _mm256_store_ps(d, r0);
@@ -147,8 +158,10 @@ void pack_b_cols16_avx2(float* dst, const float* src, long cs, int kc) {
       _mm256_store_ps(d + 112, r7);
     }
   for (; k < kc; k++)
-    for (int j = 0; j < 16; j++) dst[k * 16 + j] = src[j * cs + k];
+    for (int j = 0; j < 16; j++) dst[k * 16 + j] = widen(src[j * cs + k]);
 }
+template void pack_b_cols16_avx2<float>(float*, const float*, long, int);
+template void pack_b_cols16_avx2<uint16_t>(float*, const uint16_t*, long, int);
 
 void pack_a_cols6_avx2(float* dst, const float* src, long cs, int kc) {
   const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);

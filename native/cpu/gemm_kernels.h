@@ -16,5 +16,7 @@ void pack_a_rows6_avx2(float* dst, const float* src, long rs, int kc);
 // dst[k*6 + r] = src[k*cs + r] (A stored transposed); writes up to 2 floats past dst[6*kc).
 void pack_a_cols6_avx2(float* dst, const float* src, long cs, int kc);
 // dst[k*16 + j] = src[j*cs + k] for j < 16 (B stored transposed, as W in out = inp W^T); dst 32-byte aligned.
-void pack_b_cols16_avx2(float* dst, const float* src, long cs, int kc);  // returns a value so the loop is not optimised away
+// T is float or uint16_t (BF16, widened exactly).
+template <typename T>
+void pack_b_cols16_avx2(float* dst, const T* src, long cs, int kc);  // returns a value so the loop is not optimised away
 }  // namespace diffpo
