@@ -94,6 +94,41 @@ OpCase linear(int N, int I, int O, bool accumulate, bool fd) {
   return c;
 }
 
+// An array's values rounded to BF16 bits (the same bits from a float backend's copy and Ref64's).
+template <typename T>
+std::vector<uint16_t> bf16_bits(const T* x, size_t n) {
+  std::vector<uint16_t> h(n);
+  for (size_t i = 0; i < n; i++) h[i] = f32_to_bf16((float)x[i]);
+  return h;
+}
+
+// BF16-resident weights (inference): out (+)= inp widen(w)^T and out = widen(wte[ids]) * scale
+OpCase linear_bf16(int N, int I, int O, bool accumulate) {
+  OpCase c(std::string("linear_bf16 ") + std::to_string(N) + "x" + std::to_string(I) + "x" + std::to_string(O) + (accumulate ? " accumulating" : ""),
+           {"linear_forward_bf16"}, {{"inp", (size_t)N * I}, {"weight", (size_t)O * I, 0.1}, {"out", (size_t)N * O, accumulate ? 1.0 : 0.0}});
+  c.forward = body([=](auto& ops, auto& a) {
+    const auto w = bf16_bits(a[1], (size_t)O * I);
+    ops.linear_forward_bf16(a[2], a[0], w.data(), N, I, O, accumulate);
+  });
+  c.outputs = {2}, c.out = 2;
+  c.tolerance_bf16 = 3e-2;
+  return c;
+}
+
+OpCase embedding_bf16(int N, int D, int E) {
+  std::vector<int32_t> v(N);
+  for (int n = 0; n < N; n++) v[n] = (n * 5) % E;
+  auto ids = shared(v);
+  OpCase c("embedding_bf16", {"embedding_forward_bf16"}, {{"wte", (size_t)E * D}, {"out", (size_t)N * D, 0}});
+  c.forward = body([=](auto& ops, auto& a) {
+    const auto w = bf16_bits(a[0], (size_t)E * D);
+    ops.embedding_forward_bf16(a[1], ids->data(), w.data(), N, D, 1.5);
+  });
+  c.outputs = {1}, c.out = 1;
+  c.tolerance = 1e-7;
+  return c;
+}
+
 // token rows wider than the heads (as in the fused q|k|v buffer): the other columns pass through; the
 // second sequence's positions are shifted, as a left-padded prompt's
 OpCase rope(int B, int T, int nh, int hd) {
@@ -239,6 +274,9 @@ std::vector<OpCase> op_cases() {
       // odd sizes exercise the micro-kernels' edge tiles; I > 256 crosses a K block
       linear(13, 300, 35, false, true),
       linear(77, 129, 300, true, false),
+      linear_bf16(13, 300, 35, false),
+      linear_bf16(7, 129, 300, true),
+      embedding_bf16(21, 40, 9),
       rope(2, 19, 3, 16),
       attention(2, 6, 4, 2, 8, 2, true),
       attention(2, 45, 4, 2, 32, 6, false),

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/dtype.h"
 #include "cpu/reference.h"
 #include "ops.h"
 
@@ -29,6 +30,10 @@ struct Ref64 {
   void embedding_forward(double* out, const int32_t* ids, const double* wte, int N, int D, double scale) {
     ref::embedding_forward(out, ids, wte, N, D, scale);
   }
+  void embedding_forward_bf16(double* out, const int32_t* ids, const uint16_t* wte, int N, int D, double scale) {
+    for (long n = 0; n < N; n++)
+      for (int d = 0; d < D; d++) out[n * D + d] = bf16_to_f32(wte[(size_t)ids[n] * D + d]) * scale;
+  }
   void embedding_backward(double* dwte, const double* dout, const int32_t* ids, int N, int D, double scale) {
     ref::embedding_backward(dwte, dout, ids, N, D, scale);
   }
@@ -41,6 +46,11 @@ struct Ref64 {
   }
   void linear_forward(double* out, const double* inp, const double* w, int N, int I, int O, bool acc) {
     ref::linear_forward(out, inp, w, N, I, O, acc);
+  }
+  void linear_forward_bf16(double* out, const double* inp, const uint16_t* w, int N, int I, int O, bool acc) {
+    std::vector<double> wide((size_t)O * I);
+    for (size_t i = 0; i < wide.size(); i++) wide[i] = bf16_to_f32(w[i]);
+    ref::linear_forward(out, inp, wide.data(), N, I, O, acc);
   }
   void linear_backward(double* dinp, bool acc, double* dw, const double* dout, const double* inp, const double* w, int N,
                        int I, int O) {
