@@ -28,7 +28,7 @@ export interface EvaluatedExpression {
 }
 
 /** Python's str.isspace(): the characters str.strip() removes. */
-const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+export const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
 
 /** Python's str.strip() (JavaScript's trim() differs: it strips U+FEFF and keeps U+001C..U+001F, U+0085). */

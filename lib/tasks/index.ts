@@ -6,6 +6,8 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { readTextFile } from '../core/files.js';
 import { arithTask } from './arith.js';
 import { countdownTask } from './countdown.js';
+import { gsm8kTask } from './gsm8k.js';
+import { math500Task } from './math500.js';
 import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
 import type { Difficulty, Task } from './task.js';
 
@@ -13,9 +15,12 @@ export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } 
 export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, countdownTask, isSignedSum, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
-export { difficultyRange, TaskMixture, trainingStream, type Difficulty, type Task, type TaskItem } from './task.js';
+export { difficultyRange, TaskMixture, trainingStream, type ChatMessage, type Difficulty, type Task, type TaskItem } from './task.js';
+export { D1_FORMAT_PROMPT, gsm8kCorrect, gsm8kExtract, gsm8kGroundTruth, gsm8kReward, gsm8kTask, GSM8K_VALIDATION_SIZE, parseGsm8k, type Gsm8kItem } from './gsm8k.js';
+export { D1_MATH_PROMPT, math500Correct, math500Extract, math500Reward, math500Task, parseMath500, type Math500Item } from './math500.js';
+export { boxedAnswer, isEquivMath, lastBoxedOnlyString, removeBoxed } from './math-answer.js';
 
-export type TaskName = 'sudoku4' | 'countdown3' | 'arith';
+export type TaskName = 'sudoku4' | 'countdown3' | 'arith' | 'gsm8k' | 'math500';
 
 /**
  * A task by name, with its default options or a difficulty: sudoku4's empty cells, countdown3's count
@@ -33,8 +38,12 @@ export function getTask(name: TaskName, difficulty?: Difficulty, options: { solu
       return countdownTask({ numbers: difficulty, searchFraction: options.searchFraction }) as Task<unknown>;
     case 'arith':
       return arithTask({ terms: difficulty }) as Task<unknown>;
+    case 'gsm8k':
+    case 'math500':
+      if (difficulty !== undefined) throw new InvalidArgumentError(`task '${name}' has no difficulty knob`);
+      return (name === 'gsm8k' ? gsm8kTask() : math500Task()) as Task<unknown>;
     default:
-      throw new InvalidArgumentError(`unknown task '${String(name)}' (one of sudoku4, countdown3, arith)`);
+      throw new InvalidArgumentError(`unknown task '${String(name)}' (one of sudoku4, countdown3, arith, gsm8k, math500)`);
   }
 }
 

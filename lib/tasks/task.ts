@@ -1,6 +1,12 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 
+/** One turn of a conversation, as chat templates take it. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | (string & {});
+  content: string;
+}
+
 /**
  * A reasoning task with exact verification (docs/rewards.md): a seeded generator, a text format
  * over the shared character vocabulary, the reward and the accuracy metric, and a parser for its
@@ -12,6 +18,11 @@ export interface Task<Item> {
   generate(rng: Rng): Item;
   /** The prompt text (task marker, problem, newline). */
   prompt(item: Item): string;
+  /**
+   * The prompt as a conversation, for a tokenizer with a chat template (the generation prompt is
+   * added after it); without one, or without a template, prompt() is used as it is.
+   */
+  chat?(item: Item): ChatMessage[];
   /** A reference response text (the answer the model is trained to write; no EOS). */
   response(item: Item): string;
   /** The reward of a completion's text (everything the model wrote before EOS); see docs/rewards.md. */
