@@ -76,7 +76,8 @@ export { buildSafetensorsHeader, readSafetensorsHeader, type SafetensorsDtype, t
 // tasks
 export * from './tasks/index.js';
 export { encodePrompts, encodeSftBatch, encodeSftPairs, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
-export { CharTokenizer, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABET, type TextTokenizer } from './tasks/tokenizer.js';
+export { CharTokenizer, checkTokenizerFits, completionText, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABET, type HfTokenizerFiles, type TextTokenizer } from './tasks/tokenizer.js';
+export { trainByteLevelBpe, type AddedTokenSpec } from './tasks/byte-level-bpe.js';
 // decoding
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './decoding/evaluate.js';
 export { generate, samplerOptions, type GenerateOptions, type GenerateResult, type StepEvent } from './decoding/sampler.js';

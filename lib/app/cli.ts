@@ -12,7 +12,9 @@ import type { BackendName } from '../engine/backend.js';
 import { launchedLocalSize, worldFromEnvironment } from '../engine/collective.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { getTask, loadTestSet, SUDOKU4_SOLUTIONS, type TaskName } from '../tasks/index.js';
+import { getTask, loadTestSet, resolveGenLength, SUDOKU4_SOLUTIONS, type TaskName } from '../tasks/index.js';
+import { checkTokenizerFits, completionText } from '../tasks/tokenizer.js';
+import { writeLladaFolder } from './llada-folder.js';
 import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
@@ -22,7 +24,7 @@ import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type P
 import { itemProgress, Progress } from './progress.js';
 import { LEARNED_GRID, recipeOptions, RUN_SWEEP, runRl } from './rl-run.js';
 
-const TASKS = ['sudoku4', 'countdown3', 'arith'];
+const TASKS = ['sudoku4', 'countdown3', 'arith', 'gsm8k', 'math500'];
 
 // every command that builds a model
 const MODEL_FLAGS: Flag[] = [
@@ -64,24 +66,30 @@ const COMMANDS: Record<string, Command> = {
     run: logitsCommand,
   },
   init: {
-    usage: 'diffpo init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16]',
-    summary: 'Writes a randomly initialised LLaDA-layout checkpoint.',
+    usage: 'diffpo init --out DIR [--config tiny|small|medium] [--seed N] [--dtype f32|bf16] | --like llada-8b-instruct [--layers N] [--width D] [--shards N]',
+    summary: "Writes a randomly initialised LLaDA-layout checkpoint; with --like llada-8b-instruct, a folder in LLaDA-8B-Instruct's real layout (its config with --layers blocks, tokenizer config, chat template and special tokens, a stand-in byte-level BPE tokenizer.json, random BF16 weights), to try real-folder commands without the real weights.",
     flags: [
       { name: 'out', type: 'string', help: 'the folder to write', meta: 'DIR' },
       { name: 'config', type: 'string', default: 'tiny', choices: Object.keys(PRESETS), help: 'size preset' },
       { name: 'seed', type: 'int', default: 0, help: 'seed of the initialisation' },
       { name: 'dtype', type: 'string', default: 'f32', choices: ['f32', 'bf16'], help: 'weight dtype on disk' },
+      { name: 'like', type: 'string', choices: ['llada-8b-instruct'], help: "write LLaDA-8B-Instruct's folder layout (BF16) instead of a preset" },
+      { name: 'layers', type: 'int', default: 1, help: 'with --like: transformer blocks (LLaDA-8B has 32; one full-width block is 1.25B parameters, a 2.3 GiB file)' },
+      { name: 'width', type: 'int', help: "with --like: d_model (default LLaDA's 4096; a multiple of 128, keeping its vocabulary and head size)" },
+      { name: 'shards', type: 'int', default: 1, help: "with --like: weight files (LLaDA ships 6, with model.safetensors.index.json)" },
       ...MODEL_FLAGS,
     ],
     run: initCommand,
   },
   generate: {
-    usage: 'diffpo generate --model DIR --prompt "1,2,3[;4,5]" --gen-length N (--steps N | --threshold T | --factor F | --gamma G) [...]',
-    summary: 'Decodes a completion per prompt and prints the tokens, the NFE and a per-step trace (positions, tokens, confidences).',
+    usage: 'diffpo generate --model DIR (--chat "a message" | --text "a prompt" | --prompt "1,2,3[;4,5]") [--gen-length N] [strategy flags] [...]',
+    summary: "Decodes a completion per prompt: with --chat (one user turn through the folder's chat template) or --text, prints the completion's text; with --prompt (token ids), the tokens, the NFE and a per-step trace (positions, tokens, confidences).",
     flags: [
       MODEL_DIR,
+      { name: 'chat', type: 'string', help: "a user message, rendered with the tokenizer's chat template (with the assistant's generation prompt)", meta: '"TEXT"' },
+      { name: 'text', type: 'string', help: 'a prompt text, tokenized as it is', meta: '"TEXT"' },
       { name: 'prompt', type: 'string', help: 'prompt token ids, prompts separated by ;', meta: '"1,2;3"' },
-      { name: 'gen-length', type: 'int', help: 'tokens to generate per prompt' },
+      { name: 'gen-length', type: 'int', help: 'tokens to generate per prompt (default 128 with --chat or --text)' },
       ...STRATEGY_FLAGS,
       { name: 'temperature', type: 'number', default: 0, help: '0 = argmax; else Gumbel-max sampling at this temperature' },
       { name: 'seed', type: 'int', default: 0, help: 'seed of the sampling noise' },
@@ -99,7 +107,7 @@ const COMMANDS: Record<string, Command> = {
       TASK,
       DATA_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
-      { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json)" },
+      { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
       ...STRATEGY_FLAGS,
       { name: 'learned', type: 'boolean', help: "decode with the model's learned per-prompt threshold (a checkpoint trained with --sampler learned)" },
       { name: 'max-nfe', type: 'int', help: 'NFE budget per sequence: the last allowed forward fills what is left' },
@@ -220,11 +228,17 @@ async function logitsCommand(v: FlagValues, run: ModelOptions): Promise<void> {
 
 async function initCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'init', 'out');
+  const out = v.out as string;
+  if (v.like !== undefined) {
+    const t0 = performance.now();
+    const n = await writeLladaFolder(out, { ...run, layers: v.layers as number, width: v.width as number | undefined, shards: v.shards as number, seed: v.seed as number });
+    return void process.stdout.write(`wrote ${out} (LLaDA-8B-Instruct's layout, ${v.layers} layer(s), ${n} parameters, BF16, ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+  }
   const dtype = v.dtype as 'f32' | 'bf16';
   const model = DiffusionLM.create(presetConfig(v.config as PresetName), { seed: v.seed as number, ...run });
   try {
-    await model.save(v.out as string, { dtype });
-    process.stdout.write(`wrote ${v.out} (${model.numParameters} parameters, ${dtype})\n`);
+    await model.save(out, { dtype });
+    process.stdout.write(`wrote ${out} (${model.numParameters} parameters, ${dtype})\n`);
   } finally {
     model.dispose();
   }
@@ -257,14 +271,25 @@ function evalStrategy(v: FlagValues): DecodingStrategy {
 }
 
 async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> {
-  required(v, 'generate', 'model', 'prompt', 'gen-length');
-  const prompts = parseRows('--prompt', v.prompt as string).map((r) => Int32Array.from(r));
-  const genLength = v.genLength as number;
+  required(v, 'generate', 'model');
+  const given = (['chat', 'text', 'prompt'] as const).filter((k) => v[k] !== undefined);
+  if (given.length !== 1) throw new InvalidArgumentError('generate needs exactly one of --chat, --text, --prompt');
+  const textual = given[0] !== 'prompt';
+  if (!textual) required(v, 'generate', 'gen-length');
+  const genLength = (v.genLength as number | undefined) ?? 128;
+  const folder = textual ? await readModelFolder(v.model as string) : null;
+  let prompts: Int32Array[];
+  if (folder) {
+    const { tokenizer } = folder;
+    const text = v.chat !== undefined ? tokenizer.applyChatTemplate([{ role: 'user', content: v.chat as string }], { addGenerationPrompt: true }) : (v.text as string);
+    if (text === null) throw new InvalidArgumentError(`--chat needs a chat template, and ${v.model as string}'s tokenizer has none: use --text`);
+    prompts = [tokenizer.encode(text)];
+  } else prompts = parseRows('--prompt', v.prompt as string).map((r) => Int32Array.from(r));
   const trace: { step: number; unmasked: { sequence: number; position: number; token: number; confidence: number }[] }[] = [];
   const options: GenerateOptions = {
     genLength,
     blockLength: (v.blockLength as number | undefined) ?? genLength,
-    strategy: strategyFromFlags(v, 'generate', false),
+    strategy: strategyFromFlags(v, 'generate', textual),
     temperature: v.temperature as number,
     seed: v.seed as number,
     maxNfe: v.maxNfe as number | undefined,
@@ -275,10 +300,16 @@ async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> 
         unmasked: Array.from(e.unmasked.token, (token, i) => ({ sequence: e.unmasked.sequence[i]!, position: e.unmasked.position[i]!, token, confidence: e.unmasked.confidence[i]! })),
       }),
   };
-  const model = await DiffusionLM.fromPretrained(v.model as string, run);
+  const model = await DiffusionLM.fromPretrained(v.model as string, { ...run, dtype: 'auto' });
   try {
+    if (folder) checkTokenizerFits(folder.tokenizer, model.config);
     const r = await generate(model, prompts, options);
     const tokens = prompts.map((_, b) => Array.from(r.tokens.subarray(b * genLength, (b + 1) * genLength)));
+    if (folder) {
+      const text = completionText(folder.tokenizer, tokens[0]!);
+      if (v.json) return void process.stdout.write(JSON.stringify({ text, tokens: tokens[0], nfe: r.nfe[0], hitBudget: Boolean(r.hitBudget[0]) }) + '\n');
+      return void process.stdout.write(`${text}\n\n(${r.nfe[0]} forwards for ${genLength} tokens${r.hitBudget[0] ? ', budget reached' : ''})\n`);
+    }
     if (v.json) return void process.stdout.write(JSON.stringify({ tokens, nfe: Array.from(r.nfe), hitBudget: Array.from(r.hitBudget, Boolean), steps: trace }) + '\n');
     for (const s of trace) process.stdout.write(`step ${s.step}: ` + s.unmasked.map((u) => `[${u.sequence}] ${u.position}=${u.token} (${u.confidence.toFixed(3)})`).join('  ') + '\n');
     tokens.forEach((t, b) => process.stdout.write(`sequence ${b}: ${t.join(',')}  NFE ${r.nfe[b]}${r.hitBudget[b] ? ' (budget reached)' : ''}\n`));
@@ -294,10 +325,11 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   if (v.limit !== undefined) items = items.slice(0, v.limit as number);
   const folder = await readModelFolder(v.model as string);
   const { tokenizer } = folder;
-  const genLength = (v.genLength as number | undefined) ?? folder.genLength;
-  const blockLength = v.blockLength as number | undefined;
-  const model = await DiffusionLM.fromPretrained(v.model as string, run);
+  const genLength = resolveGenLength(task, v.genLength as number | undefined, folder.genLength);
+  const blockLength = (v.blockLength as number | undefined) ?? task.blockLength;
+  const model = await DiffusionLM.fromPretrained(v.model as string, { ...run, dtype: 'auto' });
   try {
+    checkTokenizerFits(tokenizer, model.config);
     const budgets = v.budgets as number[];
     if (budgets.length > 0) {
       const bar = itemProgress('budget sweep');

@@ -8,7 +8,8 @@ import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { worldFromEnvironment } from '../engine/collective.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import type { Difficulty, Task } from '../tasks/task.js';
+import { encodePrompts } from '../tasks/encode.js';
+import { resolveGenLength, type Difficulty, type Task } from '../tasks/task.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
 import { truncateStepLog } from '../training/checkpoint-set.js';
@@ -185,7 +186,9 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const { task, out, steps, threshold } = o;
   const base = o.from ?? shippedBase(task.name);
   const from = o.resume ? out : base;
-  const { tokenizer, genLength } = await readModelFolder(from);
+  const folder = await readModelFolder(from);
+  const { tokenizer } = folder;
+  const genLength = resolveGenLength(task as Task<unknown>, undefined, folder.genLength);
   // in a data-parallel job every process computes, rank 0 alone writes (the trainer's checkpoints too)
   const lead = worldFromEnvironment().rank === 0;
   const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
@@ -261,7 +264,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
       if (task.difficulty) {
         const { head } = rl;
-        const features = await head.featuresOf(model, test.map((x) => tokenizer.encode(task.prompt(x))), { genLength });
+        const features = await head.featuresOf(model, encodePrompts(task, test, tokenizer), { genLength });
         const of = task.difficulty.of;
         const levels = [...new Set(test.map((x) => of(x)))].sort((a, b) => a - b);
         const rows = levels.map((difficulty) => ({ difficulty, counts: head.grid.map(() => 0) }));

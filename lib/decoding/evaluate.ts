@@ -5,11 +5,11 @@ import { generate, type GenerateOptions } from './sampler.js';
 import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
 import { encodePrompts } from '../tasks/encode.js';
 import type { Task } from '../tasks/task.js';
-import type { CharTokenizer } from '../tasks/tokenizer.js';
+import type { TextTokenizer } from '../tasks/tokenizer.js';
 
 export interface EvaluateOptions {
   items: unknown[];
-  tokenizer: CharTokenizer;
+  tokenizer: TextTokenizer;
   /** Tokens generated per item (the response length, including EOS). */
   genLength: number;
   /** Generation options (strategy, blockLength, cache, ...); default threshold decoding at DEFAULT_THRESHOLD, one block. */

@@ -124,9 +124,14 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
 }
 
+/** `model-0000k-of-0000n.safetensors`, Hugging Face's shard names. */
+const shardName = (k: number, n: number) => `model-${String(k + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+
 /**
- * Saves config.json and model.safetensors into dir, each written to a temporary file then renamed.
- * Extra tensors (float64, after the model's) are appended to the same file.
+ * Saves config.json and the weights into dir: model.safetensors, or with `shards` > 1 the
+ * Hugging Face sharded layout (model-0000k-of-0000n.safetensors, tensors in order, split by bytes,
+ * and model.safetensors.index.json). Every file is written to a temporary sibling, then renamed, the
+ * index last. Extra tensors (float64, after the model's) go to the last file.
  */
 export async function saveCheckpoint(
   dir: string,
@@ -135,28 +140,59 @@ export async function saveCheckpoint(
   specs: NativeTensorSpec[],
   dtype: 'f32' | 'bf16',
   extras: ExtraTensor[] = [],
+  shards = 1,
 ): Promise<void> {
   const sd = dtype === 'bf16' ? 'BF16' : 'F32';
   for (const e of extras)
     if (!e.name.startsWith(EXTRA_TENSOR_PREFIX) || e.data.length !== e.shape.reduce((a, d) => a * d, 1))
       throw new CheckpointError(`extra tensor '${e.name}' needs the '${EXTRA_TENSOR_PREFIX}' prefix and data matching its shape [${e.shape}]`);
-  const header = buildSafetensorsHeader([...specs, ...extras.map((e) => ({ name: e.name, shape: e.shape, dtype: 'F64' as const }))], sd);
-  const target = join(dir, 'model.safetensors');
-  const tmp = tempName(target);
+  if (!Number.isInteger(shards) || shards < 1 || shards > specs.length) throw new InvalidArgumentError(`shards must be an integer in [1, ${specs.length}], got ${shards}`);
+  // contiguous groups of tensors of about equal bytes
+  const bytes = dtype === 'bf16' ? 2 : 4;
+  const total = specs.reduce((a, t) => a + t.numel * bytes, 0);
+  const groups: NativeTensorSpec[][] = Array.from({ length: shards }, () => []);
+  let seen = 0,
+    k = 0;
+  for (const [i, t] of specs.entries()) {
+    // where its bytes fall, but late enough that every later group still gets a tensor
+    const want = Math.max(Math.min(shards - 1, Math.floor((seen * shards) / total)), shards - (specs.length - i));
+    if (want > k && groups[k]!.length > 0) k++;
+    groups[k]!.push(t);
+    seen += t.numel * bytes;
+  }
+  const names = shards === 1 ? ['model.safetensors'] : groups.map((_, k) => shardName(k, shards));
+  const temps: [string, string][] = [];
   try {
-    await native.saveSafetensors(tmp, header, specs.map((s) => ({ srcOffset: s.offset, count: s.numel })), dtype === 'bf16' ? 2 : 0);
-    if (extras.length) {
-      const bytes = Buffer.alloc(extras.reduce((a, e) => a + e.data.length * 8, 0));
-      let o = 0;
-      for (const e of extras) for (const v of e.data) o = bytes.writeDoubleLE(v, o);
-      await appendFile(tmp, bytes, { flush: true });
+    for (const [k, group] of groups.entries()) {
+      const mine = k === shards - 1 ? extras : [];
+      const header = buildSafetensorsHeader([...group, ...mine.map((e) => ({ name: e.name, shape: e.shape, dtype: 'F64' as const }))], sd);
+      const target = join(dir, names[k]!);
+      const tmp = tempName(target);
+      temps.push([tmp, target]);
+      await native.saveSafetensors(tmp, header, group.map((s) => ({ srcOffset: s.offset, count: s.numel })), dtype === 'bf16' ? 2 : 0);
+      if (mine.length) {
+        const buf = Buffer.alloc(mine.reduce((a, e) => a + e.data.length * 8, 0));
+        let o = 0;
+        for (const e of mine) for (const v of e.data) o = buf.writeDoubleLE(v, o);
+        await appendFile(tmp, buf, { flush: true });
+      }
     }
     await writeFileAtomic(join(dir, 'config.json'), JSON.stringify({ ...config, torch_dtype: dtype === 'bf16' ? 'bfloat16' : 'float32' }, null, 2) + '\n');
-    await rename(tmp, target);
+    for (const [tmp, target] of temps) await rename(tmp, target);
   } catch (err) {
-    await rm(tmp, { force: true });
+    for (const [tmp] of temps) await rm(tmp, { force: true });
     throw err;
   }
-  // A sharded index left from an earlier save would now describe stale weights.
-  await rm(join(dir, 'model.safetensors.index.json'), { force: true });
+  const index = join(dir, 'model.safetensors.index.json');
+  if (shards === 1) {
+    // a sharded index left from an earlier save would now describe stale weights
+    await rm(index, { force: true });
+    return;
+  }
+  const weightMap: Record<string, string> = {};
+  groups.forEach((g, k) => g.forEach((t) => (weightMap[t.name] = names[k]!)));
+  for (const e of extras) weightMap[e.name] = names[shards - 1]!;
+  await writeFileAtomic(index, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
+  // a single file left from an earlier save would shadow the index (loaders read it first)
+  await rm(join(dir, 'model.safetensors'), { force: true });
 }

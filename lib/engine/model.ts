@@ -213,9 +213,13 @@ export class DiffusionLM {
     return model;
   }
 
-  /** Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the extras in float64) into dir. */
-  async save(dir: string, options: { dtype?: 'f32' | 'bf16' } = {}): Promise<void> {
+  /**
+   * Saves config.json and model.safetensors (F32 or BF16, rounded to nearest even; the extras in
+   * float64) into dir; with `shards` > 1, Hugging Face's sharded layout with its index.
+   */
+  async save(dir: string, options: { dtype?: 'f32' | 'bf16'; shards?: number } = {}): Promise<void> {
     const dtype = objectArg('save options', options).dtype ?? 'f32';
+    const shards = options.shards ?? 1;
     if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
     if (typeof dir !== 'string' || dir === '') throw new InvalidArgumentError(`save needs a directory path, got ${JSON.stringify(dir) ?? String(dir)}`);
     try {
@@ -224,7 +228,7 @@ export class DiffusionLM {
       throw new CheckpointError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err });
     }
     const extras = this.extras?.toTensors() ?? [];
-    await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras));
+    await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras, shards));
   }
 
   /** Total number of parameters. */

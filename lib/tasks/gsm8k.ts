@@ -122,6 +122,8 @@ function referenceResponse(item: Gsm8kItem): string {
 export function gsm8kTask(): Task<Gsm8kItem> & { validationSet(): Gsm8kItem[] } {
   return {
     name: 'gsm8k',
+    genLength: 256,
+    blockLength: 32,
     testSetFile: 'gsm8k_test.jsonl',
     generate(rng: Rng) {
       const { stream } = trainSplit();

@@ -15,7 +15,7 @@ export { arithReward, arithTask, parseArithAnswer, solveArith, type ArithItem } 
 export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, countdownTask, isSignedSum, type CountdownItem } from './countdown.js';
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
-export { difficultyRange, TaskMixture, trainingStream, type ChatMessage, type Difficulty, type Task, type TaskItem } from './task.js';
+export { difficultyRange, resolveGenLength, TaskMixture, trainingStream, type ChatMessage, type Difficulty, type Task, type TaskItem } from './task.js';
 export { D1_FORMAT_PROMPT, gsm8kCorrect, gsm8kExtract, gsm8kGroundTruth, gsm8kReward, gsm8kTask, GSM8K_VALIDATION_SIZE, parseGsm8k, type Gsm8kItem } from './gsm8k.js';
 export { D1_MATH_PROMPT, math500Correct, math500Extract, math500Reward, math500Task, parseMath500, type Math500Item } from './math500.js';
 export { boxedAnswer, isEquivMath, lastBoxedOnlyString, removeBoxed } from './math-answer.js';

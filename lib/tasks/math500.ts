@@ -90,6 +90,8 @@ export function math500Task(): Task<Math500Item> {
   const content = (item: Math500Item) => `${D1_FORMAT_PROMPT}\n\n${D1_MATH_PROMPT}\n\n${item.problem}`;
   return {
     name: 'math500',
+    genLength: 256,
+    blockLength: 32,
     testSetFile: 'math500_test.jsonl',
     generate() {
       throw new InvalidArgumentError('math500 is an evaluation set: it has no training split to draw from (train on gsm8k)');

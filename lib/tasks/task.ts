@@ -37,8 +37,23 @@ export interface Task<Item> {
   readonly testSetFile?: string;
   /** For a task without an external test set: a fixed generated evaluation set (from its own seed). */
   heldOut?(): Item[];
+  /** Tokens to generate per answer when neither the command nor the model folder says (gsm8k, math500: d1's 256). */
+  readonly genLength?: number;
+  /** The semi-autoregressive block length to decode answers with by default (gsm8k, math500: d1's 32). */
+  readonly blockLength?: number;
   /** The item's value of the task's difficulty knob (sudoku4: empty cells, arith: terms, countdown: numbers), for reports by difficulty. */
   readonly difficulty?: { name: string; of(item: Item): number };
+}
+
+/**
+ * Tokens per answer: the caller's value, else the model folder's (diffpo's own models record the
+ * response length they were trained at), else the task's; an InvalidArgumentError naming the task
+ * when none says.
+ */
+export function resolveGenLength(task: Task<unknown>, given: number | undefined, folder: number | undefined): number {
+  const n = given ?? folder ?? task.genLength;
+  if (n === undefined) throw new InvalidArgumentError(`task '${task.name}' has no default answer length and the model folder records none: give a generation length (--gen-length)`);
+  return n;
 }
 
 /** A difficulty knob: one value, or a range [min, max] from which each generated item draws uniformly. */

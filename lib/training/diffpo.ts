@@ -16,7 +16,8 @@ import { DiffusionLM } from '../engine/model.js';
 import { planEstimate, runPlan, type BatchShard, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
 import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
 import { TaskMixture, type Task, type TaskItem } from '../tasks/task.js';
-import { CharTokenizer } from '../tasks/tokenizer.js';
+import { encodePrompt } from '../tasks/encode.js';
+import { CharTokenizer, checkTokenizerFits, type TextTokenizer } from '../tasks/tokenizer.js';
 import { commitCheckpoint, readTrainerState } from './checkpoint-set.js';
 import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
@@ -82,7 +83,7 @@ export interface DiffpoOptions extends Partial<DiffpoDefaults> {
   tasks?: Task<unknown>[];
   /** Extra reward terms summed with each task's reward (default none). */
   rewardFns?: RewardFn[];
-  tokenizer?: CharTokenizer;
+  tokenizer?: TextTokenizer;
   /** Tokens generated per rollout (the task's response length with EOS padding). */
   genLength: number;
   blockLength?: number;
@@ -284,7 +285,7 @@ export class DiffpoTrainer {
   /** The first (or only) task. */
   readonly task: Task<unknown>;
   readonly tasks: Task<unknown>[];
-  readonly tokenizer: CharTokenizer;
+  readonly tokenizer: TextTokenizer;
   readonly optimizer: AdamW;
   /** The learned sampler head (sampler modes 'learned' and 'sampler-only'). */
   head: ThresholdHead | null = null;
@@ -324,6 +325,7 @@ export class DiffpoTrainer {
     this.model = o.model;
     this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
+    checkTokenizerFits(this.tokenizer, this.model.config);
     checkSchedule(o);
     this.optimizer = new AdamW(o.model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
     const s = o.sampler ?? { mode: 'fixed' };
@@ -484,7 +486,7 @@ export class DiffpoTrainer {
     const o = this.#o;
     const share = shareOf(prompted.length, o.groupSize, this.world);
     const items = prompted.flatMap((item) => new Array<TaskItem>(o.groupSize).fill(item));
-    const encode = (list: TaskItem[]) => list.map(({ task, item }) => this.tokenizer.encode(task.prompt(item)));
+    const encode = (list: TaskItem[]) => list.map(({ task, item }) => encodePrompt(task, item, this.tokenizer));
     const prompts = encode(items);
     let strategy: DecodingStrategy = o.strategy ?? thresholdStrategy();
     let features: Float64Array[] = [],
@@ -537,7 +539,7 @@ export class DiffpoTrainer {
     for (let tries = 0; prompts.length < HEAD_CALIBRATION_PROMPTS && tries < 100 * HEAD_CALIBRATION_PROMPTS; tries++) {
       const task = this.tasks[tries % this.tasks.length]!;
       const item = task.generate(rng);
-      if (!exclude.has(task.key(item))) prompts.push(this.tokenizer.encode(task.prompt(item)));
+      if (!exclude.has(task.key(item))) prompts.push(encodePrompt(task, item, this.tokenizer));
     }
     this.head!.calibrate(await this.head!.featuresOf(this.model, prompts, { genLength: o.genLength, signal }));
   }

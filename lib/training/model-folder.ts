@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -5,29 +6,31 @@ import { CheckpointError } from '../core/errors.js';
 import { readJsonFile } from '../core/files.js';
 import { writeFileAtomic } from '../engine/checkpoint.js';
 import { DiffusionLM, type LoadOptions } from '../engine/model.js';
-import { CharTokenizer } from '../tasks/tokenizer.js';
+import { loadTokenizer, type TextTokenizer } from '../tasks/tokenizer.js';
 
 /**
- * A model folder: what inference needs in one directory. config.json and model.safetensors (the
- * weights, with a learned sampler head if it has one), tokenizer.json, and generation_config.json
- * (the task it was trained on and the tokens to generate per answer).
+ * A model folder: what inference needs in one directory. config.json and model.safetensors (or a
+ * sharded index; the weights, with a learned sampler head if it has one), tokenizer.json (with
+ * tokenizer_config.json and special_tokens_map.json for a Hugging Face tokenizer), and
+ * generation_config.json (for diffpo's own models, the task and the tokens to generate per answer;
+ * a Hugging Face folder's, such as LLaDA-8B-Instruct's, has neither).
  */
 export interface ModelFolder {
-  tokenizer: CharTokenizer;
-  /** Tokens generated per answer (the response length, EOS padding included). */
-  genLength: number;
+  tokenizer: TextTokenizer;
+  /** Tokens generated per answer (the response length, EOS padding included), when the folder records it. */
+  genLength?: number;
   /** The task (or 'a+b' mixture) the model was trained on, when recorded. */
   task?: string;
 }
 
 /** Reads a model folder's tokenizer and generation config (not the weights: DiffusionLM.fromPretrained, or loadModelFolder). */
 export async function readModelFolder(dir: string): Promise<ModelFolder> {
-  const tokenizer = await CharTokenizer.fromFile(join(dir, 'tokenizer.json'));
+  const tokenizer = await loadTokenizer(dir);
   const path = join(dir, 'generation_config.json');
-  const json = ((await readJsonFile(path)) ?? {}) as { task?: unknown; gen_length?: unknown };
-  if (typeof json.gen_length !== 'number' || !Number.isInteger(json.gen_length) || json.gen_length < 1)
+  const json = (existsSync(path) ? ((await readJsonFile(path)) ?? {}) : {}) as { task?: unknown; gen_length?: unknown };
+  if (json.gen_length !== undefined && (typeof json.gen_length !== 'number' || !Number.isInteger(json.gen_length) || json.gen_length < 1))
     throw new CheckpointError(`${path}: gen_length must be a positive integer, got ${JSON.stringify(json.gen_length)}`);
-  return { tokenizer, genLength: json.gen_length, task: typeof json.task === 'string' ? json.task : undefined };
+  return { tokenizer, genLength: json.gen_length as number | undefined, task: typeof json.task === 'string' ? json.task : undefined };
 }
 
 /** The weights and the rest of a model folder. */
@@ -40,6 +43,6 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
 export async function writeModelFolder(dir: string, model: DiffusionLM, folder: ModelFolder & { dtype: 'f32' | 'bf16' }): Promise<void> {
   await mkdir(dir, { recursive: true });
   await model.save(dir, { dtype: folder.dtype });
-  await writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(folder.tokenizer.toJSON()));
+  for (const [name, json] of Object.entries(folder.tokenizer.files())) await writeFileAtomic(join(dir, name), JSON.stringify(json));
   await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: folder.task, gen_length: folder.genLength }, null, 2) + '\n');
 }

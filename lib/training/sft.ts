@@ -14,7 +14,7 @@ import { DiffusionLM } from '../engine/model.js';
 import { maskedDiffusionLoss } from '../likelihood/masked-diffusion.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
 import { TaskMixture, type Task } from '../tasks/task.js';
-import { CharTokenizer } from '../tasks/tokenizer.js';
+import { CharTokenizer, checkTokenizerFits, type TextTokenizer } from '../tasks/tokenizer.js';
 import { commitCheckpoint, readTrainerState, truncateStepLog } from './checkpoint-set.js';
 import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
@@ -44,7 +44,7 @@ export interface SftOptions extends Partial<SftDefaults> {
   /** The task, or `tasks` for multi-task SFT (each batch cycles through them, one shared vocabulary). */
   task?: Task<unknown>;
   tasks?: Task<unknown>[];
-  tokenizer?: CharTokenizer;
+  tokenizer?: TextTokenizer;
   /** Response tokens per sequence including EOS padding (default: longest of 256 generated responses + 1). */
   responseLength?: number;
   /** Keys (Task.key) of items that training must never see, e.g. the test set's. */
@@ -89,7 +89,7 @@ export class SftTrainer {
   /** The first (or only) task; evaluation uses it. */
   readonly task: Task<unknown>;
   readonly tasks: Task<unknown>[];
-  readonly tokenizer: CharTokenizer;
+  readonly tokenizer: TextTokenizer;
   readonly responseLength: number;
   readonly optimizer: AdamW;
   readonly world: Collective;
@@ -112,8 +112,7 @@ export class SftTrainer {
     const tasks = (this.tasks = this.#mixture.tasks);
     this.task = tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
-    if (this.tokenizer.vocabSize !== model.config.vocab_size || this.tokenizer.maskId !== model.config.mask_token_id)
-      throw new InvalidArgumentError(`the tokenizer (vocab ${this.tokenizer.vocabSize}, mask ${this.tokenizer.maskId}) does not match the model's config (vocab ${model.config.vocab_size}, mask ${model.config.mask_token_id})`);
+    checkTokenizerFits(this.tokenizer, model.config);
     const probe = new Rng(o.seed + 1);
     this.responseLength = o.responseLength ?? Math.max(...tasks.map((t) => responseLengthOf(t, Array.from({ length: 256 }, () => t.generate(probe)), this.tokenizer)));
     this.optimizer = new AdamW(model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
