@@ -71,7 +71,7 @@ export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };
 export { tensorLayout } from './engine/model.js';
-export type { AdamWUpdate, BackwardOption, CreateOptions, DecoderOptions, DecoderSession, ExtraTensorSource, ForwardOptions, LoadOptions, ModelOptions, OptimizerMoments, SelectedLogProbsInput } from './engine/model.js';
+export type { AdamWUpdate, BackwardOption, CreateOptions, DecoderOptions, DecoderSession, ExtraTensorSource, ForwardOptions, LoadOptions, ModelOptions, OptimizerMoments, SelectedLogProbsInput, WeightsDtype } from './engine/model.js';
 export { buildSafetensorsHeader, readSafetensorsHeader, type SafetensorsDtype, type SafetensorsHeader, type TensorEntry } from './engine/safetensors.js';
 // tasks
 export * from './tasks/index.js';
@@ -81,6 +81,8 @@ export { trainByteLevelBpe, type AddedTokenSpec } from './tasks/byte-level-bpe.j
 // decoding
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './decoding/evaluate.js';
 export { generate, samplerOptions, type GenerateOptions, type GenerateResult, type StepEvent } from './decoding/sampler.js';
+export { TextDiffusion, type TextGenerateOptions, type TextGeneration, type TextPrompt } from './decoding/text-diffusion.js';
+export { LLADA_8B_DIR, writeLladaFolder, type LladaFolderOptions } from './app/llada-folder.js';
 export { DEFAULT_THRESHOLD, ONE_TOKEN_PER_STEP, strategyForSequences, strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from './decoding/strategy.js';
 export { DEFAULT_HEAD_LR, ThresholdHead };
 export { CONFIDENCE_FEATURES, MIN_FEATURE_STD, type HeadFeatures } from './decoding/threshold-head.js';

@@ -81,7 +81,7 @@ describe('SftTrainer', () => {
 
   it('rejects a tokenizer that does not match the model and bad options', () => {
     const model = DiffusionLM.create({ ...TINY, vocab_size: 40 });
-    expect(() => new SftTrainer(model, { task: copy4 as Task<unknown> })).toThrow(/does not match the model's config/);
+    expect(() => new SftTrainer(model, { task: copy4 as Task<unknown> })).toThrow(/does not fit the model's embedding/);
     const ok = DiffusionLM.create(TINY);
     expect(() => new SftTrainer(ok, { task: copy4 as Task<unknown>, batchSize: 0 })).toThrow(/batchSize/);
     expect(() => new SftTrainer(ok, { task: copy4 as Task<unknown>, evalEvery: 5 })).toThrow(/evalItems/);
