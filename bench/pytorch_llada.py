@@ -1,7 +1,8 @@
 """The same LLaDA model in PyTorch (eager), timed in the same bench run as diffpo.
 
-Reads a diffpo checkpoint (config.json + F32 model.safetensors) so that the logits can be compared
-too. Prints one JSON line (versions, logits), then times one forward or training step per request
+Reads a diffpo checkpoint (config.json + an F32 or BF16 model.safetensors) so that the logits can be
+compared too; with --dtype bf16 the weights are held in BF16 and the forward runs under CPU autocast
+(BF16 matrix products), as a BF16 LLaDA checkpoint runs in PyTorch. Prints one JSON line (versions, logits), then times one forward or training step per request
 line read from stdin. Run with OMP_WAIT_POLICY=PASSIVE (see README: without it PyTorch is
 2-4x slower on these machines, which would flatter diffpo).
 """
@@ -26,9 +27,14 @@ def load_safetensors(path):
     for name, t in header.items():
         if name == "__metadata__":
             continue
-        assert t["dtype"] == "F32"
+        assert t["dtype"] in ("F32", "BF16")
         b, e = t["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=np.float32).copy()).reshape(t["shape"])
+        if t["dtype"] == "F32":
+            x = torch.from_numpy(np.frombuffer(data[b:e], dtype=np.float32).copy())
+        else:
+            x = torch.from_numpy(np.frombuffer(data[b:e], dtype=np.int16).copy()).view(torch.bfloat16)
+        out[name] = x.reshape(t["shape"])
+    del data
     return out
 
 
@@ -136,13 +142,19 @@ def main():
     ap.add_argument("--seqlen", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check-tokens", default="")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="weights held in float32, or in BF16 with autocast")
     ap.add_argument("--export-onnx", default="", help="also write the model as ONNX (for onnxruntime-node)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c = json.load(open(a.model + "/config.json"))
-    model = LLaDA(c, load_safetensors(a.model + "/model.safetensors"))
-    hello = {"torch": torch.__version__, "threads": a.threads}
+    weights = load_safetensors(a.model + "/model.safetensors")
+    wdtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    model = LLaDA(c, {k: v.to(wdtype) for k, v in weights.items()})
+    del weights
+    if a.dtype == "bf16":
+        model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)
+    hello = {"torch": torch.__version__, "threads": a.threads, "dtype": a.dtype}
     if a.check_tokens:
         rows = [[int(t) for t in r.split(",")] for r in a.check_tokens.split(";")]
         with torch.no_grad():

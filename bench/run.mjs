@@ -6,6 +6,7 @@ const benches = {
   decode: () => import('./decode.mjs'),
   likelihood: () => import('./likelihood.mjs'),
   parallel: () => import('./parallel.mjs'),
+  llada: () => import('./llada.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {
