@@ -70,12 +70,12 @@ export { ALL_REDUCE_BUCKET_BYTES, gatherRows, launchedLocalSize, launchedSize, s
 export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };
-export { tensorLayout } from './engine/model.js';
+export { parameterCount, tensorLayout } from './engine/model.js';
 export type { AdamWUpdate, BackwardOption, CreateOptions, DecoderOptions, DecoderSession, ExtraTensorSource, ForwardOptions, LoadOptions, ModelOptions, OptimizerMoments, SelectedLogProbsInput, WeightsDtype } from './engine/model.js';
 export { buildSafetensorsHeader, readSafetensorsHeader, type SafetensorsDtype, type SafetensorsHeader, type TensorEntry } from './engine/safetensors.js';
 // tasks
 export * from './tasks/index.js';
-export { encodePrompts, encodeSftBatch, encodeSftPairs, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
+export { encodePrompt, encodePrompts, encodeSftBatch, encodeSftPairs, responseLengthOf, type EncodedBatch } from './tasks/encode.js';
 export { CharTokenizer, checkTokenizerFits, completionText, HfTokenizer, loadTokenizer, SPECIAL_TOKENS, TASK_ALPHABET, type HfTokenizerFiles, type TextTokenizer } from './tasks/tokenizer.js';
 export { trainByteLevelBpe, type AddedTokenSpec } from './tasks/byte-level-bpe.js';
 // decoding

@@ -175,6 +175,20 @@ describe('save and load', () => {
     for (const m of [a, b, loaded]) m.dispose();
   });
 
+  it("removes the temporaries a killed save left behind, and leaves a live writer's alone", async () => {
+    const dir = tmp();
+    const m = DiffusionLM.create({ ...CONFIG }, { seed: 1 });
+    await m.save(dir);
+    // a writer that is gone: a child process that has exited
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
+    const stale = [`model.safetensors.tmp-${dead}-0123abcd`, `config.json.tmp-${dead}-89abcdef`];
+    const live = `model.safetensors.tmp-${process.ppid}-00ff00ff`; // our parent runs: its temporary may still be written
+    for (const f of [...stale, live]) writeFileSync(join(dir, f), 'partial');
+    await m.save(dir, { dtype: 'bf16' });
+    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', live]);
+    m.dispose();
+  });
+
   it('keeps the existing checkpoint intact when a save fails mid-write', async () => {
     const dir = tmp();
     const a = DiffusionLM.create({ ...CONFIG }, { seed: 1 });

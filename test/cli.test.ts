@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -161,6 +161,29 @@ describe('CLI', () => {
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);
+    // a negative number is a flag's value (as with --threshold=-1), checked by the flag's own rules
+    for (const args of [['--threshold', '-1'], ['--threshold=-1']]) {
+      const neg = cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--limit', '2', ...args);
+      expect(neg.status).toBe(1);
+      expect(neg.stderr).not.toMatch(/unknown flag|ambiguous/);
+      expect(neg.stderr).toMatch(/threshold.*-1.*\(ERR_INVALID_ARGUMENT\)/);
+    }
+  });
+
+  it('a config of a million layers is refused from arithmetic, in milliseconds and bounded memory (under a 2 GB address-space limit too)', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm');
+    expect(cli('init', '--out', dir, '--config', 'tiny').status).toBe(0);
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, n_layers: 1_000_000 }));
+    const t0 = performance.now();
+    const r = spawnSync('prlimit', ['--as=2000000000', process.execPath, 'dist/esm/app/cli.js', 'logits', '--model', dir, '--tokens', '1,2'], { encoding: 'utf8' });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/missing tensor 'model\.transformer\.blocks\.4\.attn_norm\.weight'.*ERR_CHECKPOINT/);
+    // created, not loaded: the arithmetic alone refuses it
+    const t1 = performance.now();
+    expect(() => DiffusionLM.create({ ...config, n_layers: 1_000_000 })).toThrow(/more than this machine's/);
+    expect(performance.now() - t1).toBeLessThan(100);
   });
 
   it('each command takes its own flags, generated from the trainers\' documented defaults', async () => {

@@ -11,6 +11,15 @@ describe('examples', () => {
     expect(r.stdout).toMatch(/generate 7 7 1 0 12 29 -> 7 7 1 0 12 29 in [2-6] forwards/);
   });
 
+  it('llada-gsm8k loads the real layout BF16-resident, chats and scores GSM8K as d1', () => {
+    const r = spawnSync(process.execPath, ['examples/llada-gsm8k.mjs'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/parameters, bf16-resident/);
+    expect(r.stdout).toMatch(/^reply in \d+ forwards: ".*"$/m);
+    expect(r.stdout).toMatch(/^gsm8k: 2 items, accuracy [\d.]+, mean reward [\d.]+, mean NFE [\d.]+$/m);
+    expect(r.stdout).toMatch(/^reference answer reward: 4$/m);
+  });
+
   it('rl-learned-threshold trains jointly from the arith base and evaluates the head it saved with the weights', () => {
     const r = spawnSync(process.execPath, ['examples/rl-learned-threshold.mjs'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { CheckpointError, DiffusionLM, HfTokenizer, InvalidArgumentError, loadTokenizer, TextDiffusion, writeLladaFolder, type LLaDAConfig } from 'diffpo';
+import { CheckpointError, DiffpoTrainer, DiffusionLM, encodePrompt, gsm8kTask, HfTokenizer, InvalidArgumentError, loadTokenizer, TextDiffusion, writeLladaFolder, type DiffpoRollout, type Gsm8kItem, type LLaDAConfig } from 'diffpo';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diffpo-real-'));
 const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/esm/app/cli.js', ...args], { encoding: 'utf8' });
@@ -126,7 +126,9 @@ describe("LLaDA-8B-Instruct's folder layout (random weights)", () => {
     expect(cli('init', '--out', big, '--like', 'llada-8b-instruct', '--width', '512', '--threads', '2').status).toBe(0);
     const file = statSync(join(big, 'model.safetensors')).size;
     const script = `import { DiffusionLM } from 'diffpo'; const base = process.memoryUsage().rss; const m = await DiffusionLM.fromPretrained(${JSON.stringify(big)}, { dtype: 'auto', threads: 2 }); console.log(JSON.stringify({ base, rss: process.memoryUsage().rss, dtype: m.dtype }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    // the product addon as users run it (not a sanitizer build, whose runtime has memory of its own)
+    const { LD_PRELOAD: _preload, DIFFPO_NATIVE_PATH: _native, ...env } = process.env;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env });
     expect(r.status, r.stderr).toBe(0);
     const { rss, dtype } = JSON.parse(r.stdout) as { rss: number; dtype: string };
     expect(dtype).toBe('bf16');
@@ -165,6 +167,26 @@ describe("LLaDA-8B-Instruct's folder layout (random weights)", () => {
     const gen = cli('generate', '--model', dir, '--chat', 'Hello', '--gen-length', '8', '--threads', '2', '--json');
     expect(gen.status, gen.stderr).toBe(0);
     expect(JSON.parse(gen.stdout).tokens.length).toBe(8);
+  });
+
+  it('DiFFPO trains on GSM8K through the real tokenizer and template, rewarded by d1\'s function', async () => {
+    const tokenizer = await loadTokenizer(dir);
+    const model = await DiffusionLM.fromPretrained(dir, { threads: 2, seed: 1 }); // float32: trainable
+    const task = gsm8kTask();
+    const w0 = Float32Array.from(model.parameters().get('model.transformer.blocks.0.q_proj.weight')!);
+    let rollout: DiffpoRollout | null = null;
+    // a reward that tells rollouts apart, so the group is not flat (random weights earn d1's 0 everywhere)
+    const rl = new DiffpoTrainer({ model, task, tokenizer, genLength: 16, promptsPerStep: 1, groupSize: 2, lr: 1e-3, seed: 1, rolloutThresholds: [0.9, 1.01], rewardFns: [(text, item) => task.reward(item as Gsm8kItem, text) + text.length / 1000] });
+    await rl.train({ steps: 1, onRollout: (r) => void (rollout = r) });
+    const r = rollout as unknown as DiffpoRollout;
+    const item = r.items[0]!.item as Gsm8kItem;
+    // the prompt went through LLaDA's chat template: it starts with BOS and the user header
+    const prompt = tokenizer.decode(encodePrompt(task, item, tokenizer));
+    expect(prompt.startsWith('<|startoftext|><|start_header_id|>user<|end_header_id|>\n\n\nRespond in the following format:')).toBe(true);
+    expect(prompt.endsWith(`${item.question.trim()}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`)).toBe(true);
+    expect(model.parameters().get('model.transformer.blocks.0.q_proj.weight')).not.toEqual(w0);
+    await rl.dispose();
+    model.dispose();
   });
 
   it('bad folders are typed errors naming the file or key', async () => {

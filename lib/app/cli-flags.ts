@@ -48,10 +48,16 @@ export function flagsFromSpecs(specs: OptionSpecs, overrides: Record<string, { d
 
 /** Parses a command's arguments against its flags: unknown flags, bad numbers and bad choices are errors naming the flag. */
 export function parseFlags(command: string, flags: Flag[], args: string[]): FlagValues {
+  // a negative number is a value, not a flag: `--threshold -1` reads as `--threshold=-1`
+  const valued = new Set(flags.filter((f) => f.type !== 'boolean').map((f) => `--${f.name}`));
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++)
+    if (valued.has(args[i]!) && /^-(\d|\.\d|Infinity)/.test(args[i + 1] ?? '')) joined.push(`${args[i]}=${args[++i]}`);
+    else joined.push(args[i]!);
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args,
+      args: joined,
       options: Object.fromEntries(flags.map((f) => [f.name, { type: f.type === 'boolean' ? 'boolean' : 'string' }] as const)),
       strict: true,
       allowPositionals: false,

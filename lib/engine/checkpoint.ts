@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
@@ -112,6 +112,32 @@ function tempName(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Temporary files of interrupted writes (tempName's `<name>.tmp-<pid>-<hex>`). */
+export const TEMP_FILE = /\.tmp-(\d+)-[0-9a-f]{8}$/;
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // another user's live process
+  }
+};
+
+/** Removes the temporaries in dir of writers that are gone (a killed save); a live process's are left to it. */
+export async function removeStaleTemporaries(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = TEMP_FILE.exec(name);
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) await rm(join(dir, name), { force: true });
+  }
+}
+
 /** Writes a file through a temporary sibling and a rename, so a failure never leaves a partial file. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = tempName(path);
@@ -161,6 +187,7 @@ export async function saveCheckpoint(
     seen += t.numel * bytes;
   }
   const names = shards === 1 ? ['model.safetensors'] : groups.map((_, k) => shardName(k, shards));
+  await removeStaleTemporaries(dir); // an earlier save killed midway left its temporaries here
   const temps: [string, string][] = [];
   try {
     for (const [k, group] of groups.entries()) {

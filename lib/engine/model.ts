@@ -116,21 +116,36 @@ export type AdamWUpdate = NativeAdamWStep;
  * allocation (gradients and optimizer moments would triple it).
  */
 export function tensorLayout(config: LLaDAConfig, dtype: WeightsDtype = 'f32'): NativeTensorSpec[] {
-  let specs: NativeTensorSpec[];
+  // from arithmetic on the config first: a config of a million layers is refused before a million
+  // layers' worth of tensor descriptions exist
+  const bytes = parameterCount(config) * (dtype === 'bf16' ? 2 : 4);
+  if (bytes > totalmem())
+    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of ${dtype === 'bf16' ? 'BF16' : 'float32'} parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
   try {
-    specs = native.tensorLayout(config);
+    return native.tensorLayout(config);
   } catch (err) {
     throw fromNativeError(err);
   }
-  const bytes = specs.reduce((a, t) => a + t.numel, 0) * (dtype === 'bf16' ? 2 : 4);
-  if (bytes > totalmem())
-    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of ${dtype === 'bf16' ? 'BF16' : 'float32'} parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
-  return specs;
+}
+
+/** The number of parameters of a config, by arithmetic alone (what tensorLayout would sum). */
+export function parameterCount(c: LLaDAConfig): number {
+  const D = c.d_model,
+    F = c.mlp_hidden_size,
+    E = c.embedding_size;
+  const KVd = c.n_kv_heads * (D / c.n_heads);
+  return E * D + c.n_layers * (2 * D + 2 * D * D + 2 * KVd * D + 3 * F * D) + D + (c.weight_tying ? 0 : E * D);
 }
 
 /** A private copy of a typed array (anything else is returned as is, for the checks to reject). */
 function own<T>(a: T): T {
-  return ArrayBuffer.isView(a) && !(a instanceof DataView) ? ((a as unknown as Int32Array).slice() as unknown as T) : a;
+  if (!ArrayBuffer.isView(a) || a instanceof DataView) return a;
+  try {
+    return (a as unknown as Int32Array).slice() as unknown as T;
+  } catch {
+    // slice() throws a plain TypeError only for a view of a detached (transferred) buffer
+    throw new InvalidArgumentError(`a ${a.constructor.name} argument is a view of a detached ArrayBuffer (transferred elsewhere): pass a live array`);
+  }
 }
 
 /**
@@ -194,6 +209,11 @@ export class DiffusionLM {
     if (options.signal?.aborted) throw new AbortError();
     const config = await readConfig(dir);
     const entries = await readCheckpointTensors(dir);
+    // a config that names more blocks than the files hold fails on the first missing one, before any layout
+    for (let l = 0; l < config.n_layers; l++) {
+      const name = `model.transformer.blocks.${l}.attn_norm.weight`;
+      if (!entries.has(name)) throw new CheckpointError(`${dir}: missing tensor '${name}'`);
+    }
     const requested = options.dtype ?? 'f32';
     if (requested !== 'f32' && requested !== 'bf16' && requested !== 'auto')
       throw new InvalidArgumentError(`dtype must be 'f32', 'bf16' or 'auto', got ${String(requested)}`);

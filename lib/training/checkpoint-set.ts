@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 
 import { CheckpointError } from '../core/errors.js';
 import { readJsonFile } from '../core/files.js';
+import { TEMP_FILE } from '../engine/checkpoint.js';
 
 /**
  * A training checkpoint is one unit: the model folder, the optimizer, the trainer state (and a frozen
@@ -17,8 +18,6 @@ import { readJsonFile } from '../core/files.js';
  */
 export const MANIFEST = 'checkpoint.json';
 const STAGING_PREFIX = '.staging-';
-/** Temporary files of interrupted single-file writes (writeFileAtomic's `<name>.tmp-<pid>-<hex>`). */
-const TEMP_FILE = /\.tmp-\d+-[0-9a-f]{8}$/;
 
 interface Manifest {
   format: 'diffpo-checkpoint';
