@@ -10,6 +10,15 @@ namespace diffpo {
 
 namespace {
 constexpr int kLayerTensors = 9;
+
+// Whether x holds no NaN or infinity: an integer OR over the exponent bits, which vectorises (the
+// outputs are host memory on every backend).
+bool all_finite(const float* x, size_t n) {
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(x);
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; i++) bad |= ((b[i] & 0x7f800000u) == 0x7f800000u);
+  return bad == 0;
+}
 const char* kLayerNames[kLayerTensors] = {"attn_norm", "q_proj", "k_proj", "v_proj", "attn_out",
                                           "ff_norm",   "ff_proj", "up_proj", "ff_out"};
 }  // namespace
@@ -390,6 +399,9 @@ void Model::logits(const int32_t* ids, const uint8_t* keymask, const int32_t* po
   plan(B, T, 0, false);
   forward(ids, keymask, pos, B, T);
   head(acts_->hf, B * T, out);
+  // one pass over the logits, 1/d_model of the head's cost: an overflowing weight never passes silently
+  require(all_finite(out, (size_t)B * T * cfg_.embedding_size), "ERR_NON_FINITE",
+          "logits: the model's logits are not finite (a weight or activation overflows float32)");
 }
 
 void Model::resize_cache(KVCache& cache, int slots, int T) const {
@@ -405,6 +417,9 @@ void Model::decode_scores(const int32_t* ids, const uint8_t* keymask, const int3
   const float* logits = forward_rows(ids, keymask, pos, B, T, rows, S, nullptr, cache);
   backend_->decode_score(x0, conf, logp, entropy, logits, noise, S, cfg_.embedding_size, cfg_.vocab_size,
                          cfg_.mask_token_id, temperature);
+  for (int s = 0; s < S; s++)
+    require(std::isfinite(conf[s]) && std::isfinite(logp[s]) && x0[s] >= 0, "ERR_NON_FINITE",
+            "generate: the model's scores are not finite (its logits overflow float32); no token was chosen");
 }
 
 float* Model::forward_rows(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
@@ -429,6 +444,8 @@ void Model::hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* po
   plan(B, T, 0, false);
   forward(ids, keymask, pos, B, T);
   backend_->copy(out, acts_->hf, (long)B * T * cfg_.d_model);
+  require(all_finite(out, (size_t)B * T * cfg_.d_model), "ERR_NON_FINITE",
+          "hidden: the model's hidden states are not finite (a weight or activation overflows float32)");
 }
 
 void Model::head(const float* h, int rows, float* out) {

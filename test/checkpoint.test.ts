@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -186,6 +186,18 @@ describe('save and load', () => {
     for (const f of [...stale, live]) writeFileSync(join(dir, f), 'partial');
     await m.save(dir, { dtype: 'bf16' });
     expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', live]);
+    m.dispose();
+  });
+
+  it('refuses a training run stopped while moving a committed checkpoint into place, and says to resume', async () => {
+    const dir = tmp();
+    const m = DiffusionLM.create({ ...CONFIG }, { seed: 1 });
+    await m.save(dir);
+    writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify({ format: 'diffpo-checkpoint', step: 14, staging: '.staging-1-abcd', files: [] }));
+    mkdirSync(join(dir, '.staging-1-abcd'));
+    await expect(DiffusionLM.fromPretrained(dir)).rejects.toThrow(/moving its step-14 checkpoint into place .* resume the run/);
+    rmSync(join(dir, '.staging-1-abcd'), { recursive: true }); // the move completed: the step the manifest names is what is there
+    (await DiffusionLM.fromPretrained(dir)).dispose();
     m.dispose();
   });
 

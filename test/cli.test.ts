@@ -161,12 +161,25 @@ describe('CLI', () => {
     const d = cli('init', '--out', join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'm'), '--backend', 'tpu');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/backend must be 'auto', 'cpu', 'cuda', 'cuda-fp32' or 'reference', got tpu \(ERR_INVALID_ARGUMENT\)/);
-    // a negative number is a flag's value (as with --threshold=-1), checked by the flag's own rules
-    for (const args of [['--threshold', '-1'], ['--threshold=-1']]) {
-      const neg = cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--limit', '2', ...args);
-      expect(neg.status).toBe(1);
-      expect(neg.stderr).not.toMatch(/unknown flag|ambiguous/);
-      expect(neg.stderr).toMatch(/threshold.*-1.*\(ERR_INVALID_ARGUMENT\)/);
+    // a negative number is a flag's value: `--threshold -1` is `--threshold=-1`
+    const [spaced, joined] = [['--threshold', '-1'], ['--threshold=-1']].map((args) => cli('eval', '--model', 'models/sudoku4-base', '--task', 'sudoku4', '--limit', '2', '--json', ...args));
+    expect(spaced!.status, spaced!.stderr).toBe(0);
+    const result = (r: typeof spaced) => JSON.parse(r!.stdout) as { strategy: unknown; accuracy: number; meanNfe: number };
+    expect(result(spaced).strategy).toEqual({ kind: 'threshold', threshold: -1 });
+    expect([result(spaced).accuracy, result(spaced).meanNfe]).toEqual([result(joined).accuracy, result(joined).meanNfe]);
+    // every error is one line with a code, file-system failures included; no stack trace
+    const file = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'a-file');
+    writeFileSync(file, 'x');
+    for (const [args, code] of [
+      [['sft', '--task', 'sudoku4', '--out', join(file, 'x'), '--steps', '1'], 'ERR_CHECKPOINT'],
+      [['frobnicate'], 'ERR_INVALID_ARGUMENT'],
+      [['eval', '--model', file, '--task', 'sudoku4'], 'ERR_CHECKPOINT'],
+      [['init', '--out', join(file, 'x')], 'ERR_CHECKPOINT'],
+    ] as const) {
+      const r = cli(...args);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`^diffpo: .*\\(${code}\\)\\n$`));
     }
   });
 
@@ -179,7 +192,11 @@ describe('CLI', () => {
     const r = spawnSync('prlimit', ['--as=2000000000', process.execPath, 'dist/esm/app/cli.js', 'logits', '--model', dir, '--tokens', '1,2'], { encoding: 'utf8' });
     expect(performance.now() - t0).toBeLessThan(5000);
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/missing tensor 'model\.transformer\.blocks\.4\.attn_norm\.weight'.*ERR_CHECKPOINT/);
+    expect(r.stderr).toMatch(/this config has 977\.5 GiB of float32 parameters, more than this machine's .* \(ERR_CONFIG\)/);
+    // one that would fit in memory but names blocks the files lack fails on the first missing one
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, n_layers: 1000 }));
+    const s = cli('logits', '--model', dir, '--tokens', '1,2');
+    expect(s.stderr).toMatch(/missing tensor 'model\.transformer\.blocks\.4\.attn_norm\.weight'.*ERR_CHECKPOINT/);
     // created, not loaded: the arithmetic alone refuses it
     const t1 = performance.now();
     expect(() => DiffusionLM.create({ ...config, n_layers: 1_000_000 })).toThrow(/more than this machine's/);

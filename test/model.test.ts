@@ -217,6 +217,11 @@ describe('bad input is a typed error, never a crash', () => {
     ['token id >= vocab', () => m.logits(Int32Array.from([12, 1]), { batch: 1, seqLen: 2 }), /token id 12 at index 0 is outside \[0, vocab_size=12\)/],
     ['tokens.length != batch*seqLen', () => m.logits(Int32Array.from([1, 2, 3]), { batch: 2, seqLen: 2 }), /tokens.length \(3\) != batch \* seqLen/],
     ['tokens not an Int32Array', () => m.logits([1, 2] as unknown as Int32Array, { batch: 1, seqLen: 2 }), /Int32Array/],
+    ['tokens of a detached (transferred) buffer', () => {
+      const t = Int32Array.from([1, 2]);
+      structuredClone(t.buffer, { transfer: [t.buffer] });
+      return m.logits(t, { batch: 1, seqLen: 2 });
+    }, /view of a detached ArrayBuffer/],
     ['zero batch', () => m.logits(new Int32Array(0), { batch: 0, seqLen: 2 }), /batch must be a positive integer/],
     ['attention mask hiding a whole sequence', () => m.logits(Int32Array.from([1, 2]), { batch: 1, seqLen: 2, attentionMask: new Uint8Array(2) }), /hides every token of sequence 0/],
     ['attention mask of the wrong length', () => m.logits(Int32Array.from([1, 2]), { batch: 1, seqLen: 2, attentionMask: new Uint8Array(3) }), /attentionMask/],
@@ -358,6 +363,21 @@ describe('bad input is a typed error, never a crash', () => {
     const err = await m.logits(Int32Array.from([99]), { batch: 1, seqLen: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DiffpoError);
     expect((err as DiffpoError).code).toBe('ERR_INVALID_ARGUMENT');
+  });
+});
+
+describe('non-finite outputs are errors, never silent', () => {
+  it('finite but huge weights: logits, hidden states and decoding throw NonFiniteError naming the call', async () => {
+    const m = DiffusionLM.create(SMALL, { seed: 1 });
+    m.parameters().get('model.transformer.ff_out.weight')!.fill(3.4e38); // finite, but every logit overflows
+    const ids = Int32Array.from([1, 2, 3, 4]);
+    await expect(m.logits(ids, { batch: 1, seqLen: 4 })).rejects.toThrow(NonFiniteError);
+    await expect(m.logits(ids, { batch: 1, seqLen: 4 })).rejects.toThrow(/^logits: /);
+    await expect(m.generate([ids], { genLength: 4 })).rejects.toThrow(/^generate: the model's scores are not finite/);
+    await expect(m.generate([ids], { genLength: 4, temperature: 1 })).rejects.toThrow(NonFiniteError);
+    m.parameters().get('model.transformer.ln_f.weight')!.fill(3.4e38); // normalised states times FLT_MAX overflow
+    await expect(m.hiddenStates(ids, { batch: 1, seqLen: 4 })).rejects.toThrow(/^hidden: /);
+    m.dispose();
   });
 });
 

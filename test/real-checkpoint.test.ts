@@ -180,9 +180,9 @@ describe("LLaDA-8B-Instruct's folder layout (random weights)", () => {
     await rl.train({ steps: 1, onRollout: (r) => void (rollout = r) });
     const r = rollout as unknown as DiffpoRollout;
     const item = r.items[0]!.item as Gsm8kItem;
-    // the prompt went through LLaDA's chat template: it starts with BOS and the user header
+    // the prompt went through LLaDA's chat template: BOS, the user header, the turn trimmed (as d1's prompts are)
     const prompt = tokenizer.decode(encodePrompt(task, item, tokenizer));
-    expect(prompt.startsWith('<|startoftext|><|start_header_id|>user<|end_header_id|>\n\n\nRespond in the following format:')).toBe(true);
+    expect(prompt.startsWith('<|startoftext|><|start_header_id|>user<|end_header_id|>\n\nRespond in the following format:\n<reasoning>')).toBe(true);
     expect(prompt.endsWith(`${item.question.trim()}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`)).toBe(true);
     expect(model.parameters().get('model.transformer.blocks.0.q_proj.weight')).not.toEqual(w0);
     await rl.dispose();

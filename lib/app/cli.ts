@@ -196,7 +196,7 @@ async function main(argv: string[]): Promise<void> {
     return void process.stdout.write(`diffpo ${pkg.version}\n`);
   }
   const c = COMMANDS[command];
-  if (!c) throw new InvalidArgumentError(`unknown command '${command}'\n\n${usage()}`);
+  if (!c) throw new InvalidArgumentError(`unknown command '${command}' (one of ${Object.keys(COMMANDS).join(', ')}; see diffpo --help)`);
   if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(flagsHelp(c.usage, c.summary, c.flags));
   const v = parseFlags(command, c.flags, rest);
   let threads = v.threads as number | undefined;
@@ -461,6 +461,11 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   } catch {
     // the error being reported may be MPI's own
   }
-  writeSync(2, err instanceof DiffpoError ? `diffpo${who}: ${err.message} (${err.code})\n` : `diffpo${who}: ${(err as Error)?.stack ?? String(err)}\n`);
+  // one line with a code; a stack trace only when asked for (DIFFPO_DEBUG=1)
+  const e = err as NodeJS.ErrnoException;
+  const code = err instanceof DiffpoError ? err.code : typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
+  const message = (e?.message ?? String(err)).split('\n')[0];
+  writeSync(2, `diffpo${who}: ${message} (${code})\n`);
+  if (process.env.DIFFPO_DEBUG === '1' && e?.stack) writeSync(2, `${e.stack}\n`);
   process.exit(1);
 });

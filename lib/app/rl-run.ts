@@ -1,9 +1,10 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { InvalidArgumentError } from '../core/errors.js';
+import { ensureDir } from '../core/files.js';
 import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { worldFromEnvironment } from '../engine/collective.js';
@@ -192,7 +193,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   // in a data-parallel job every process computes, rank 0 alone writes (the trainer's checkpoints too)
   const lead = worldFromEnvironment().rank === 0;
   const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
-  if (lead) await mkdir(out, { recursive: true });
+  if (lead) await ensureDir(out);
   const test = o.testItems;
   const thresholds = [...new Set([...(o.sweep ?? RUN_SWEEP), threshold])].sort((a, b) => a - b);
   const options = {

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 
 import { CheckpointError, DiffpoError, InvalidArgumentError } from './errors.js';
 
@@ -37,5 +37,14 @@ export async function readJsonFile(path: string, Err: FileError = CheckpointErro
     return JSON.parse(text);
   } catch (err) {
     throw new Err(`${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Creates a folder (and its parents), or a typed error saying why not (a file in the way, no permission, ...). */
+export async function ensureDir(dir: string, Err: FileError = CheckpointError): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Err(`cannot create the folder ${dir}: ${(err as Error).message}`);
   }
 }

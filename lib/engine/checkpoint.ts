@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { NativeModel, NativeTensorRead, NativeTensorSpec } from 'diffpo/native';
@@ -42,6 +42,28 @@ export async function readConfig(dir: string): Promise<LLaDAConfig> {
     if (err instanceof ConfigError) throw new ConfigError(err.key, `${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** A training run's checkpoint manifest (see training/checkpoint-set.ts, which writes and reads it). */
+export const CHECKPOINT_MANIFEST = 'checkpoint.json';
+
+/**
+ * Refuses a folder that is a training run stopped while moving a committed checkpoint into place: its
+ * manifest names a staging folder that still exists, so its weights may belong to another step than
+ * its optimizer. Resuming the run completes the move.
+ */
+export async function refuseInterruptedCommit(dir: string): Promise<void> {
+  let manifest: { step?: unknown; staging?: unknown };
+  try {
+    manifest = JSON.parse(await readFile(join(dir, CHECKPOINT_MANIFEST), 'utf8'));
+  } catch {
+    return; // no manifest (a plain model folder) or an unreadable one, which resume reports
+  }
+  const staging = manifest?.staging;
+  if (typeof staging !== 'string' || !staging.startsWith('.staging-') || staging.includes('/') || !(await exists(join(dir, staging)))) return;
+  throw new CheckpointError(
+    `${dir} is a training run stopped while moving its step-${String(manifest.step)} checkpoint into place (${staging} is still there): its files may mix two steps, so it is not loaded; resume the run (diffpo train/sft --resume, or the trainer's resume()) to complete the move`,
+  );
 }
 
 /** Every tensor of a checkpoint directory: `model.safetensors`, or the shards of `model.safetensors.index.json`. */

@@ -7,7 +7,7 @@ import { resolveBackend, type BackendName } from './backend.js';
 import { checkSignal, objectArg, positiveInt } from '../core/checks.js';
 import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
-import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
+import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, refuseInterruptedCommit, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
 
 /**
@@ -116,16 +116,23 @@ export type AdamWUpdate = NativeAdamWStep;
  * allocation (gradients and optimizer moments would triple it).
  */
 export function tensorLayout(config: LLaDAConfig, dtype: WeightsDtype = 'f32'): NativeTensorSpec[] {
-  // from arithmetic on the config first: a config of a million layers is refused before a million
-  // layers' worth of tensor descriptions exist
-  const bytes = parameterCount(config) * (dtype === 'bf16' ? 2 : 4);
-  if (bytes > totalmem())
-    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of ${dtype === 'bf16' ? 'BF16' : 'float32'} parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
+  checkFitsMemory(config, dtype);
   try {
     return native.tensorLayout(config);
   } catch (err) {
     throw fromNativeError(err);
   }
+}
+
+/**
+ * A ConfigError when a config's parameters alone exceed this machine's memory, from arithmetic on the
+ * config: a config of a million layers is refused before a million layers' worth of tensor
+ * descriptions exist.
+ */
+function checkFitsMemory(config: LLaDAConfig, dtype: WeightsDtype): void {
+  const bytes = parameterCount(config) * (dtype === 'bf16' ? 2 : 4);
+  if (bytes > totalmem())
+    throw new ConfigError('n_layers', `this config has ${(bytes / 2 ** 30).toFixed(1)} GiB of ${dtype === 'bf16' ? 'BF16' : 'float32'} parameters, more than this machine's ${(totalmem() / 2 ** 30).toFixed(1)} GiB of memory`);
 }
 
 /** The number of parameters of a config, by arithmetic alone (what tensorLayout would sum). */
@@ -208,15 +215,17 @@ export class DiffusionLM {
   static async fromPretrained(dir: string, options: LoadOptions = {}): Promise<DiffusionLM> {
     if (options.signal?.aborted) throw new AbortError();
     const config = await readConfig(dir);
+    const requested = options.dtype ?? 'f32';
+    if (requested !== 'f32' && requested !== 'bf16' && requested !== 'auto')
+      throw new InvalidArgumentError(`dtype must be 'f32', 'bf16' or 'auto', got ${String(requested)}`);
+    checkFitsMemory(config, requested === 'f32' ? 'f32' : 'bf16');
+    await refuseInterruptedCommit(dir);
     const entries = await readCheckpointTensors(dir);
     // a config that names more blocks than the files hold fails on the first missing one, before any layout
     for (let l = 0; l < config.n_layers; l++) {
       const name = `model.transformer.blocks.${l}.attn_norm.weight`;
       if (!entries.has(name)) throw new CheckpointError(`${dir}: missing tensor '${name}'`);
     }
-    const requested = options.dtype ?? 'f32';
-    if (requested !== 'f32' && requested !== 'bf16' && requested !== 'auto')
-      throw new InvalidArgumentError(`dtype must be 'f32', 'bf16' or 'auto', got ${String(requested)}`);
     const specs = tensorLayout(config, requested === 'f32' ? 'f32' : 'bf16'); // the model's own check follows once 'auto' is resolved
     const reads = planLoad(dir, entries, specs); // every tensor found, with its shape, before anything is allocated
     const dtype = requested !== 'auto' ? requested : specs.every((s) => s.shape.length < 2 || entries.get(s.name)!.dtype === 'BF16') ? 'bf16' : 'f32';

@@ -4,8 +4,8 @@ import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'no
 import { dirname, join } from 'node:path';
 
 import { CheckpointError } from '../core/errors.js';
-import { readJsonFile } from '../core/files.js';
-import { TEMP_FILE } from '../engine/checkpoint.js';
+import { readJsonFile, ensureDir } from '../core/files.js';
+import { CHECKPOINT_MANIFEST, TEMP_FILE } from '../engine/checkpoint.js';
 
 /**
  * A training checkpoint is one unit: the model folder, the optimizer, the trainer state (and a frozen
@@ -16,7 +16,7 @@ import { TEMP_FILE } from '../engine/checkpoint.js';
  * untouched (its manifest still names it); a crash after it is rolled forward by openCheckpoint, which
  * also verifies every file against the manifest, so a mixed or partial set is never loaded.
  */
-export const MANIFEST = 'checkpoint.json';
+export const MANIFEST = CHECKPOINT_MANIFEST;
 const STAGING_PREFIX = '.staging-';
 
 interface Manifest {
@@ -114,7 +114,7 @@ async function removeLeftovers(dir: string, keep?: string): Promise<void> {
  * given (any files, subfolders allowed); see MANIFEST for the protocol.
  */
 export async function commitCheckpoint(dir: string, step: number, write: (staging: string) => Promise<void>): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   const previous = await readManifest(dir);
   if (previous) await rollForward(dir, previous);
   await removeLeftovers(dir);

@@ -1,9 +1,8 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { CheckpointError } from '../core/errors.js';
-import { readJsonFile } from '../core/files.js';
+import { readJsonFile, ensureDir } from '../core/files.js';
 import { writeFileAtomic } from '../engine/checkpoint.js';
 import { DiffusionLM, type LoadOptions } from '../engine/model.js';
 import { loadTokenizer, type TextTokenizer } from '../tasks/tokenizer.js';
@@ -41,7 +40,7 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
 
 /** Writes a model folder (each file atomically). */
 export async function writeModelFolder(dir: string, model: DiffusionLM, folder: ModelFolder & { dtype: 'f32' | 'bf16' }): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await ensureDir(dir);
   await model.save(dir, { dtype: folder.dtype });
   for (const [name, json] of Object.entries(folder.tokenizer.files())) await writeFileAtomic(join(dir, name), JSON.stringify(json));
   await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: folder.task, gen_length: folder.genLength }, null, 2) + '\n');

@@ -1,8 +1,9 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { nonNegativeInt, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { ensureDir } from '../core/files.js';
 import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
 import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
@@ -132,7 +133,7 @@ export class SftTrainer {
     const o = this.#o;
     const outDir = this.world.rank === 0 ? o.outDir : undefined;
     if (outDir) {
-      await mkdir(outDir, { recursive: true });
+      await ensureDir(outDir);
       // a fresh run starts a fresh log; a resumed one drops the records of steps after its checkpoint
       if (this.step === 0) await writeFile(join(outDir, 'metrics.jsonl'), '');
       else await truncateStepLog(join(outDir, 'metrics.jsonl'), this.step);
