@@ -2,6 +2,7 @@
 // arrays they read or fill are referenced (not copied) until the work completes.
 #include <napi.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,18 +78,24 @@ class Job : public Napi::AsyncWorker {
 // parameter model. Larger blocks are exposed tensor by tensor (no LLaDA-8B tensor comes near it).
 constexpr size_t kMaxExternalBytes = (size_t)1 << 32;
 
-// A view of bytes [offset, offset + bytes) of a Block that keeps it alive (the model may be disposed
-// while JS still holds views).
-Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block, size_t offset, size_t bytes, const char* what) {
+// What a JS view of native memory holds: the Block, until the view is collected or its model is
+// disposed (dispose() detaches the views and drops the Block at once, so a loop of models does not
+// keep every one alive until the garbage collector runs).
+struct ViewHold {
+  BlockPtr block;
+};
+
+// A view of bytes [offset, offset + bytes) of a Block, and its hold.
+std::pair<Napi::ArrayBuffer, std::shared_ptr<ViewHold>> block_view(Napi::Env env, const BlockPtr& block, size_t offset,
+                                                                   size_t bytes, const char* what) {
   if (bytes > kMaxExternalBytes)
     throw_js(env, "ERR_INVALID_ARGUMENT", std::string(what) + " is " + std::to_string(bytes) +
                                               " bytes, more than the 4 GiB a Node.js buffer can view");
-  auto* keep = new BlockPtr(block);
-  return Napi::ArrayBuffer::New(env, reinterpret_cast<char*>(block->data) + offset, bytes,
-                                [](Napi::Env, void*, BlockPtr* hint) { delete hint; }, keep);
-}
-Napi::ArrayBuffer block_buffer(Napi::Env env, const BlockPtr& block, const char* what) {
-  return block_buffer(env, block, 0, block->size * sizeof(float), what);
+  auto hold = std::make_shared<ViewHold>(ViewHold{block});
+  auto* keep = new std::shared_ptr<ViewHold>(hold);
+  auto ab = Napi::ArrayBuffer::New(env, reinterpret_cast<char*>(block->data) + offset, bytes,
+                                   [](Napi::Env, void*, std::shared_ptr<ViewHold>* hint) { delete hint; }, keep);
+  return {ab, hold};
 }
 
 Napi::Array tensor_specs(Napi::Env env, const std::vector<TensorSpec>& ts) {
@@ -165,16 +172,36 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (busy_) throw_js(env, "ERR_BUSY", "the model is running another operation");
     return *model_;
   }
+  // A view registered with this model, detached by dispose().
+  Napi::ArrayBuffer view(Napi::Env env, const BlockPtr& block, size_t offset, size_t bytes, const char* what) {
+    views_.erase(std::remove_if(views_.begin(), views_.end(), [](const View& v) { return v.hold.expired(); }), views_.end());
+    auto [ab, hold] = block_view(env, block, offset, bytes, what);
+    views_.push_back({Napi::Weak(ab), hold});
+    return ab;
+  }
+  Napi::ArrayBuffer view(Napi::Env env, const BlockPtr& block, const char* what) {
+    return view(env, block, 0, block->size * sizeof(float), what);
+  }
+  // Frees the model and its memory now: every view still reachable is detached (length 0) first.
+  void release() {
+    for (auto& v : views_) {
+      auto hold = v.hold.lock();
+      if (!hold) continue;
+      Napi::ArrayBuffer ab = v.ref.Value();
+      if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+      hold->block.reset();
+    }
+    views_.clear();
+    model_.reset();
+    decoders_.clear();
+  }
   // Starts a job holding the model; the model is freed after it if dispose() came in meanwhile.
   Napi::Value start(Napi::Env env, Job::Work work, Job::Done done, std::vector<Napi::Value> keep) {
     busy_ = true;
     model_->cancel = false;
     auto* job = new Job(env, std::move(work), std::move(done), [this] {
       busy_ = false;
-      if (dispose_pending_) {
-        model_.reset();
-        decoders_.clear();
-      }
+      if (dispose_pending_) release();
       Unref();
     });
     for (auto& v : keep) job->keep(v);
@@ -190,12 +217,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
   // The tensor's bytes when info[0] is a tensor index, else the whole Block.
   Napi::ArrayBuffer tensor_or_block(const Napi::CallbackInfo& info, const BlockPtr& block, const char* what) {
-    if (info.Length() == 0 || info[0].IsUndefined()) return block_buffer(info.Env(), block, what);
+    if (info.Length() == 0 || info[0].IsUndefined()) return view(info.Env(), block, what);
     const auto& ts = model_->tensors();
     const uint32_t i = info[0].As<Napi::Number>().Uint32Value();
     if (i >= ts.size()) throw_js(info.Env(), "ERR_INVALID_ARGUMENT", "tensor index out of range");
     const size_t eb = block == model_->params() ? model_->element_bytes() : sizeof(float);
-    return block_buffer(info.Env(), block, ts[i].offset * eb, ts[i].numel * eb, ts[i].name.c_str());
+    return view(info.Env(), block, ts[i].offset * eb, ts[i].numel * eb, ts[i].name.c_str());
   }
   // paramBuffer(index?), gradBuffer(index?): one tensor, or the whole block (at most 4 GiB)
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
@@ -220,7 +247,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       for (uint32_t i = 0; i < 2; i++) {
         BlockPtr block = m.new_moment();
         moments_[block->data] = block;
-        arr.Set(i, block_buffer(env, block, "an AdamW moment block"));
+        arr.Set(i, view(env, block, "an AdamW moment block"));
       }
       return arr;
     });
@@ -468,8 +495,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       dispose_pending_ = true;
       model_->cancel = true;
     } else {
-      model_.reset();
-      decoders_.clear();
+      release();
     }
     return info.Env().Undefined();
   }
@@ -479,6 +505,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   std::map<int, std::unique_ptr<Decoder>> decoders_;
   int next_decoder_ = 1;
   std::map<void*, std::weak_ptr<Block>> moments_;  // what newMoments() handed out
+  struct View {
+    Napi::Reference<Napi::ArrayBuffer> ref;  // weak
+    std::weak_ptr<ViewHold> hold;
+  };
+  std::vector<View> views_;  // every view handed out and not yet collected
 };
 
 // {flavour, devices, name, reason}: what this build can run on (the loader's backend 'auto' reads it)

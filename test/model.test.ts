@@ -252,15 +252,26 @@ describe('bad input is a typed error, never a crash', () => {
     expect(() => DiffusionLM.create(SMALL, { backend: 'gpu' as 'cpu' })).toThrow(/backend must be/);
   });
 
-  it('a disposed model rejects calls with DisposedError; views stay readable', async () => {
+  it('a disposed model rejects calls with DisposedError; its views are detached (its memory is freed at once)', async () => {
     const d = DiffusionLM.create(SMALL, { seed: 1 });
     const w = d.parameters().get('model.transformer.wte.weight')!;
-    const first = w[0];
+    const copy = Float32Array.from(w);
+    expect(w.length).toBe(12 * 16);
     d.dispose();
     d.dispose();
     await expect(d.logits(Int32Array.from([1]), { batch: 1, seqLen: 1 })).rejects.toBeInstanceOf(DisposedError);
     expect(() => d.parameters()).toThrow(DisposedError);
-    expect(w[0]).toBe(first);
+    expect(w.length).toBe(0); // detached: reading it can never reach freed memory
+    expect(copy[0]).not.toBe(0); // a copy taken before dispose() is the caller's
+    // disposed while a call runs natively: the call is cancelled, then the views are detached
+    const e = DiffusionLM.create({ ...SMALL, d_model: 256, n_heads: 4, mlp_hidden_size: 1024, n_layers: 4 }, { seed: 2, threads: 1 });
+    const v = e.parameters().get('model.transformer.ln_f.weight')!;
+    const pending = e.logits(new Int32Array(64 * 64).fill(1), { batch: 64, seqLen: 64 });
+    await new Promise((r) => setTimeout(r, 20)); // the native job has started
+    e.dispose();
+    expect(v.length).toBe(256); // still in use by the running call
+    await expect(pending).rejects.toBeInstanceOf(AbortError);
+    expect(v.length).toBe(0);
   });
 
   it('an aborted signal rejects with AbortError, and aborting mid-call stops it', async () => {
@@ -382,6 +393,19 @@ describe('non-finite outputs are errors, never silent', () => {
 });
 
 describe('memory', () => {
+  it('dispose() returns native memory at once: 300 create/dispose cycles taking views, without an await, stay flat', () => {
+    const cfg = { ...SMALL, vocab_size: 4096, d_model: 256, n_heads: 4, n_kv_heads: 4, mlp_hidden_size: 256 }; // 4.2M parameters, 17 MB
+    const rss0 = process.memoryUsage().rss;
+    for (let i = 0; i < 300; i++) {
+      const m = DiffusionLM.create(cfg, { seed: i, threads: 1 });
+      m.parameters().get('model.transformer.wte.weight')![0] = 1; // touched pages, and a live view
+      m.gradients();
+      m.dispose();
+    }
+    // 300 models kept alive until the next GC would be 5 GB
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(300 * 2 ** 20);
+  });
+
   it('models created and disposed in a loop hold RSS flat (parameter blocks go back to the OS)', () => {
     // 120 cycles of a 4 MB model in a fresh process (with malloc's blocks, 200 cycles doubled RSS: 247 -> 485 MB)
     const child = fileURLToPath(new URL('./fixtures/create-dispose.mjs', import.meta.url));

@@ -220,4 +220,15 @@ describe('learned threshold head', () => {
     expect(() => ThresholdHead.fromTensors(extras([0.5], [1], [1, 1]), 'ckpt')).toThrow(CheckpointError);
     expect(ThresholdHead.fromTensors(new Map(), 'ckpt')).toBeNull();
   });
+
+  it("refuses a head made for another width, however it is passed", async () => {
+    const model = DiffusionLM.create(TINY, { seed: 1 });
+    for (const features of ['hidden', 'confidence'] as const) {
+      const head = new ThresholdHead({ grid: [0.5, 0.9], dModel: 7, features });
+      const strategy = { kind: 'learned' as const, head };
+      await expect(model.generate([Int32Array.from([1, 2])], { genLength: 4, strategy })).rejects.toThrow(/made for d_model 7 but the model's d_model is \d+/);
+      expect(() => (model.samplerHead = head)).toThrow(InvalidArgumentError);
+    }
+    model.dispose();
+  });
 });

@@ -81,6 +81,7 @@ export class ThresholdHead {
 
   /** Each prompt's feature vector, as this head reads them (`genLength`: the completion's length, for 'confidence'). */
   async featuresOf(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
+    if (this.dModel !== model.config.d_model) throw new InvalidArgumentError(`the sampler head was made for d_model ${this.dModel} but the model's d_model is ${model.config.d_model}`);
     return this.features === 'hidden' ? ThresholdHead.hiddenFeatures(model, prompts, options.signal) : ThresholdHead.confidenceFeatures(model, prompts, options);
   }
 

@@ -406,7 +406,10 @@ export class DiffusionLM {
     };
   }
 
-  /** Frees the native model (after the call in flight, if any). Views from parameters() stay valid. */
+  /**
+   * Frees the native model and its memory now (a call in flight is cancelled first). Views from
+   * parameters(), gradients() and createMoments() are detached (length 0): copy what must outlive it.
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
