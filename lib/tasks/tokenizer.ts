@@ -7,6 +7,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
 import { readJsonFile } from '../core/files.js';
 import type { ChatMessage } from './task.js';
+import { probeChatTemplate, TEMPLATE_LIMITS } from './template-probe.js';
 
 /**
  * What the library needs of a tokenizer: tasks, evaluate, both trainers and the CLI take any of these.
@@ -182,7 +183,8 @@ export class HfTokenizer implements TextTokenizer {
   readonly #tok: Tokenizer;
   readonly #files: HfTokenizerFiles;
   readonly #template: Template | null;
-  readonly #templateTokens: Record<string, string>;
+  /** The special tokens a chat template sees (bos_token, eos_token, ...). */
+  readonly templateTokens: Record<string, string>;
   readonly #name: string;
 
   /** `name` says where the files came from, in errors (a folder path). */
@@ -226,10 +228,10 @@ export class HfTokenizer implements TextTokenizer {
     } catch (err) {
       throw new CheckpointError(`${name}: tokenizer_config.json's chat_template does not parse: ${(err as Error).message}`, { cause: err });
     }
-    this.#templateTokens = {};
+    this.templateTokens = {};
     for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token']) {
       const v = tokenContent(config[key] as TokenSpec) ?? tokenContent(special[key] as TokenSpec);
-      if (v !== undefined) this.#templateTokens[key] = v;
+      if (v !== undefined) this.templateTokens[key] = v;
     }
   }
 
@@ -246,11 +248,15 @@ export class HfTokenizer implements TextTokenizer {
     if (!this.#template) return null;
     if (!Array.isArray(messages) || messages.some((m) => typeof m?.role !== 'string' || typeof m.content !== 'string'))
       throw new InvalidArgumentError('messages must be an array of { role, content } strings');
+    let text: string;
     try {
-      return this.#template.render({ messages, add_generation_prompt: options.addGenerationPrompt ?? false, ...this.#templateTokens });
+      text = this.#template.render({ messages, add_generation_prompt: options.addGenerationPrompt ?? false, ...this.templateTokens });
     } catch (err) {
       throw new CheckpointError(`${this.#name}: the chat template failed to render: ${(err as Error).message}`, { cause: err });
     }
+    const limit = TEMPLATE_LIMITS.chars + messages.reduce((a, m) => a + m.content.length, 0);
+    if (text.length > limit) throw new CheckpointError(`${this.#name}: the chat template emitted ${text.length} characters for ${messages.length} message(s)`);
+    return text;
   }
 
   files(): Record<string, object> {
@@ -285,7 +291,7 @@ export async function loadTokenizer(dir: string): Promise<CharTokenizer | HfToke
       // a WordLevel tokenizer of another layout: let the general loader take it
     }
   }
-  return new HfTokenizer(
+  const tokenizer = new HfTokenizer(
     {
       tokenizer: json,
       config: await optionalJson(join(dir, 'tokenizer_config.json')),
@@ -294,4 +300,6 @@ export async function loadTokenizer(dir: string): Promise<CharTokenizer | HfToke
     },
     dir,
   );
+  if (tokenizer.chatTemplate !== null) await probeChatTemplate(tokenizer.chatTemplate, tokenizer.templateTokens, dir);
+  return tokenizer;
 }
