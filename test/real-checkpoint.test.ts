@@ -209,9 +209,15 @@ describe("LLaDA-8B-Instruct's folder layout (random weights)", () => {
     await expect(loadTokenizer(badTok)).rejects.toThrow(CheckpointError);
     const badTemplate = bad('bad-template');
     const cfg = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
+    // a template that always fails is refused when the folder loads (probed on a short conversation) ...
     writeFileSync(join(badTemplate, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: '{{ raise_exception("no") }}' }));
+    await expect(loadTokenizer(badTemplate)).rejects.toThrow(/chat_template failed to render a four-turn conversation: no/);
+    // ... and one that fails on some input only, when it meets that input
+    const sometimes = "{% for m in messages %}{% if m.content == 'boom' %}{{ raise_exception('boom') }}{% endif %}{{ m.content }}{% endfor %}";
+    writeFileSync(join(badTemplate, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: sometimes }));
     const t = await loadTokenizer(badTemplate);
-    expect(() => t.applyChatTemplate([{ role: 'user', content: 'x' }])).toThrow(CheckpointError);
+    expect(t.applyChatTemplate([{ role: 'user', content: 'x' }])).toBe('x');
+    expect(() => t.applyChatTemplate([{ role: 'user', content: 'boom' }])).toThrow(CheckpointError);
     // a tokenizer whose ids run past the model's embedding: an error naming both sizes
     const tiny = DiffusionLM.create({ vocab_size: 1000, d_model: 32, n_heads: 2, n_layers: 1, mlp_hidden_size: 48, mask_token_id: 999 });
     expect(() => TextDiffusion.from(tiny, t)).toThrow(/vocabulary \(126349 ids\) does not fit the model's embedding \(vocab_size 1000\)/);
