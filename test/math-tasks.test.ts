@@ -19,6 +19,7 @@ import {
   Rng,
   type Gsm8kItem,
   type Math500Item,
+  type Task,
 } from 'diffpo';
 
 interface Generation {
@@ -99,5 +100,12 @@ describe('GSM8K and MATH500 scored exactly as d1 scores them', () => {
     expect(task.reward(item, task.response(item))).toBe(4); // the reference response earns every term
     expect(() => getTask('math500').generate(rng)).toThrow(/evaluation set/);
     expect(task.chat!(item)[0]!.content).toMatch(/^\nRespond in the following format:\n<reasoning>\n\.\.\.\n<\/reasoning>/);
+    // d1's evaluation prompt, for comparisons with its published accuracies: the answer starts with <reasoning>
+    const math: Math500Item = { problem: 'p', solution: 's', answer: 'a' };
+    for (const [t, x] of [[gsm8kTask({ prompt: 'eval' }), item], [math500Task({ prompt: 'eval' }), math]] as [Task<unknown>, unknown][]) {
+      expect(t.chat!(x)[0]!.content).toMatch(/^You are a math expert\. .* Wrap the final answer in a \\boxed\{\}\. \nRespond in the following format:\n<reasoning>\nYour reasoning here\n<\/reasoning>\n<answer>\n\\boxed\{\.\.\.\}\n<\/answer>\n\n/);
+      expect(t.generationPrefix).toBe('<reasoning>');
+    }
+    expect(() => getTask('sudoku4', undefined, { prompt: 'eval' })).toThrow(/prompt is an option of gsm8k and math500/);
   });
 });

@@ -107,6 +107,7 @@ const COMMANDS: Record<string, Command> = {
       TASK,
       DATA_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
+      { name: 'prompt', type: 'string', choices: ['eval', 'train'], help: "gsm8k and math500: d1's evaluation prompt (the default: the math-expert prompt, the answer started with <reasoning>, as d1's published accuracies) or its training prompt" },
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
       ...STRATEGY_FLAGS,
       { name: 'learned', type: 'boolean', help: "decode with the model's learned per-prompt threshold (a checkpoint trained with --sampler learned)" },
@@ -320,7 +321,8 @@ async function generateCommand(v: FlagValues, run: ModelOptions): Promise<void> 
 
 async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'eval', 'model', 'task');
-  const task = getTask(v.task as TaskName);
+  const math = v.task === 'gsm8k' || v.task === 'math500';
+  const task = getTask(v.task as TaskName, undefined, { prompt: (v.prompt as 'eval' | 'train' | undefined) ?? (math ? 'eval' : undefined) });
   let items = await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) items = items.slice(0, v.limit as number);
   const folder = await readModelFolder(v.model as string);

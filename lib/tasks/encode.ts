@@ -15,11 +15,12 @@ export interface EncodedBatch {
 
 /**
  * The ids of an item's prompt: its conversation through the tokenizer's chat template (with the
- * generation prompt) when the task has one and the tokenizer a template, else its prompt text.
+ * generation prompt) when the task has one and the tokenizer a template, else its prompt text; then
+ * the task's generation prefix, if any.
  */
 export function encodePrompt<Item>(task: Task<Item>, item: Item, tokenizer: TextTokenizer): Int32Array {
   const chat = task.chat ? tokenizer.applyChatTemplate(task.chat(item), { addGenerationPrompt: true }) : null;
-  return tokenizer.encode(chat ?? task.prompt(item));
+  return tokenizer.encode((chat ?? task.prompt(item)) + (task.generationPrefix ?? ''));
 }
 
 export function encodePrompts<Item>(task: Task<Item>, items: Item[], tokenizer: TextTokenizer): Int32Array[] {

@@ -24,6 +24,26 @@ export interface Gsm8kItem {
 /** d1's format instruction (its diffu-GRPO SYSTEM_PROMPT), prepended to every question. */
 export const D1_FORMAT_PROMPT = '\nRespond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>\n';
 
+/**
+ * d1's evaluation prompt (its eval scripts' system prompt, the same for GSM8K and MATH500), put before
+ * the question; the answer then starts with `<reasoning>` (D1_EVAL_PREFIX), as d1's eval adds it.
+ */
+export const D1_EVAL_PROMPT =
+  'You are a math expert. You will be given a question to solve. Solve it step by step. Wrap the final answer in a \\boxed{}. \nRespond in the following format:\n<reasoning>\nYour reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>';
+export const D1_EVAL_PREFIX = '<reasoning>';
+
+/**
+ * Which of d1's prompts a math task uses: 'train' (diffu-GRPO's, what RL trains on; the default) or
+ * 'eval' (d1's evaluation scripts': the math-expert prompt, the answer started with `<reasoning>`),
+ * to compare with d1's published accuracies.
+ */
+export type D1PromptStyle = 'train' | 'eval';
+
+export function checkPromptStyle(style: unknown): D1PromptStyle {
+  if (style !== 'train' && style !== 'eval') throw new InvalidArgumentError(`prompt must be 'train' or 'eval', got ${JSON.stringify(style)}`);
+  return style;
+}
+
 /** The final answer of a dataset answer text as d1's evaluation reads it: the number after `####` (commas dropped), or null. */
 export function gsm8kGroundTruth(solution: string): number | null {
   const m = /####\s*\$?([\d,]+(?:\.\d+)?)/.exec(solution);
@@ -114,12 +134,14 @@ function referenceResponse(item: Gsm8kItem): string {
 }
 
 /**
- * GSM8K as d1 trains and evaluates on it: d1's prompt (its format instruction, then the question) as
- * one user turn of the model's chat template; `reward` is d1's training reward sum (at most 4),
+ * GSM8K as d1 trains and evaluates on it: d1's prompt (its format instruction, then the question; with
+ * `prompt: 'eval'`, its evaluation prompt) as one user turn of the model's chat template; `reward` is d1's training reward sum (at most 4),
  * `correct` d1's evaluation verdict. The test set is GSM8K's test split (1,319); training draws
  * from its train split less a fixed validation slice (`validationSet()`).
  */
-export function gsm8kTask(): Task<Gsm8kItem> & { validationSet(): Gsm8kItem[] } {
+export function gsm8kTask(options: { prompt?: D1PromptStyle } = {}): Task<Gsm8kItem> & { validationSet(): Gsm8kItem[] } {
+  const style = checkPromptStyle(options.prompt ?? 'train');
+  const content = (item: Gsm8kItem) => (style === 'train' ? `${D1_FORMAT_PROMPT}\n\n${item.question}` : `${D1_EVAL_PROMPT}\n\n${item.question}`);
   return {
     name: 'gsm8k',
     genLength: 256,
@@ -129,8 +151,9 @@ export function gsm8kTask(): Task<Gsm8kItem> & { validationSet(): Gsm8kItem[] } 
       const { stream } = trainSplit();
       return stream[rng.int(stream.length)]!;
     },
-    prompt: (item) => `${D1_FORMAT_PROMPT}\n\n${item.question}`,
-    chat: (item): ChatMessage[] => [{ role: 'user', content: `${D1_FORMAT_PROMPT}\n\n${item.question}` }],
+    prompt: content,
+    chat: (item): ChatMessage[] => [{ role: 'user', content: content(item) }],
+    generationPrefix: style === 'eval' ? D1_EVAL_PREFIX : undefined,
     response: referenceResponse,
     reward: gsm8kReward,
     correct: gsm8kCorrect,

@@ -6,7 +6,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { readTextFile } from '../core/files.js';
 import { arithTask } from './arith.js';
 import { countdownTask } from './countdown.js';
-import { gsm8kTask } from './gsm8k.js';
+import { gsm8kTask, type D1PromptStyle } from './gsm8k.js';
 import { math500Task } from './math500.js';
 import { sudoku4Task, type Sudoku4Solutions } from './sudoku4.js';
 import type { Difficulty, Task } from './task.js';
@@ -16,7 +16,7 @@ export { countdown3Task, countdownAnswer, countdownReward, countdownSolution, co
 export { evaluateExpression, pyStrip, withinTolerance, type EvaluatedExpression, type PyNumber } from './expression.js';
 export { countSudoku4Solutions, isSudoku4Solution, sudoku4Solutions, SUDOKU4_SOLUTIONS, sudoku4Task, sudokuReward, type Sudoku4Item, type Sudoku4Solutions } from './sudoku4.js';
 export { difficultyRange, resolveGenLength, TaskMixture, trainingStream, type ChatMessage, type Difficulty, type Task, type TaskItem } from './task.js';
-export { D1_FORMAT_PROMPT, gsm8kCorrect, gsm8kExtract, gsm8kGroundTruth, gsm8kReward, gsm8kTask, GSM8K_VALIDATION_SIZE, parseGsm8k, type Gsm8kItem } from './gsm8k.js';
+export { D1_EVAL_PREFIX, D1_EVAL_PROMPT, D1_FORMAT_PROMPT, gsm8kCorrect, gsm8kExtract, gsm8kGroundTruth, gsm8kReward, gsm8kTask, GSM8K_VALIDATION_SIZE, parseGsm8k, type D1PromptStyle, type Gsm8kItem } from './gsm8k.js';
 export { D1_MATH_PROMPT, math500Correct, math500Extract, math500Reward, math500Task, parseMath500, type Math500Item } from './math500.js';
 export { boxedAnswer, isEquivMath, lastBoxedOnlyString, removeBoxed } from './math-answer.js';
 
@@ -28,7 +28,8 @@ export type TaskName = 'sudoku4' | 'countdown3' | 'arith' | 'gsm8k' | 'math500';
  * or only those with several solutions, credited for any: see Sudoku4Solutions); `searchFraction`: the
  * fraction of countdown3's items that need a search (see countdownTask).
  */
-export function getTask(name: TaskName, difficulty?: Difficulty, options: { solutions?: Sudoku4Solutions; searchFraction?: number } = {}): Task<unknown> {
+export function getTask(name: TaskName, difficulty?: Difficulty, options: { solutions?: Sudoku4Solutions; searchFraction?: number; prompt?: D1PromptStyle } = {}): Task<unknown> {
+  if (options.prompt !== undefined && name !== 'gsm8k' && name !== 'math500') throw new InvalidArgumentError(`prompt is an option of gsm8k and math500, not of task '${String(name)}'`);
   if (options.solutions !== undefined && name !== 'sudoku4') throw new InvalidArgumentError(`solutions is a sudoku4 option; task '${String(name)}' has one answer per item`);
   if (options.searchFraction !== undefined && name !== 'countdown3') throw new InvalidArgumentError(`searchFraction is a countdown3 option, not one of task '${String(name)}'`);
   switch (name) {
@@ -41,7 +42,7 @@ export function getTask(name: TaskName, difficulty?: Difficulty, options: { solu
     case 'gsm8k':
     case 'math500':
       if (difficulty !== undefined) throw new InvalidArgumentError(`task '${name}' has no difficulty knob`);
-      return (name === 'gsm8k' ? gsm8kTask() : math500Task()) as Task<unknown>;
+      return (name === 'gsm8k' ? gsm8kTask({ prompt: options.prompt }) : math500Task({ prompt: options.prompt })) as Task<unknown>;
     default:
       throw new InvalidArgumentError(`unknown task '${String(name)}' (one of sudoku4, countdown3, arith, gsm8k, math500)`);
   }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { D1_FORMAT_PROMPT } from './gsm8k.js';
+import { checkPromptStyle, D1_EVAL_PREFIX, D1_EVAL_PROMPT, D1_FORMAT_PROMPT, type D1PromptStyle } from './gsm8k.js';
 import { boxedAnswer, firstAnswerTag, isEquivMath, lastBoxedOnlyString, removeBoxed } from './math-answer.js';
 import { withoutStopTokens } from './reasoning-format.js';
 import type { ChatMessage, Task } from './task.js';
@@ -82,12 +82,13 @@ export function parseMath500(text: string, file = 'MATH500'): Math500Item[] {
 
 /**
  * MATH500 as d1 evaluates on it: d1's prompt (format instruction, its "math expert" line, then the
- * problem) as one user turn of the chat template; `correct` is d1's evaluation verdict, `reward` its
+ * problem; with `prompt: 'eval'`, its evaluation prompt) as one user turn of the chat template; `correct` is d1's evaluation verdict, `reward` its
  * training reward (at most 2.75). An evaluation set only: there is no training split here, so
  * `generate` refuses.
  */
-export function math500Task(): Task<Math500Item> {
-  const content = (item: Math500Item) => `${D1_FORMAT_PROMPT}\n\n${D1_MATH_PROMPT}\n\n${item.problem}`;
+export function math500Task(options: { prompt?: D1PromptStyle } = {}): Task<Math500Item> {
+  const style = checkPromptStyle(options.prompt ?? 'train');
+  const content = (item: Math500Item) => (style === 'train' ? `${D1_FORMAT_PROMPT}\n\n${D1_MATH_PROMPT}\n\n${item.problem}` : `${D1_EVAL_PROMPT}\n\n${item.problem}`);
   return {
     name: 'math500',
     genLength: 256,
@@ -98,6 +99,7 @@ export function math500Task(): Task<Math500Item> {
     },
     prompt: content,
     chat: (item): ChatMessage[] => [{ role: 'user', content: content(item) }],
+    generationPrefix: style === 'eval' ? D1_EVAL_PREFIX : undefined,
     response: (item) => `<reasoning>\n${item.solution}\n</reasoning>\n<answer>\n\\boxed{${item.answer}}\n</answer>\n`,
     reward: math500Reward,
     correct: math500Correct,

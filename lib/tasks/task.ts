@@ -23,6 +23,8 @@ export interface Task<Item> {
    * added after it); without one, or without a template, prompt() is used as it is.
    */
   chat?(item: Item): ChatMessage[];
+  /** Text the answer starts with, appended after the prompt (d1's evaluation prompts start it with `<reasoning>`). */
+  readonly generationPrefix?: string;
   /** A reference response text (the answer the model is trained to write; no EOS). */
   response(item: Item): string;
   /** The reward of a completion's text (everything the model wrote before EOS); see docs/rewards.md. */
