@@ -186,6 +186,8 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
   const { task, out, steps, threshold } = o;
   const base = o.from ?? shippedBase(task.name);
+  if (o.from === undefined && !existsSync(base))
+    throw new InvalidArgumentError(`task '${task.name}' has no shipped base checkpoint (models/${task.name}-base): give the model to start from with --from DIR (a LLaDA-8B-Instruct folder, for instance)`);
   const from = o.resume ? out : base;
   const folder = await readModelFolder(from);
   const { tokenizer } = folder;
