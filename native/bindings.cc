@@ -126,6 +126,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                        {InstanceMethod("tensors", &NativeModel::Tensors),
                         InstanceMethod("paramBuffer", &NativeModel::ParamBuffer),
                         InstanceMethod("weightsDtype", &NativeModel::WeightsDtype),
+                        InstanceMethod("setCheckpointing", &NativeModel::SetCheckpointing),
+                        InstanceMethod("arenaBytes", &NativeModel::ArenaBytes),
                         InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
                         InstanceMethod("newMoments", &NativeModel::NewMoments),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
@@ -232,6 +234,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
     return guarded(info.Env(), [&] { return tensor_or_block(info, model_->grads(), "the gradient block"); });
+  }
+  // setCheckpointing(on: boolean): recompute each layer in the backward instead of keeping its activations
+  Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {
+    live(info.Env()).checkpointing = info[0].ToBoolean().Value();
+    return info.Env().Undefined();
+  }
+  Napi::Value ArenaBytes(const Napi::CallbackInfo& info) {
+    if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
+    return Napi::Number::New(info.Env(), (double)model_->arena_floats() * sizeof(float));
   }
   Napi::Value WeightsDtype(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");

@@ -78,6 +78,8 @@ export declare class NativeModel {
   /** weights: 'f32' (trainable) or 'bf16' (BF16-resident, inference only). */
   constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32', weights?: 'f32' | 'bf16');
   weightsDtype(): 'f32' | 'bf16';
+  setCheckpointing(on: boolean): void;
+  arenaBytes(): number;
   tensors(): NativeTensorSpec[];
   /** One tensor's bytes (by index in tensors()), or the whole block (refused over 4 GiB). */
   paramBuffer(tensor?: number): ArrayBuffer;

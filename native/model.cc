@@ -228,7 +228,9 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   A.B = B, A.T = T, A.S = S, A.train = train;
   const size_t N = (size_t)B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads;
   const size_t QKV = D + 2 * (size_t)cfg_.n_kv_heads * cfg_.head_dim();
-  const int L = cfg_.n_layers, sets = train ? L : 1;
+  // per-layer activations: every layer's when training, one shared set for inference and for
+  // training with checkpointing (which keeps only each layer's input, res[l])
+  const int L = cfg_.n_layers, sets = train && !checkpointing ? L : 1;
   arena_.begin();
   struct Slot {
     std::vector<float*>* v;
@@ -256,7 +258,7 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   for (int l = 0; l <= L; l++) A.res[l] = arena_.at(res_off[train ? l : 0]);
   for (size_t s = 0; s < layer_off.size(); s++) {
     per_layer[s].v->assign(L, nullptr);
-    for (int l = 0; l < L; l++) (*per_layer[s].v)[l] = arena_.at(layer_off[s][train ? l : 0]);
+    for (int l = 0; l < L; l++) (*per_layer[s].v)[l] = arena_.at(layer_off[s][sets > 1 ? l : 0]);
   }
   if (!train) A.xmid.assign(L, A.res[0]);  // inference updates the residual stream in place
   A.rstdf = arena_.at(o_rstdf), A.hf = arena_.at(o_hf), A.lse = arena_.at(o_lse), A.dlogp = arena_.at(o_dlogp);
@@ -269,52 +271,61 @@ void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* p
                     const CacheUse* cache) {
   Acts& A = *acts_;
   Backend& be = *backend_;
-  const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
-  const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
+  const int N = B * T, D = cfg_.d_model;
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
   if (wte16_)
     be.embedding_forward_bf16(A.res[0], ids, wte16_, N, D, emb_scale);
   else
     be.embedding_forward(A.res[0], ids, wte_, N, D, emb_scale);
+  for (int l = 0; l < cfg_.n_layers; l++) {
+    check_cancel();
+    forward_layer(l, keymask, pos, B, T, cache);
+  }
+  be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
+}
+
+// res[l] -> res[l+1], keeping what the backward needs in layer l's activations (a shared set with
+// checkpointing, recomputed there).
+void Model::forward_layer(int l, const uint8_t* keymask, const int32_t* pos, int B, int T, const CacheUse* cache) {
+  Acts& A = *acts_;
+  Backend& be = *backend_;
+  const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
+  const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
   AttnShape shape{B, T, H, KV, hd, QKV, QKV};
   const bool read = cache && cache->mode == CacheUse::Read;
   if (read) shape.ldkv = KVd, shape.Tk = cache->cache->T, shape.kv_rows = cache->slots;
-  for (int l = 0; l < cfg_.n_layers; l++) {
-    check_cancel();
-    const LayerWeights& w = layers_[l];
-    const LayerWeights16& w16 = layers16_[l];
-    // attention sub-block: xmid = res[l] + attn(RMSNorm(res[l])) Wo^T
-    be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
-    float* qkv = A.qkv[l];
-    linear(qkv, A.h1[l], w.qkv, w16.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
-    be.rope_forward(qkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
-    be.rope_forward(qkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
-    const float *keys = qkv + D, *values = qkv + D + KVd;
-    if (cache) {
-      // this forward's K/V go into the cache rows (all positions for Fill, the given range for Read)
-      KVCache& c = *cache->cache;
-      float* ck = c.k->data + (size_t)l * c.slots * c.T * KVd;
-      float* cv = c.v->data + (size_t)l * c.slots * c.T * KVd;
-      if (l == 0) {
-        cache_rows_.resize((size_t)B * T);
-        for (int b = 0; b < B; b++)
-          for (int t = 0; t < T; t++) cache_rows_[(size_t)b * T + t] = cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t;
-      }
-      be.copy_rows(ck, KVd, cache_rows_.data(), qkv + D, QKV, nullptr, N, KVd);
-      be.copy_rows(cv, KVd, cache_rows_.data(), qkv + D + KVd, QKV, nullptr, N, KVd);
-      if (read) keys = ck, values = cv;
+  const LayerWeights& w = layers_[l];
+  const LayerWeights16& w16 = layers16_[l];
+  // attention sub-block: xmid = res[l] + attn(RMSNorm(res[l])) Wo^T
+  be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
+  float* qkv = A.qkv[l];
+  linear(qkv, A.h1[l], w.qkv, w16.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
+  be.rope_forward(qkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
+  be.rope_forward(qkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
+  const float *keys = qkv + D, *values = qkv + D + KVd;
+  if (cache) {
+    // this forward's K/V go into the cache rows (all positions for Fill, the given range for Read)
+    KVCache& c = *cache->cache;
+    float* ck = c.k->data + (size_t)l * c.slots * c.T * KVd;
+    float* cv = c.v->data + (size_t)l * c.slots * c.T * KVd;
+    if (l == 0) {
+      cache_rows_.resize((size_t)B * T);
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) cache_rows_[(size_t)b * T + t] = cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t;
     }
-    be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
-    if (A.xmid[l] != A.res[l]) be.copy(A.xmid[l], A.res[l], (long)N * D);
-    linear(A.xmid[l], A.y[l], w.attn_out, w16.attn_out, N, D, D, true);
-    // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
-    be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
-    linear(A.ab[l], A.h2[l], w.ff_up, w16.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
-    be.swiglu_forward(A.g[l], A.ab[l], N, F);
-    if (A.res[l + 1] != A.xmid[l]) be.copy(A.res[l + 1], A.xmid[l], (long)N * D);
-    linear(A.res[l + 1], A.g[l], w.ff_out, w16.ff_out, N, F, D, true);
+    be.copy_rows(ck, KVd, cache_rows_.data(), qkv + D, QKV, nullptr, N, KVd);
+    be.copy_rows(cv, KVd, cache_rows_.data(), qkv + D + KVd, QKV, nullptr, N, KVd);
+    if (read) keys = ck, values = cv;
   }
-  be.rmsnorm_forward(A.hf, A.rstdf, A.res[cfg_.n_layers], ln_f_, N, D, (float)cfg_.rms_norm_eps);
+  be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
+  if (A.xmid[l] != A.res[l]) be.copy(A.xmid[l], A.res[l], (long)N * D);
+  linear(A.xmid[l], A.y[l], w.attn_out, w16.attn_out, N, D, D, true);
+  // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
+  be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
+  linear(A.ab[l], A.h2[l], w.ff_up, w16.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
+  be.swiglu_forward(A.g[l], A.ab[l], N, F);
+  if (A.res[l + 1] != A.xmid[l]) be.copy(A.res[l + 1], A.xmid[l], (long)N * D);
+  linear(A.res[l + 1], A.g[l], w.ff_out, w16.ff_out, N, F, D, true);
 }
 
 void Model::linear(float* out, const float* inp, const float* w, const uint16_t* w16, int N, int I, int O, bool acc) {
@@ -324,7 +335,7 @@ void Model::linear(float* out, const float* inp, const float* w, const uint16_t*
     backend_->linear_forward(out, inp, w, N, I, O, acc);
 }
 
-void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
+void Model::backward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
@@ -335,6 +346,8 @@ void Model::backward(const int32_t* ids, const int32_t* pos, int B, int T) {
   be.rmsnorm_backward(A.dres, g + (ln_f_ - params_->data), A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
   for (int l = cfg_.n_layers - 1; l >= 0; l--) {
     check_cancel();
+    // with checkpointing the layer's activations are recomputed from its kept input, the same bits
+    if (checkpointing) forward_layer(l, keymask, pos, B, T, nullptr);
     const LayerWeights& w = layers_[l];
     const LayerWeights gw = layer_view(tensors_, g, l);
     // feed-forward sub-block; dres flows through the residual unchanged and gains the branch's grad
@@ -389,7 +402,7 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
     backend_->zero(A.dhf, N * cfg_.d_model);
     backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S,
                                       cfg_.d_model, cfg_.embedding_size, scale);
-    this->backward(ids, pos, B, T);
+    this->backward(ids, keymask, pos, B, T);
   }
   return loss;
 }

@@ -108,6 +108,12 @@ class Model {
 
   // Checked between layers; a set flag aborts the current call with Error("ABORT_ERR").
   std::atomic<bool> cancel{false};
+  // Gradient checkpointing by layer: a training forward keeps each layer's input only and the backward
+  // recomputes the layer's activations from it (one more forward's work; activation memory of one
+  // layer instead of all). Gradients are bit-identical to the stored-activation path.
+  bool checkpointing = false;
+  // Floats of the activation arena as the last call planned it.
+  size_t arena_floats() const { return arena_.capacity(); }
 
  private:
   struct Acts;
@@ -118,7 +124,8 @@ class Model {
                       int S, float* out, const CacheUse* cache);  // logits of the rows into out, or the arena when out is null
   void forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
                const CacheUse* cache = nullptr);  // after plan()
-  void backward(const int32_t* ids, const int32_t* pos, int B, int T);
+  void forward_layer(int l, const uint8_t* keymask, const int32_t* pos, int B, int T, const CacheUse* cache);
+  void backward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T);
   void rope_tables(int P);  // cos/sin for positions [0, P)
   const float* head_weight() const;
   void head(const float* h, int rows, float* out);  // logits (rows, E) of final hidden states h (rows, D)

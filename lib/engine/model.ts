@@ -18,6 +18,12 @@ import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type P
 export type WeightsDtype = 'f32' | 'bf16';
 
 export interface ModelOptions {
+  /**
+   * Gradient checkpointing: 'layer' keeps only each layer's input in a training forward and
+   * recomputes the layer in the backward (about one more forward's work; activations of one layer
+   * instead of all; gradients bit-identical). Default 'none'. Also settable later (model.checkpointing).
+   */
+  checkpointing?: 'none' | 'layer';
   /** Worker threads for the native kernels (default: all cores). */
   threads?: number;
   /** 'cpu' (default), 'cuda', 'cuda-fp32', 'auto' (CUDA when a device is present) or 'reference' (see BackendName). */
@@ -198,6 +204,31 @@ export class DiffusionLM {
     }
     this.#specs = this.#native.tensors();
     this.#rng = new Rng(seed);
+    this.checkpointing = options.checkpointing ?? 'none';
+  }
+
+  #checkpointing: 'none' | 'layer' = 'none';
+
+  /** Gradient checkpointing ('none' or 'layer'; see ModelOptions.checkpointing). */
+  get checkpointing(): 'none' | 'layer' {
+    return this.#checkpointing;
+  }
+
+  set checkpointing(mode: 'none' | 'layer') {
+    if (mode !== 'none' && mode !== 'layer') throw new InvalidArgumentError(`checkpointing must be 'none' or 'layer', got ${String(mode)}`);
+    this.#live();
+    try {
+      this.#native.setCheckpointing(mode === 'layer');
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+    this.#checkpointing = mode;
+  }
+
+  /** Bytes of the activation arena as the last call planned it (what a forward or backward holds besides the weights). */
+  get activationBytes(): number {
+    this.#live();
+    return this.#native.arenaBytes();
   }
 
   /** A randomly initialised model from a config (or a preset name: 'tiny', 'small', 'medium'). */

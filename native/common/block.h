@@ -82,6 +82,7 @@ class Arena {
     }
   }
   float* at(size_t off) { return block_->data + off; }
+  size_t capacity() const { return block_ ? block_->size : 0; }
 
  private:
   Memory& memory_;
