@@ -1,13 +1,22 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { CheckpointError, DiffpoTrainer, DiffusionLM, encodePrompt, gsm8kTask, HfTokenizer, InvalidArgumentError, loadTokenizer, TextDiffusion, writeLladaFolder, type DiffpoRollout, type Gsm8kItem, type LLaDAConfig } from 'diffpo';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'diffpo-real-'));
+// every folder of this file lives under one root, removed at the end (LLaDA's vocabulary makes even a
+// narrow model 64 MB)
+const root = mkdtempSync(join(tmpdir(), 'diffpo-real-'));
+let made = 0;
+const tmp = () => {
+  const d = join(root, String(made++));
+  mkdirSync(d);
+  return d;
+};
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 const cli = (...args: string[]) => spawnSync(process.execPath, ['dist/esm/app/cli.js', ...args], { encoding: 'utf8' });
 
 /** LLaDA-8B's width with one block: 1.25B parameters, 5.0 GB of float32, past 2^32 bytes. */
