@@ -11,9 +11,8 @@ import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, refuseIn
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
 
 /**
- * How the weights are held: 'f32' (float32, trainable), 'bf16' (BF16-resident: half the memory,
- * inference only; the GEMMs widen exactly while packing), or, when loading, 'auto' (BF16 when the
- * checkpoint's matrices are all BF16, else float32).
+ * How the weights are held: 'f32' (float32, trainable) or 'bf16' (BF16-resident: half the memory,
+ * inference only; the GEMMs widen exactly while packing). Loading also takes 'auto' (LoadOptions.dtype).
  */
 export type WeightsDtype = 'f32' | 'bf16';
 
@@ -193,6 +192,8 @@ export class DiffusionLM {
     this.config = config;
     this.threads = threads;
     if (dtype !== 'f32' && dtype !== 'bf16') throw new InvalidArgumentError(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
+    const checkpointing = options.checkpointing ?? 'none';
+    if (checkpointing !== 'none' && checkpointing !== 'layer') throw new InvalidArgumentError(`checkpointing must be 'none' or 'layer', got ${String(checkpointing)}`);
     this.dtype = dtype;
     tensorLayout(config, dtype); // checked before anything is allocated
     try {
@@ -204,7 +205,7 @@ export class DiffusionLM {
     }
     this.#specs = this.#native.tensors();
     this.#rng = new Rng(seed);
-    this.checkpointing = options.checkpointing ?? 'none';
+    this.checkpointing = checkpointing;
   }
 
   #checkpointing: 'none' | 'layer' = 'none';
