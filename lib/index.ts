@@ -98,6 +98,6 @@ export { AdamW, type AdamWOptions, type AdamWStepResult } from './training/optim
 export { COSINE_FLOOR, scheduledLr, type LrSchedule } from './training/schedule.js';
 export { SFT_DEFAULTS, SftTrainer, type SftDefaults, type SftOptions, type SftStepInfo } from './training/sft.js';
 // application
-export { budgetSweep, meanStd, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './app/pareto.js';
+export { budgetSweep, meanStd, paretoCompare, paretoFront, paretoHull, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './app/pareto.js';
 export { formatSeconds, Progress } from './app/progress.js';
 export { runReport, stepsSvg, type HeadChoices, type RunReportInput } from './app/report.js';

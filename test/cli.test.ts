@@ -75,8 +75,8 @@ describe('CLI', () => {
     expect(r.stdout).toContain(`report: ${join(out, 'report.html')}`);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html.match(/<svg/g)!.length).toBe(3); // the frontier, the per-step curves, the KL
-    expect(html.match(/<polyline/g)!.length).toBe(2 + 6 + 1); // before/after; reward, accuracy, NFE, zero-variance groups as drawn and trained on, test accuracy (--eval-every); KL
-    for (const label of ['mean reward', 'accuracy', 'mean NFE / max', 'zero-variance groups', 'zero-variance groups trained on', 'test accuracy', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
+    expect(html.match(/<polyline/g)!.length).toBe(4 + 6 + 1); // before/after and their hulls; reward, accuracy, NFE, flat groups as drawn and trained on, validation accuracy (--eval-every); KL
+    for (const label of ['before RL: hull', 'mean reward', 'accuracy', 'mean NFE / max', 'flat groups, drawn', 'flat groups, trained', 'validation accuracy', 'mean k3 KL']) expect(html).toContain(`>${label}<`);
     expect(html).toContain('<a href="metrics.jsonl">');
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     for (const m of metrics) expect(m.zeroVariance >= 0 && m.zeroVariance <= 1).toBe(true);
@@ -85,11 +85,16 @@ describe('CLI', () => {
     for (const m of metrics) expect(m.zeroVarianceTrained).toBeLessThanOrEqual(m.zeroVariance);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| before RL \| one token per step \| [\d.]+ \| [\d.]+ \| 17.00 \|/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length).toBe(2);
-    // --eval-every 1: each step's line has the test accuracy at the run's threshold; after the last
-    // step it is the final sweep's point at that threshold (the same model, items and decoding)
-    const final = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
-    expect(metrics[0].testAccuracy).toBeGreaterThanOrEqual(0);
-    expect([metrics[1].testAccuracy, metrics[1].testNfe]).toEqual([final.accuracy, final.meanNfe]);
+    // --eval-every 1: each step's line has the validation accuracy at the run's threshold; after the
+    // last step it is the final validation sweep's point at that threshold (same model, items, decoding)
+    const run = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
+    const final = run.validation.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
+    expect(metrics[0].validationAccuracy).toBeGreaterThanOrEqual(0);
+    expect(metrics[0].testAccuracy).toBeUndefined(); // the test set is scored once, after
+    expect([metrics[1].validationAccuracy, metrics[1].validationNfe]).toEqual([final.accuracy, final.meanNfe]);
+    expect([run.testItems, run.validation.items, run.before.length, run.validation.before.length]).toEqual([16, 16, 5, 5]);
+    expect(run.command).toContain('diffpo train --task sudoku4 --steps 2');
+    expect(run.options).toMatchObject({ method: 'd1', resampleFlatGroups: 1, sampler: 'fixed' });
     expect(cli('train', '--task', 'sudoku4', '--eval-every', '2.5').stderr).toMatch(/--eval-every: '2.5' is not an integer/);
     const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
     expect(joint.status, joint.stderr).toBe(0);
@@ -110,19 +115,22 @@ describe('CLI', () => {
     const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out, '--eval-every', '1', '--weight-average', '0.5', '--lr', '1e-3', '--sweep', '0.5');
     expect(r.status, r.stderr).toBe(0);
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    for (const m of metrics) expect(m.testAccuracyAveraged >= 0 && m.testAccuracy >= 0).toBe(true);
+    for (const m of metrics) expect(m.validationAccuracyAveraged >= 0 && m.validationAccuracy >= 0).toBe(true);
     // after the last step: the sweep is the average's, lastWeights the last step's own weights (the same evaluations as the step's)
     const result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
     // --sweep 0.5: the sweeps hold that threshold and the run's own (0.9)
     for (const points of [result.before, result.after]) expect(points.map((p: { strategy: { threshold?: number } }) => p.strategy.threshold)).toEqual([0.5, 0.9]);
-    const final = result.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
-    expect([final.accuracy, final.meanNfe]).toEqual([metrics[1].testAccuracyAveraged, metrics[1].testNfeAveraged]);
-    expect([result.lastWeights.accuracy, result.lastWeights.meanNfe]).toEqual([metrics[1].testAccuracy, metrics[1].testNfe]);
+    const final = result.validation.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9);
+    expect([final.accuracy, final.meanNfe]).toEqual([metrics[1].validationAccuracyAveraged, metrics[1].validationNfeAveraged]);
+    expect([result.validation.lastWeights.accuracy, result.validation.lastWeights.meanNfe]).toEqual([metrics[1].validationAccuracy, metrics[1].validationNfe]);
+    expect(result.lastWeights.accuracy).toBeGreaterThanOrEqual(0); // the same on the test set
     expect(r.stdout).toMatch(/\| after 2 diffpo steps \(weight average\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n\| after 2 diffpo steps \(last step's weights\) \| [\d.]+ \|/);
     const ev = cli('eval', '--model', join(out, 'average'), '--task', 'sudoku4', '--limit', '8', '--json');
     expect(ev.status, ev.stderr).toBe(0);
-    expect(JSON.parse(ev.stdout).accuracy).toBe(final.accuracy);
-    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('>test accuracy, averaged weights<');
+    expect(JSON.parse(ev.stdout).accuracy).toBe(result.after.find((p: { strategy: { threshold?: number } }) => p.strategy.threshold === 0.9).accuracy);
+    const evv = cli('eval', '--model', join(out, 'average'), '--task', 'sudoku4', '--split', 'validation', '--limit', '8', '--json');
+    expect(JSON.parse(evv.stdout).accuracy).toBe(final.accuracy);
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('>validation accuracy, averaged<');
   });
 
   it('bad arguments exit 1 with a message naming the problem', () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { budgetSweep, CharTokenizer, DiffusionLM, evaluate, loadTestSet, meanStd, paretoCompare, paretoFront, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
+import { budgetSweep, CharTokenizer, DiffusionLM, evaluate, loadTestSet, meanStd, paretoCompare, paretoFront, paretoHull, paretoSvg, paretoSweep, sudoku4Task, type ParetoPoint } from 'diffpo';
 
 const pt = (label: string, accuracy: number, meanNfe: number): ParetoPoint => ({ label, strategy: { kind: 'threshold', threshold: 0 }, accuracy, meanReward: 0, meanNfe });
 
@@ -36,6 +36,17 @@ describe('accuracy vs NFE', () => {
     expect(() => paretoCompare([], [])).toThrow(/at least one fixed point/);
     expect(meanStd([0.8, 0.82, 0.84])).toEqual({ mean: 0.82, std: expect.closeTo(0.02, 12), n: 3 });
     expect(meanStd([0.5])).toEqual({ mean: 0.5, std: 0, n: 1 });
+  });
+
+  it('paretoHull: the upper concave hull of the front, where per-prompt mixtures of two settings reach; paretoCompare measures against it', () => {
+    // c (3, 0.55) is undominated but under the chord b-d (0.6 at NFE 3): mixing b and d half and half beats it
+    const fixed = [pt('a', 0.3, 1), pt('b', 0.5, 2), pt('c', 0.55, 3), pt('d', 0.7, 4), pt('e', 0.2, 3)];
+    expect(paretoHull(fixed).map((p) => p.label)).toEqual(['a', 'b', 'd']);
+    // a point exactly on a chord is dropped too (the chord is the hull there)
+    expect(paretoHull([pt('a', 0.3, 1), pt('m', 0.4, 2), pt('b', 0.5, 3)]).map((p) => p.label)).toEqual(['a', 'b']);
+    const [at3] = paretoCompare(fixed, [pt('l', 0.58, 3)]);
+    expect(at3!.accuracyGain).toBeCloseTo(-0.02, 12); // by chords between front points it would read +0.03
+    expect(at3!.nfeSaved).toBeCloseTo(2 + (0.08 / 0.2) * 2 - 3, 12);
   });
 
   it('paretoSvg draws one polyline per curve, a marker per point and per extra point, and a legend', () => {

@@ -12,7 +12,7 @@ import type { BackendName } from '../engine/backend.js';
 import { launchedLocalSize, worldFromEnvironment } from '../engine/collective.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
-import { getTask, loadTestSet, resolveGenLength, SUDOKU4_SOLUTIONS, type TaskName } from '../tasks/index.js';
+import { getTask, loadTestSet, loadValidationSet, resolveGenLength, siblingValidationFile, SUDOKU4_SOLUTIONS, type Task, type TaskName } from '../tasks/index.js';
 import { checkTokenizerFits, completionText } from '../tasks/tokenizer.js';
 import { writeLladaFolder } from './llada-folder.js';
 import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
@@ -41,6 +41,12 @@ const STRATEGY_FLAGS: Flag[] = [
 ];
 const EXPORT_FLAG: Flag = { name: 'export', type: 'string', help: 'also write the trained model as a BF16 model folder for inference here', meta: 'DIR' };
 const DATA_FLAG: Flag = { name: 'data', type: 'string', help: "a test set file in the task's format (default: its external test set, shipped in the package, or its held-out set)", meta: 'FILE' };
+const VALIDATION_FLAG: Flag = {
+  name: 'validation',
+  type: 'string',
+  help: "a validation set file in the task's format (default: the *_validation.* beside --data's *_test.*, else the task's own: data/<task>_validation.*, gsm8k's last 256 train rows)",
+  meta: 'FILE',
+};
 const MODEL_DIR: Flag = { name: 'model', type: 'string', help: 'a model folder (config.json, model.safetensors, tokenizer.json, ...)', meta: 'DIR' };
 const TASK: Flag = { name: 'task', type: 'string', choices: TASKS, help: 'the task' };
 const JSON_FLAG: Flag = { name: 'json', type: 'boolean', help: 'print one JSON object' };
@@ -100,12 +106,14 @@ const COMMANDS: Record<string, Command> = {
     run: generateCommand,
   },
   eval: {
-    usage: 'diffpo eval --model DIR --task NAME [--data FILE] [--limit N] [strategy flags] [--pareto [--out FILE.svg]] [--json]',
+    usage: 'diffpo eval --model DIR --task NAME [--split test|validation] [--data FILE] [--limit N] [strategy flags] [--pareto [--out FILE.svg]] [--json]',
     summary: "Accuracy, mean reward, mean NFE and tokens/s on the task's test set (or FILE); --pareto sweeps thresholds and one token per step instead and draws the accuracy-vs-NFE plot.",
     flags: [
       MODEL_DIR,
       TASK,
+      { name: 'split', type: 'string', default: 'test', choices: ['test', 'validation'], help: 'the test set (scored once per finished model) or the validation set (what choices are made on)' },
       DATA_FLAG,
+      VALIDATION_FLAG,
       { name: 'limit', type: 'int', help: 'evaluate the first N items only' },
       { name: 'prompt', type: 'string', choices: ['eval', 'train'], help: "gsm8k and math500: d1's evaluation prompt (the default: the math-expert prompt, the answer started with <reasoning>, as d1's published accuracies) or its training prompt" },
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the model folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
@@ -131,6 +139,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },
       EXPORT_FLAG,
       DIFFICULTY,
+      VALIDATION_FLAG,
       ...flagsFromSpecs(SFT_DEFAULTS, { checkpointEvery: { default: 100, why: 'a long run keeps its progress' } }),
       ...MODEL_FLAGS,
     ],
@@ -149,13 +158,14 @@ const COMMANDS: Record<string, Command> = {
       EXPORT_FLAG,
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       DATA_FLAG,
-      { name: 'limit', type: 'int', help: 'evaluate on the first N test items only' },
+      VALIDATION_FLAG,
+      { name: 'limit', type: 'int', help: 'evaluate on the first N test (and validation) items only' },
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'search-fraction', type: 'number', help: "countdown3's training items: the fraction that need a search (the rest are signed sums of their numbers; d1's test set has 27 of 256 that need a search, the uniform draw about a third); default from the task's RL recipe, else the uniform draw's" },
       { name: 'sweep', type: 'numbers', default: [...RUN_SWEEP], help: "the thresholds evaluated on the test set before and after (above 1: one token per step, which costs a forward per generated token); default from the task's recipe (countdown3: no one token per step), else these", meta: 'N,N,...' },
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
-      { name: 'eval-every', type: 'int', help: 'every N steps, accuracy and mean NFE at the rollout threshold on the test set, in metrics.jsonl (testAccuracy, testNfe): when a run peaked, where seeds part', meta: 'N' },
+      { name: 'eval-every', type: 'int', help: 'every N steps, accuracy and mean NFE at the rollout threshold on the validation set, in metrics.jsonl (validationAccuracy, validationNfe): when a run peaked, where seeds part', meta: 'N' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
       { name: 'lambda', type: 'number', default: 1.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with --head-cost correct-bonus: r + lambda * (1 - NFE / genLength) when correct); 1.5 gave the largest gain over the fixed frontier on sudoku4's mixed set (0.5-1: +0.6-0.9 points, 2 and more: every prompt at the loosest threshold)" },
       { name: 'head-grid', type: 'numbers', default: [...LEARNED_GRID], help: "the thresholds the learned sampler chooses from (above 1: one token per step); countdown3's recipe: 0.7,0.9", meta: 'N,N,...' },
@@ -323,7 +333,7 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'eval', 'model', 'task');
   const math = v.task === 'gsm8k' || v.task === 'math500';
   const task = getTask(v.task as TaskName, undefined, { prompt: (v.prompt as 'eval' | 'train' | undefined) ?? (math ? 'eval' : undefined) });
-  let items = await loadTestSet(task, v.data as string | undefined);
+  let items = v.split === 'validation' ? await validationSetOf(task, v) : await loadTestSet(task, v.data as string | undefined);
   if (v.limit !== undefined) items = items.slice(0, v.limit as number);
   const folder = await readModelFolder(v.model as string);
   const { tokenizer } = folder;
@@ -377,6 +387,19 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   }
 }
 
+/**
+ * The validation set of a command: --validation, else the sibling of --data, else the task's own;
+ * with `optional`, none (an empty list, with a note) for a task that has none (math500).
+ */
+async function validationSetOf(task: Task<unknown>, v: FlagValues, optional = false): Promise<unknown[]> {
+  const file = (v.validation as string | undefined) ?? siblingValidationFile(v.data as string | undefined);
+  if (optional && !file && !task.validationSetFile && !task.validationSet) {
+    process.stderr.write(`note: task '${task.name}' has no validation set: nothing is evaluated between steps (give one with --validation FILE)\n`);
+    return [];
+  }
+  return loadValidationSet(task, file);
+}
+
 async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   required(v, 'sft', 'task', 'out');
   const names = (v.task as string).split(',') as TaskName[];
@@ -384,15 +407,16 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const tasks = names.map((name) => getTask(name, difficulty));
   const steps = v.steps as number;
   const out = v.out as string;
-  // every task's evaluation items stay out of training; periodic evaluation uses the first task's
+  // every task's test and validation items stay out of training; periodic evaluation uses the first task's validation set
   const tests = await Promise.all(names.map((name) => loadTestSet(getTask(name))));
+  const validations = await Promise.all(names.map((name, k) => validationSetOf(getTask(name), k === 0 ? v : {}, true)));
   const trainer = Object.fromEntries(Object.keys(SFT_DEFAULTS).filter((k) => v[k] !== undefined).map((k) => [k, v[k]])) as Partial<SftOptions>;
   const options: SftOptions = {
     ...trainer,
     ...(tasks.length === 1 ? { task: tasks[0]! } : { tasks }),
     outDir: out,
-    exclude: tests.flatMap((items, k) => items.map((t) => tasks[k]!.key(t))),
-    evalItems: tests[0]!.slice(0, 64),
+    exclude: [...tests, ...validations].flatMap((items, k) => items.map((t) => tasks[k % tasks.length]!.key(t))),
+    evalItems: (validations[0]!.length ? validations[0]! : tests[0]!).slice(0, 64),
   };
   const sft = v.resume ? await SftTrainer.resume(out, { ...options, ...run }) : new SftTrainer(DiffusionLM.create(v.config as PresetName, { seed: options.seed, ...run }), options);
   const progress = new Progress(steps, 50);
@@ -422,13 +446,16 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   const { difficulty, solutions, searchFraction, trainer, headGrid, steps, sweep } = recipeOptions(v.task as string, v);
   const trainTask = getTask(v.task as TaskName, difficulty, { solutions, searchFraction });
   let test = await loadTestSet(task, v.data as string | undefined);
-  if (v.limit !== undefined) test = test.slice(0, v.limit as number);
+  let validation = await validationSetOf(task, v, true);
+  if (v.limit !== undefined) [test, validation] = [test.slice(0, v.limit as number), validation.slice(0, v.limit as number)];
   const out = (v.out as string | undefined) ?? join('runs', `${task.name}-${trainer.method}`);
   const { table, report } = await runRl({
     task,
     trainTask,
     from: v.from as string | undefined,
     testItems: test,
+    validationItems: validation,
+    command: ['diffpo', ...process.argv.slice(2)].join(' '),
     out,
     steps,
     resume: v.resume as boolean,

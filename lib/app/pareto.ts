@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { evaluate, type EvaluateOptions } from '../decoding/evaluate.js';
 import type { DiffusionLM } from '../engine/model.js';
 import { strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
-import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
+import { esc, legendEntry, legendMargin, svgFrame, type Frame } from './svg.js';
 import type { Task } from '../tasks/task.js';
 
 export interface ParetoPoint {
@@ -62,13 +62,35 @@ export interface ParetoComparison {
 }
 
 /**
- * Each learned point against the frontier of the fixed ones (their Pareto front, linear between
- * points): the accuracy gained at equal NFE and the NFE saved at equal accuracy. Positive numbers
- * mean the learned point lies above the frontier. The fixed frontier counts only what fixed settings
- * reach: below its cheapest point or above its most accurate one the comparison is null.
+ * What fixed settings reach: the upper concave hull of their points (accuracy against mean NFE).
+ * Decoding a fraction q of the prompts at one setting and the rest at another reaches, in
+ * expectation, every point of the chord between the two, so a point under a chord (the base's 0.85
+ * between 0.75 and 0.9, say) is not the frontier: the hull is. Sorted by NFE, increasing in both.
+ */
+export function paretoHull(points: ParetoPoint[]): ParetoPoint[] {
+  const hull: ParetoPoint[] = [];
+  for (const p of paretoFront(points).sort((a, b) => a.meanNfe - b.meanNfe || a.accuracy - b.accuracy)) {
+    // drop the last point while it lies on or under the chord from the one before it to p
+    while (hull.length >= 2) {
+      const [a, b] = [hull.at(-2)!, hull.at(-1)!];
+      // (a tolerance: accuracies are fractions like 0.4, whose differences round)
+      if ((b.meanNfe - a.meanNfe) * (p.accuracy - a.accuracy) - (b.accuracy - a.accuracy) * (p.meanNfe - a.meanNfe) < -1e-12) break;
+      hull.pop();
+    }
+    hull.push(p);
+  }
+  return hull;
+}
+
+/**
+ * Each learned point against the frontier of the fixed ones (their upper concave hull, paretoHull:
+ * linear between hull points, flat beyond the most accurate): the accuracy gained at equal NFE and
+ * the NFE saved at equal accuracy. Positive numbers mean the point lies above the frontier. The
+ * frontier counts only what fixed settings reach: below its cheapest point or above its most
+ * accurate one the comparison is null.
  */
 export function paretoCompare(fixed: ParetoPoint[], learned: ParetoPoint[]): ParetoComparison[] {
-  const front = paretoFront(fixed).sort((a, b) => a.meanNfe - b.meanNfe);
+  const front = paretoHull(fixed);
   if (front.length === 0) throw new InvalidArgumentError('paretoCompare needs at least one fixed point');
   const between = (x: number, x0: number, x1: number, y0: number, y1: number) => (x1 === x0 ? Math.max(y0, y1) : y0 + ((x - x0) * (y1 - y0)) / (x1 - x0));
   const accuracyAt = (nfe: number): number | null => {
@@ -109,13 +131,17 @@ export function paretoFront(points: ParetoPoint[]): ParetoPoint[] {
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 /**
- * An SVG plot of accuracy against mean NFE: one polyline per curve (e.g. per model, over thresholds)
+ * An SVG plot of accuracy against mean NFE: one polyline per curve (e.g. per model, over thresholds),
+ * with `hull` also its upper concave hull dashed (paretoHull: what paretoCompare measures against),
  * and standalone points (e.g. a learned sampler), with axes, ticks and a legend. The NFE axis is
  * logarithmic when the NFEs span more than a factor 4 (one token per step next to a few forwards),
  * and the accuracy axis stops a little above the best accuracy when that is below 0.5.
  */
-export function paretoSvg(curves: { name: string; points: ParetoPoint[] }[], extra: { name: string; point: ParetoPoint }[] = [], title = 'accuracy vs mean NFE'): string {
-  const f: Frame = { W: 640, H: 420, left: 60, right: 200, top: 40, bottom: 50 };
+export function paretoSvg(curves: { name: string; points: ParetoPoint[]; hull?: boolean }[], extra: { name: string; point: ParetoPoint }[] = [], title = 'accuracy vs mean NFE'): string {
+  const hullName = (c: { name: string }) => `${c.name}: hull`;
+  const legend = [...curves.flatMap((c) => (c.hull ? [c.name, hullName(c)] : [c.name])), ...extra.map((e) => e.name)];
+  const f: Frame = { W: 0, H: 420, left: 60, right: legendMargin(legend, 200), top: 40, bottom: 50 };
+  f.W = 440 + f.right;
   const { W, H, left, right, top, bottom } = f;
   const all = [...curves.flatMap((c) => c.points), ...extra.map((e) => e.point)];
   const nfes = all.map((p) => Math.max(p.meanNfe, 1e-3));
@@ -136,18 +162,23 @@ export function paretoSvg(curves: { name: string; points: ParetoPoint[] }[], ext
     ? [1, 2, 5].flatMap((m) => [0.1, 1, 10, 100, 1000].map((p) => m * p)).filter((t) => Math.log(t) >= x0 && Math.log(t) <= x1)
     : Array.from({ length: 6 }, (_, i) => (x1 * i) / 5);
   for (const t of ticks) parts.push(`<text x="${x(t)}" y="${H - bottom + 16}" text-anchor="middle">${log ? t : t.toFixed(1)}</text>`);
+  const line = (pts: ParetoPoint[]) => pts.map((p) => `${x(p.meanNfe).toFixed(1)},${y(p.accuracy).toFixed(1)}`).join(' ');
+  let row = 0;
   curves.forEach((c, i) => {
-    const color = COLORS[i % COLORS.length];
+    const color = COLORS[i % COLORS.length]!;
     const pts = [...c.points].sort((p, q) => p.meanNfe - q.meanNfe);
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => `${x(p.meanNfe).toFixed(1)},${y(p.accuracy).toFixed(1)}`).join(' ')}"/>`);
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${line(pts)}"/>`);
     for (const p of pts) parts.push(`<circle cx="${x(p.meanNfe).toFixed(1)}" cy="${y(p.accuracy).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${c.name}, ${p.label}: accuracy ${p.accuracy.toFixed(3)}, NFE ${p.meanNfe.toFixed(2)}`)}</title></circle>`);
-    parts.push(legendEntry(f, i, c.name, color));
+    parts.push(legendEntry(f, row++, c.name, color));
+    if (c.hull && pts.length > 0) {
+      parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" stroke-dasharray="5,4" opacity="0.7" points="${line(paretoHull(pts))}"/>`);
+      parts.push(legendEntry(f, row++, hullName(c), color, false, true));
+    }
   });
   extra.forEach((e, j) => {
-    const i = curves.length + j;
-    const color = COLORS[i % COLORS.length];
+    const color = COLORS[(curves.length + j) % COLORS.length]!;
     parts.push(`<rect x="${(x(e.point.meanNfe) - 5).toFixed(1)}" y="${(y(e.point.accuracy) - 5).toFixed(1)}" width="10" height="10" fill="${color}"><title>${esc(`${e.name}: accuracy ${e.point.accuracy.toFixed(3)}, NFE ${e.point.meanNfe.toFixed(2)}`)}</title></rect>`);
-    parts.push(legendEntry(f, i, e.name, color, true));
+    parts.push(legendEntry(f, row++, e.name, color, true));
   });
   parts.push('</svg>');
   return parts.join('\n');

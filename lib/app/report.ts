@@ -1,5 +1,5 @@
 import { paretoSvg, type ParetoPoint } from './pareto.js';
-import { esc, legendEntry, svgFrame, type Frame } from './svg.js';
+import { esc, legendEntry, legendMargin, niceAxis, svgFrame, type Frame } from './svg.js';
 import type { DiffpoStepInfo } from '../training/diffpo.js';
 
 /** What an RL run's report shows: the run, its frontier before and after, and its per-step metrics. */
@@ -14,8 +14,11 @@ export interface RunReportInput {
   learned?: ParetoPoint;
   /** With a learned head: how many test prompts it gives each grid value, by the task's difficulty. */
   choices?: HeadChoices;
-  /** Per step; with `diffpo train --eval-every N`, every Nth also has the test set's accuracy and NFE. */
-  metrics: (DiffpoStepInfo & { testAccuracy?: number; testNfe?: number; testAccuracyAveraged?: number; testNfeAveraged?: number })[];
+  /**
+   * Per step; with `diffpo train --eval-every N`, every Nth also has the validation set's accuracy and
+   * NFE (runs made before validation sets existed logged the test set's: `testAccuracy`).
+   */
+  metrics: (DiffpoStepInfo & { validationAccuracy?: number; validationAccuracyAveraged?: number; testAccuracy?: number; testAccuracyAveraged?: number })[];
 }
 
 /** A learned head's most likely grid value for each test prompt, counted by difficulty (is it really per prompt?). */
@@ -28,17 +31,19 @@ export interface HeadChoices {
 
 /** A small line chart of per-step series sharing one y axis from 0 to the largest value. */
 export function stepsSvg(title: string, series: { name: string; color: string; values: number[] }[]): string {
-  const f: Frame = { W: 640, H: 220, left: 50, right: 150, top: 30, bottom: 35 };
+  const f: Frame = { W: 0, H: 220, left: 50, right: legendMargin(series.map((s) => s.name), 150), top: 30, bottom: 35 };
+  f.W = 490 + f.right;
   const { W, H, left, right, top, bottom } = f;
   const n = Math.max(1, ...series.map((s) => s.values.length));
-  const maxY = Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite))) * 1.05;
+  const axis = niceAxis(Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite))), 4);
+  const maxY = axis.top;
   const x = (i: number) => left + (n === 1 ? 0 : (i / (n - 1)) * (W - left - right));
   const y = (v: number) => H - bottom - (v / maxY) * (H - top - bottom);
   const parts = svgFrame(f, title, 'step');
-  for (let i = 0; i <= 4; i++) {
+  axis.labels.forEach((label, i) => {
     const v = (maxY * i) / 4;
-    parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(v < 10 ? 2 : 0)}</text>`, `<line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#eee"/>`);
-  }
+    parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${label}</text>`, `<line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#eee"/>`);
+  });
   parts.push(`<text x="${x(0)}" y="${H - bottom + 14}" text-anchor="middle">1</text>`, `<text x="${x(n - 1)}" y="${H - bottom + 14}" text-anchor="middle">${n}</text>`);
   series.forEach((s, k) => {
     const pts = s.values.map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : '')).filter(Boolean);
@@ -49,12 +54,21 @@ export function stepsSvg(title: string, series: { name: string; color: string; v
   return parts.join('\n');
 }
 
+/** The curve(s) of the accuracy evaluated between steps on one split, where the run logged it. */
+function heldOutSeries(m: RunReportInput['metrics'], split: 'validation' | 'test', color: string, averagedColor: string): { name: string; color: string; values: number[] }[] {
+  const key = split === 'validation' ? (['validationAccuracy', 'validationAccuracyAveraged'] as const) : (['testAccuracy', 'testAccuracyAveraged'] as const);
+  return [
+    ...(m.some((i) => i[key[0]] !== undefined) ? [{ name: `${split} accuracy`, color, values: m.map((i) => i[key[0]] ?? NaN) }] : []),
+    ...(m.some((i) => i[key[1]] !== undefined) ? [{ name: `${split} accuracy, averaged`, color: averagedColor, values: m.map((i) => i[key[1]] ?? NaN) }] : []),
+  ];
+}
+
 /** The figures and tables of a run: Markdown (with the SVGs as files beside it) and one self-contained HTML page. */
 export function runReport(r: RunReportInput): { markdown: string; html: string; paretoSvg: string; stepsSvg: string; klSvg: string } {
   const pareto = paretoSvg(
     [
-      { name: 'before RL', points: r.before },
-      { name: 'after RL', points: r.after },
+      { name: 'before RL', points: r.before, hull: true },
+      { name: 'after RL', points: r.after, hull: true },
     ],
     r.learned ? [{ name: 'after RL, learned threshold', point: r.learned }] : [],
     `${r.title}: accuracy vs mean NFE`,
@@ -64,12 +78,12 @@ export function runReport(r: RunReportInput): { markdown: string; html: string; 
     { name: 'mean reward', color: '#1f77b4', values: m.map((i) => i.meanReward) },
     { name: 'accuracy', color: '#2ca02c', values: m.map((i) => i.accuracy) },
     { name: 'mean NFE / max', color: '#d62728', values: m.map((i) => i.meanNfe / Math.max(...m.map((j) => j.meanNfe))) },
-    { name: 'zero-variance groups', color: '#7f7f7f', values: m.map((i) => i.zeroVariance ?? NaN) },
+    { name: 'flat groups, drawn', color: '#7f7f7f', values: m.map((i) => i.zeroVariance ?? NaN) },
     // with resampleFlatGroups, the batch trained on has fewer flat groups than the prompts as drawn
-    ...(m.some((i) => (i.resampledGroups ?? 0) > 0) ? [{ name: 'zero-variance groups trained on', color: '#bcbd22', values: m.map((i) => i.zeroVarianceTrained ?? NaN) }] : []),
+    ...(m.some((i) => (i.resampledGroups ?? 0) > 0) ? [{ name: 'flat groups, trained', color: '#bcbd22', values: m.map((i) => i.zeroVarianceTrained ?? NaN) }] : []),
     // the held-out curve, where the run evaluated between steps: what the rollouts' own accuracy cannot show
-    ...(m.some((i) => i.testAccuracy !== undefined) ? [{ name: 'test accuracy', color: '#ff7f0e', values: m.map((i) => i.testAccuracy ?? NaN) }] : []),
-    ...(m.some((i) => i.testAccuracyAveraged !== undefined) ? [{ name: 'test accuracy, averaged weights', color: '#8c564b', values: m.map((i) => i.testAccuracyAveraged ?? NaN) }] : []),
+    ...heldOutSeries(m, 'validation', '#ff7f0e', '#8c564b'),
+    ...heldOutSeries(m, 'test', '#e377c2', '#17becf'),
   ]);
   const kl = stepsSvg('KL to the starting model per step', [{ name: 'mean k3 KL', color: '#9467bd', values: m.map((i) => i.klMean) }]);
   const rows = [

@@ -108,8 +108,15 @@ export interface RlRunOptions {
   task: Task<unknown>;
   /** The task's training items (default `task`), e.g. a harder or mixed difficulty of it. */
   trainTask?: Task<unknown>;
-  /** Items to evaluate on before and after (never trained on). */
+  /** Items scored once, before and after (never trained on, never chosen on). */
   testItems: unknown[];
+  /**
+   * Items that choices are made on (never trained on): `evalEvery`'s curve, and a sweep before and
+   * after beside the test set's, so seeds, steps and recipes are picked without the test set.
+   */
+  validationItems?: unknown[];
+  /** The command line that made the run, recorded in result.json. */
+  command?: string;
   /** The starting model folder (default: the shipped base of the task). */
   from?: string;
   /** The run's folder: checkpoints, metrics.jsonl, the report, result.json. */
@@ -124,8 +131,9 @@ export interface RlRunOptions {
   /** The thresholds swept on the test items before and after (default RUN_SWEEP; above 1: one token per step); `threshold` is always among them. */
   sweep?: readonly number[];
   /**
-   * Every this many steps, accuracy and mean NFE at `threshold` on the test items, logged in that
-   * step's metrics.jsonl line as `testAccuracy` and `testNfe` (0 or absent: only before and after).
+   * Every this many steps, accuracy and mean NFE at `threshold` on the validation items, logged in
+   * that step's metrics.jsonl line as `validationAccuracy` and `validationNfe` (0 or absent: only
+   * before and after).
    */
   evalEvery?: number;
   sampler: 'fixed' | 'learned' | 'sampler-only';
@@ -154,10 +162,16 @@ export interface RlRunResult {
     seconds: number;
     testItems: number;
     threshold: number;
+    /** The test set's sweeps (and learned point): scored once, reported. */
     before: ParetoPoint[];
     after: ParetoPoint[];
     learned?: ParetoPoint;
     choices?: HeadChoices;
+    /** The same on the validation set: what choices are made on. */
+    validation?: { items: number; before: ParetoPoint[]; after: ParetoPoint[]; learned?: ParetoPoint; lastWeights?: Pick<ParetoPoint, 'accuracy' | 'meanReward' | 'meanNfe'> };
+    /** How the run was made: the command line and the trainer's options as given (defaults for the rest). */
+    command?: string;
+    options?: Record<string, unknown>;
   };
 }
 
@@ -180,7 +194,8 @@ export async function runRl(o: RlRunOptions): Promise<RlRunResult> {
 
 async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   if (o.evalEvery !== undefined && !(Number.isInteger(o.evalEvery) && o.evalEvery >= 0))
-    throw new InvalidArgumentError(`evalEvery must be an integer >= 0 (steps between test evaluations), got ${o.evalEvery}`);
+    throw new InvalidArgumentError(`evalEvery must be an integer >= 0 (steps between validation evaluations), got ${o.evalEvery}`);
+  if (o.evalEvery && !o.validationItems?.length) throw new InvalidArgumentError(`evalEvery evaluates on the validation set, and task '${o.task.name}' was given none`);
   const bad = (o.sweep ?? []).find((t) => !(Number.isFinite(t) && t > 0));
   if (bad !== undefined) throw new InvalidArgumentError(`sweep thresholds must be positive numbers (above 1: one token per step), got ${bad}`);
   const log = o.log ?? ((line: string) => void process.stderr.write(line + '\n'));
@@ -197,6 +212,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
   if (lead) await ensureDir(out);
   const test = o.testItems;
+  const validation = o.validationItems ?? [];
   const thresholds = [...new Set([...(o.sweep ?? RUN_SWEEP), threshold])].sort((a, b) => a - b);
   const options = {
     ...o.trainer,
@@ -204,7 +220,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     tokenizer,
     genLength,
     strategy: { kind: 'threshold' as const, threshold },
-    exclude: test.map((t) => task.key(t)),
+    exclude: [...test, ...validation].map((t) => task.key(t)),
     outDir: out,
     sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, lambda: o.lambda, ...o.head, grid: o.head?.grid ?? [...LEARNED_GRID] },
   };
@@ -212,15 +228,17 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const model = rl.model;
   const method = o.trainer.method ?? DIFFPO_DEFAULTS.method.default;
   try {
-    const sweep = async (of = model) => {
-      const bar = itemProgress(`threshold sweep (${thresholds.length} decodings of ${test.length} items)`);
+    const sweepOn = async (items: unknown[], split: string, of = model) => {
+      const bar = itemProgress(`${split} sweep (${thresholds.length} decodings of ${items.length} items)`);
       try {
-        return await paretoSweep(of, task, { items: test, tokenizer, genLength, thresholds, onProgress: bar.onProgress });
+        return await paretoSweep(of, task, { items, tokenizer, genLength, thresholds, onProgress: bar.onProgress });
       } finally {
         bar.done();
       }
     };
-    const evaluateAt = (m: DiffusionLM) => evaluate(m, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } });
+    // the test set's sweep, and the validation set's beside it when there is one
+    const sweep = async (of = model) => ({ test: await sweepOn(test, 'test', of), validation: validation.length ? await sweepOn(validation, 'validation', of) : undefined });
+    const evaluateAt = (m: DiffusionLM, items = validation) => evaluate(m, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } });
     // with weightAverage the run's result is the averaged model (the checkpoint's average/ folder)
     const averaging = (o.trainer.weightAverage ?? 0) > 0;
     const withAverage = async <T>(f: (m: DiffusionLM) => Promise<T>): Promise<T> => {
@@ -231,7 +249,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         m.dispose();
       }
     };
-    log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test items at ${thresholds.length} thresholds...`);
+    log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test${validation.length ? ` and ${validation.length} validation` : ''} items at ${thresholds.length} thresholds...`);
     const before = await sweep();
     const metrics = join(out, 'metrics.jsonl');
     if (!o.resume) await write(metrics, '');
@@ -245,9 +263,12 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         onStep: async (i) => {
           // every process evaluates (evaluation is data-parallel under mpirun); rank 0 writes
           const due = o.evalEvery && i.step % o.evalEvery === 0;
-          const test = due ? await evaluateAt(model) : undefined;
-          const averaged = due && averaging ? await withAverage(evaluateAt) : undefined;
-          const evaluated = { ...(test && { testAccuracy: test.accuracy, testNfe: test.meanNfe }), ...(averaged && { testAccuracyAveraged: averaged.accuracy, testNfeAveraged: averaged.meanNfe }) };
+          const now = due ? await evaluateAt(model) : undefined;
+          const averaged = due && averaging ? await withAverage((m) => evaluateAt(m)) : undefined;
+          const evaluated = {
+            ...(now && { validationAccuracy: now.accuracy, validationNfe: now.meanNfe }),
+            ...(averaged && { validationAccuracyAveraged: averaged.accuracy, validationNfeAveraged: averaged.meanNfe }),
+          };
           await write(metrics, JSON.stringify({ ...i, ...evaluated }) + '\n', true);
           progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%${i.resampledGroups > 0 ? ` -> ${(100 * i.zeroVarianceTrained).toFixed(0)}%` : ''}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
@@ -259,12 +280,17 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     const seconds = progress.seconds;
     log(`evaluating the trained model${averaging ? `'s weight average (${join(out, 'average')})` : ''}...`);
     const after = averaging ? await withAverage(sweep) : await sweep();
-    const raw = averaging ? await evaluateAt(model) : undefined;
-    let learned: ParetoPoint | undefined;
+    const raw = averaging ? await evaluateAt(model, test) : undefined;
+    const rawValidation = averaging && validation.length ? await evaluateAt(model) : undefined;
+    let learned: ParetoPoint | undefined, learnedValidation: ParetoPoint | undefined;
     let choices: HeadChoices | undefined;
     if (rl.head) {
-      const r = await evaluate(model, task, { items: test, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
-      learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
+      const learnedOn = async (items: unknown[]): Promise<ParetoPoint> => {
+        const r = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'learned' } } });
+        return { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
+      };
+      learned = await learnedOn(test);
+      if (validation.length) learnedValidation = await learnedOn(validation);
       if (task.difficulty) {
         const { head } = rl;
         const features = await head.featuresOf(model, encodePrompts(task, test, tokenizer), { genLength });
@@ -276,8 +302,8 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       }
     }
     const at = (points: ParetoPoint[]) => points.find((p) => p.strategy.kind === 'threshold' && p.strategy.threshold === threshold)!;
-    const b = at(before),
-      a = learned ?? at(after);
+    const b = at(before.test),
+      a = learned ?? at(after.test);
     const row = (name: string, p: Pick<ParetoPoint, 'accuracy' | 'meanReward' | 'meanNfe'>) => `| ${name} | ${p.accuracy.toFixed(3)} | ${p.meanReward.toFixed(3)} | ${p.meanNfe.toFixed(2)} |`;
     const table = [
       `| model | accuracy | mean reward | mean NFE |`,
@@ -288,11 +314,13 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     ].join('\n');
     const history = lead ? (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     const seed = o.trainer.seed ?? 0;
+    const mixed = o.trainer.rolloutThresholds?.length ? o.trainer.rolloutThresholds : undefined;
+    const rollouts = learned ? `rollouts at the learned threshold (lambda ${o.lambda})` : mixed ? `rollouts at thresholds ${Math.min(...mixed)}-${Math.max(...mixed)} (each drawn from ${mixed.join(', ')})` : `rollouts at threshold ${threshold}`;
     const report = runReport({
       title: `${task.name}: ${method} RL${learned ? ` with a ${o.sampler} threshold` : ''}`,
-      summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}${averaging ? `, the weights' moving average at decay ${o.trainer.weightAverage} evaluated` : ''}, rollouts at threshold ${threshold}${learned ? ` or the learned threshold, lambda ${o.lambda}` : ''}); evaluated on ${test.length} test items, greedy decoding.`,
-      before,
-      after,
+      summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}${averaging ? `, the weights' moving average at decay ${o.trainer.weightAverage} evaluated` : ''}, ${rollouts}); evaluated on ${test.length} test items${validation.length ? ` (and ${validation.length} validation items, the curve's)` : ''}, greedy decoding, the table's row at threshold ${threshold}.`,
+      before: before.test,
+      after: after.test,
       learned,
       choices,
       metrics: history,
@@ -312,10 +340,22 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       seconds,
       testItems: test.length,
       threshold,
-      before,
-      after,
+      before: before.test,
+      after: after.test,
       learned,
       choices,
+      validation:
+        before.validation && after.validation
+          ? {
+              items: validation.length,
+              before: before.validation,
+              after: after.validation,
+              learned: learnedValidation,
+              ...(rawValidation && { lastWeights: { accuracy: rawValidation.accuracy, meanReward: rawValidation.meanReward, meanNfe: rawValidation.meanNfe } }),
+            }
+          : undefined,
+      command: o.command,
+      options: { ...o.trainer, sampler: o.sampler, ...(o.sampler !== 'fixed' && { lambda: o.lambda, head: o.head }) },
       // with weightAverage, `after` is the average's; this is the last step's own weights at the run's threshold
       ...(raw && { lastWeights: { accuracy: raw.accuracy, meanReward: raw.meanReward, meanNfe: raw.meanNfe } }),
     };

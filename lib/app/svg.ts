@@ -26,9 +26,27 @@ export function svgFrame(f: Frame, title: string, xLabel: string, yLabel?: strin
   return parts;
 }
 
-/** Legend entry k (a line, or a square for standalone points) right of the plot area. */
-export function legendEntry(f: Frame, k: number, name: string, color: string, square = false): string {
+/** Legend entry k (a line, dashed or not, or a square for standalone points) right of the plot area. */
+export function legendEntry(f: Frame, k: number, name: string, color: string, square = false, dashed = false): string {
   const x = f.W - f.right, y = f.top + 18 * k;
-  const mark = square ? `<rect x="${x + 20}" y="${y - 5}" width="10" height="10" fill="${color}"/>` : `<line x1="${x + 15}" y1="${y}" x2="${x + 35}" y2="${y}" stroke="${color}" stroke-width="2"/>`;
+  const mark = square
+    ? `<rect x="${x + 20}" y="${y - 5}" width="10" height="10" fill="${color}"/>`
+    : `<line x1="${x + 15}" y1="${y}" x2="${x + 35}" y2="${y}" stroke="${color}" stroke-width="2"${dashed ? ' stroke-dasharray="5,4"' : ''}/>`;
   return `${mark}<text x="${x + 40}" y="${y + 4}">${esc(name)}</text>`;
+}
+
+/** The right margin a legend of these names needs (12px sans-serif: about 6.6px a character), at least `min`. */
+export const legendMargin = (names: readonly string[], min: number): number => Math.max(min, Math.ceil(48 + 6.6 * Math.max(0, ...names.map((n) => n.length))));
+
+/**
+ * An axis from 0 to at least `max` in `count` equal steps of a round size (1, 2, 2.5 or 5 times a
+ * power of ten), with labels of as many decimals as the step has: 0.005, 0.010, ... where plain
+ * rounding would print 0.01, 0.01, 0.00.
+ */
+export function niceAxis(max: number, count: number): { top: number; labels: string[] } {
+  const raw = Math.max(max, 1e-12) / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw * (1 - 1e-9))!;
+  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (Number.isInteger(Number((step / p).toFixed(6))) ? 0 : 1));
+  return { top: step * count, labels: Array.from({ length: count + 1 }, (_, i) => (step * i).toFixed(decimals)) };
 }

@@ -52,7 +52,7 @@ export interface StepEvent {
 export interface GenerateResult {
   /** Generated tokens (batch x genLength). */
   tokens: Int32Array;
-  /** Forwards each sequence took part in. */
+  /** Forwards each sequence took part in (with strategy 'learned', plus the head's one forward for its features). */
   nfe: Int32Array;
   /** (batch x genLength) the 1-based NFE at which each token was unmasked. */
   decodeStep: Int32Array;
@@ -156,7 +156,10 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
 /** The decoding loop: one native step (a forward plus the selection, off the JS thread) per iteration. */
 export async function generate(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
   objectArg('generate options', options);
+  // the learned head reads its features from a forward of its own, one per prompt, counted in the NFE
+  let featureForwards = 0;
   if (options.strategy?.kind === 'learned') {
+    featureForwards = 1;
     const head = options.strategy.head ?? samplerHeadOf(model);
     if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
@@ -173,7 +176,9 @@ export async function generate(model: DiffusionLM, prompts: Int32Array[], option
       }
       if (done) break;
     }
-    return await decoder.result();
+    const r = await decoder.result();
+    for (let b = 0; b < r.nfe.length; b++) r.nfe[b] += featureForwards;
+    return r;
   } finally {
     await decoder.free().catch(() => undefined);
   }

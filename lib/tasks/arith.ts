@@ -71,6 +71,7 @@ export function arithTask(options: { terms?: Difficulty; maxOperand?: number } =
   if (!Number.isInteger(maxOperand) || maxOperand < 1 || maxOperand > 99) throw new InvalidArgumentError(`maxOperand = ${maxOperand} must be an integer in [1, 99]`);
   return {
     name: 'arith',
+    validationSetFile: 'arith_validation.jsonl',
     difficulty: { name: 'terms', of: (item) => item.expression.split(/[+\-*]/).length },
     generate(rng) {
       let expression = String(1 + rng.int(maxOperand));

@@ -152,6 +152,7 @@ export function countdownTask(options: { numbers?: Difficulty; searchFraction?: 
   return {
     name,
     testSetFile: name === 'countdown3' ? 'countdown3_test.jsonl' : undefined,
+    validationSetFile: name === 'countdown3' ? 'countdown3_validation.jsonl' : undefined,
     difficulty: { name: 'numbers', of: (item) => item.numbers.length },
     generate(rng) {
       const needsSearch = searchFraction === undefined ? undefined : rng.random() < searchFraction;

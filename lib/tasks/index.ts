@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import data from 'diffpo/data';
@@ -56,4 +57,27 @@ export async function loadTestSet<Item>(task: Task<Item>, file?: string): Promis
   if (!file && !task.testSetFile && task.heldOut) return task.heldOut();
   if (!file && !task.testSetFile) throw new InvalidArgumentError(`task '${task.name}' has no test set of its own: give a file`);
   return task.parseTestSet(await readTextFile(file ?? join(data.dir, task.testSetFile!), InvalidArgumentError));
+}
+
+/**
+ * Items of a validation set: the given file (in the task's test-set format), or the task's own
+ * (shipped in data/, or a slice of its data: gsm8k's is the last 256 rows of its train split). Fixed,
+ * disjoint from the test set, excluded from training streams: choices (seeds, steps, recipes,
+ * lambdas) are made on it, and a test set is scored once per finished run.
+ */
+export async function loadValidationSet<Item>(task: Task<Item>, file?: string): Promise<Item[]> {
+  if (file || task.validationSetFile) return task.parseTestSet(await readTextFile(file ?? join(data.dir, task.validationSetFile!), InvalidArgumentError));
+  if (task.validationSet) return task.validationSet();
+  throw new InvalidArgumentError(`task '${task.name}' has no validation set of its own${task.name === 'math500' ? " (MATH500 is a test split and MATH's train split is not shipped)" : ''}: give a file`);
+}
+
+/**
+ * The validation set that goes with a test-set file: its sibling named `*_validation.*` in place of
+ * `*_test.*` when there is one (data/sudoku4_mixed_test.csv -> data/sudoku4_mixed_validation.csv),
+ * else undefined (the task's own).
+ */
+export function siblingValidationFile(testFile: string | undefined): string | undefined {
+  if (!testFile || !/_test(\.[^./\\]+)$/.test(testFile)) return undefined;
+  const sibling = testFile.replace(/_test(\.[^./\\]+)$/, '_validation$1');
+  return existsSync(sibling) ? sibling : undefined;
 }

@@ -112,6 +112,7 @@ export function sudoku4Task(options: { empty?: Difficulty; solutions?: Sudoku4So
   return {
     name: 'sudoku4',
     testSetFile: 'sudoku4_test.csv',
+    validationSetFile: 'sudoku4_validation.csv',
     difficulty: { name: 'empty cells', of: (item) => [...item.puzzle].filter((c) => c === '0').length },
     generate(rng) {
       const solution = ALL_GRIDS[rng.int(ALL_GRIDS.length)]!;

@@ -39,6 +39,13 @@ export interface Task<Item> {
   readonly testSetFile?: string;
   /** For a task without an external test set: a fixed generated evaluation set (from its own seed). */
   heldOut?(): Item[];
+  /**
+   * File name of the task's validation set in the package's data/ folder: fixed, generated like the
+   * test set but disjoint from it (scripts/make-validation-sets.mjs). Choices are made on it.
+   */
+  readonly validationSetFile?: string;
+  /** For a task whose validation set is a slice of its own data (gsm8k: the last 256 rows of its train split). */
+  validationSet?(): Item[];
   /** Tokens to generate per answer when neither the command nor the model folder says (gsm8k, math500: d1's 256). */
   readonly genLength?: number;
   /** The semi-autoregressive block length to decode answers with by default (gsm8k, math500: d1's 32). */
