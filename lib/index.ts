@@ -101,3 +101,4 @@ export { SFT_DEFAULTS, SftTrainer, type SftDefaults, type SftOptions, type SftSt
 export { budgetSweep, meanStd, paretoCompare, paretoFront, paretoHull, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './app/pareto.js';
 export { formatSeconds, Progress } from './app/progress.js';
 export { runReport, stepsSvg, type HeadChoices, type RunReportInput } from './app/report.js';
+export { meanSweep, readRun, runSetName, summarizeRuns, type RunRecord, type RunReport, type RunResult, type RunSet, type RunSetRow, type SeedStat, type Split } from './app/run-sets.js';

@@ -21,6 +21,9 @@ export interface Flag {
 
 export type FlagValues = Record<string, string | number | boolean | number[] | undefined>;
 
+/** The arguments that are not flags, for a command that takes them (report's run folders). */
+export const positionalArgs = new WeakMap<FlagValues, readonly string[]>();
+
 /** The keys of the flags given on the command line (the rest hold their defaults), for commands whose defaults depend on another flag. */
 export const givenFlags = new WeakMap<FlagValues, ReadonlySet<string>>();
 
@@ -47,20 +50,20 @@ export function flagsFromSpecs(specs: OptionSpecs, overrides: Record<string, { d
 }
 
 /** Parses a command's arguments against its flags: unknown flags, bad numbers and bad choices are errors naming the flag. */
-export function parseFlags(command: string, flags: Flag[], args: string[]): FlagValues {
+export function parseFlags(command: string, flags: Flag[], args: string[], allowPositionals = false): FlagValues {
   // a negative number is a value, not a flag: `--threshold -1` reads as `--threshold=-1`
   const valued = new Set(flags.filter((f) => f.type !== 'boolean').map((f) => `--${f.name}`));
   const joined: string[] = [];
   for (let i = 0; i < args.length; i++)
     if (valued.has(args[i]!) && /^-(\d|\.\d|Infinity)/.test(args[i + 1] ?? '')) joined.push(`${args[i]}=${args[++i]}`);
     else joined.push(args[i]!);
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | undefined>, positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: joined,
       options: Object.fromEntries(flags.map((f) => [f.name, { type: f.type === 'boolean' ? 'boolean' : 'string' }] as const)),
       strict: true,
-      allowPositionals: false,
+      allowPositionals,
     }));
   } catch (err) {
     const m = /Unknown option '([^']+)'|Unexpected argument '([^']+)'|Option '([^']+)[^']*' argument missing/.exec((err as Error).message);
@@ -71,6 +74,7 @@ export function parseFlags(command: string, flags: Flag[], args: string[]): Flag
   const out: FlagValues = {};
   const given = new Set<string>();
   givenFlags.set(out, given);
+  positionalArgs.set(out, positionals);
   for (const f of flags) {
     const key = f.key ?? camel(f.name);
     const raw = values[f.name];

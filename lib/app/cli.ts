@@ -18,7 +18,8 @@ import { writeLladaFolder } from './llada-folder.js';
 import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
-import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, type Flag, type FlagValues } from './cli-flags.js';
+import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, positionalArgs, type Flag, type FlagValues } from './cli-flags.js';
+import { summarizeRuns, type Split } from './run-sets.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
@@ -61,6 +62,8 @@ interface Command {
   usage: string;
   summary: string;
   flags: Flag[];
+  /** Whether it takes arguments that are not flags (report's run folders). */
+  positionals?: boolean;
   run(v: FlagValues, model: ModelOptions): Promise<void>;
 }
 
@@ -177,7 +180,43 @@ const COMMANDS: Record<string, Command> = {
     ],
     run: trainCommand,
   },
+  report: {
+    usage: 'diffpo report RUN... [--split test|validation] [--baseline PATH[,PATH]] [--thresholds N,N] [--markdown FILE] [--svg FILE] [--json]',
+    summary:
+      "Summarises finished runs (folders with result.json) by set, a set being the runs whose folder names differ only in a seed part (rs2-300-s0, rs2-300-s1; or set/seed-0, set/seed-1): per decoding, accuracy and mean NFE as mean ± sample std over seeds, and each seed's gain over the baseline's frontier (the upper concave hull of its threshold sweep) at equal NFE and NFE saved at equal accuracy. Choose on --split validation; report the test set.",
+    positionals: true,
+    flags: [
+      { name: 'split', type: 'string', default: 'test', choices: ['test', 'validation'], help: 'which evaluation of the runs to read: the test set (reported) or the validation set (what choices are made on)' },
+      { name: 'baseline', type: 'string', help: "what gains are measured against (default each run's starting model, its sweep before training): run folders (their sweeps after training, averaged) or `diffpo eval --pareto --json` files", meta: 'PATH[,PATH]' },
+      { name: 'thresholds', type: 'numbers', help: "the decodings to list (default each run's own threshold; the learned threshold is listed where the runs have one)", meta: 'N,N,...' },
+      { name: 'markdown', type: 'string', help: 'also write the table as Markdown here', meta: 'FILE' },
+      { name: 'svg', type: 'string', help: "also write the accuracy-vs-NFE plot here (the baseline's sweep and hull, each set's mean sweep, learned points)", meta: 'FILE' },
+      JSON_FLAG,
+    ],
+    run: reportCommand,
+  },
 };
+
+
+async function reportCommand(v: FlagValues): Promise<void> {
+  const dirs = positionalArgs.get(v) ?? [];
+  if (dirs.length === 0) throw new InvalidArgumentError('report needs run folders: diffpo report RUN... (see diffpo report --help)');
+  const r = await summarizeRuns([...dirs], {
+    split: v.split as Split,
+    thresholds: v.thresholds as number[] | undefined,
+    baseline: typeof v.baseline === 'string' ? v.baseline.split(',') : undefined,
+  });
+  for (const [file, text] of [
+    [v.markdown, r.markdown],
+    [v.svg, r.svg],
+  ] as const)
+    if (typeof file === 'string') {
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(file, text);
+    }
+  if (v.json) return void process.stdout.write(JSON.stringify({ split: r.split, sets: r.sets }, null, 2) + '\n');
+  process.stdout.write(r.markdown);
+}
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary.split('. ')[0]!.replace(/\.$/, '')}`);
@@ -209,7 +248,7 @@ async function main(argv: string[]): Promise<void> {
   const c = COMMANDS[command];
   if (!c) throw new InvalidArgumentError(`unknown command '${command}' (one of ${Object.keys(COMMANDS).join(', ')}; see diffpo --help)`);
   if (rest.includes('--help') || rest.includes('-h')) return void process.stdout.write(flagsHelp(c.usage, c.summary, c.flags));
-  const v = parseFlags(command, c.flags, rest);
+  const v = parseFlags(command, c.flags, rest, c.positionals);
   let threads = v.threads as number | undefined;
   const world = worldFromEnvironment();
   if (world.size > 1) {

@@ -20,6 +20,7 @@ import { givenFlags, parseDifficulty, type FlagValues } from './cli-flags.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { runReport, type HeadChoices } from './report.js';
+import type { RunResult } from './run-sets.js';
 
 /**
  * The grid of the learned per-prompt threshold unless a task's recipe says otherwise: loose or
@@ -152,27 +153,7 @@ export interface RlRunResult {
   /** The before/after table (Markdown). */
   table: string;
   report: string;
-  result: {
-    task: string;
-    method: string;
-    sampler: string;
-    lambda?: number;
-    seed: number;
-    steps: number;
-    seconds: number;
-    testItems: number;
-    threshold: number;
-    /** The test set's sweeps (and learned point): scored once, reported. */
-    before: ParetoPoint[];
-    after: ParetoPoint[];
-    learned?: ParetoPoint;
-    choices?: HeadChoices;
-    /** The same on the validation set: what choices are made on. */
-    validation?: { items: number; before: ParetoPoint[]; after: ParetoPoint[]; learned?: ParetoPoint; lastWeights?: Pick<ParetoPoint, 'accuracy' | 'meanReward' | 'meanNfe'> };
-    /** How the run was made: the command line and the trainer's options as given (defaults for the rest). */
-    command?: string;
-    options?: Record<string, unknown>;
-  };
+  result: RunResult;
 }
 
 /**
