@@ -139,6 +139,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("loadTensors", &NativeModel::LoadTensors),
                         InstanceMethod("decoderCreate", &NativeModel::DecoderCreate),
                         InstanceMethod("decoderStep", &NativeModel::DecoderStep),
+                        InstanceMethod("decoderFeatures", &NativeModel::DecoderFeatures),
+                        InstanceMethod("decoderSetThresholds", &NativeModel::DecoderSetThresholds),
                         InstanceMethod("decoderTrace", &NativeModel::DecoderTrace),
                         InstanceMethod("decoderResult", &NativeModel::DecoderResult),
                         InstanceMethod("decoderFree", &NativeModel::DecoderFree),
@@ -408,6 +410,28 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return start(
         env, [&m, d, finished] { *finished = d->step(m); },
         [finished](Napi::Env e) { return Napi::Boolean::New(e, *finished); }, {});
+  }
+  // decoderFeatures(decoder) -> Promise<Float32Array> (B x 8): the first forward and the learned
+  // sampler's features from it (Decoder::first_forward_features); the first step selects from it
+  Napi::Value DecoderFeatures(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Decoder* d = decoder_arg(info[0]);
+    auto features = std::make_shared<std::vector<float>>();
+    return start(
+        env, [&m, d, features] { *features = d->first_forward_features(m); },
+        [features](Napi::Env e) { return copy_out<float, Napi::Float32Array>(e, *features); }, {});
+  }
+  // decoderSetThresholds(decoder, Float32Array): one threshold per sequence, for the steps to come
+  Napi::Value DecoderSetThresholds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Decoder* d = decoder_arg(info[0]);
+    const size_t n = info[1].IsTypedArray() ? info[1].As<Napi::TypedArray>().ElementLength() : 0;
+    const float* th = typed<float, napi_float32_array>(info[1], n, "threshold");
+    return guarded(env, [&] {
+      d->set_thresholds(std::vector<float>(th, th + n));
+      return env.Undefined();
+    });
   }
   template <typename T, typename Arr>
   static Napi::Value copy_out(Napi::Env env, const std::vector<T>& v) {

@@ -96,6 +96,9 @@ export declare class NativeModel {
   saveSafetensors(path: string, header: string, writes: { srcOffset: number; count: number }[], dtype: 0 | 2): Promise<void>;
   decoderCreate(prompts: Int32Array[], options: NativeDecoderOptions): NativeDecoder;
   decoderStep(decoder: NativeDecoder): Promise<boolean>;
+  /** The first forward and the learned sampler's 8 features per sequence from it (B x 8); the first step selects from that forward. */
+  decoderFeatures(decoder: NativeDecoder): Promise<Float32Array>;
+  decoderSetThresholds(decoder: NativeDecoder, threshold: Float32Array): void;
   decoderTrace(decoder: NativeDecoder): { sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array };
   decoderResult(decoder: NativeDecoder): {
     tokens: Int32Array;

@@ -150,7 +150,11 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
   slots_.assign(seqs.begin(), seqs.end());
   starts_.assign(q0.begin(), q0.end());
   rows_.clear();
-  std::vector<std::pair<int, int>> owner;  // (sequence, generated position) per scored row
+  struct Owner {
+    int b, g;
+    bool candidate;  // false: scored only for first_forward_features
+  };
+  std::vector<Owner> owner;  // per scored row
   for (int r = 0; r < R; r++) {
     const int b = seqs[r];
     std::copy_n(canvas_.begin() + (size_t)b * T_ + q0[r], Tq, ids_.begin() + (size_t)r * Tq);
@@ -160,10 +164,10 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
     // the last forward a budget allows fills every masked position
     const int lo = fill_all[b] ? 0 : block_[b] * opt_.block_length;
     const int hi = fill_all[b] ? L_ : lo + opt_.block_length;
-    for (int g = lo; g < hi; g++)
+    for (int g = score_all_ ? 0 : lo; g < (score_all_ ? L_ : hi); g++)
       if (canvas_[(size_t)b * T_ + P_ + g] == cfg_.mask_token_id) {
         rows_.push_back(r * Tq + P_ + g - q0[r]);
-        owner.emplace_back(b, g);
+        owner.push_back({b, g, g >= lo && g < hi});
       }
   }
   const int S = (int)rows_.size(), V = cfg_.vocab_size;
@@ -174,7 +178,12 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
   std::vector<float> remask_score(S);
   std::uniform_real_distribution<double> unif(0.0, 1.0);
   for (int s = 0; s < S; s++) {
-    auto& rng = rng_[owner[s].first];
+    auto& rng = rng_[owner[s].b];
+    if (!owner[s].candidate) {
+      // no draw: the sequence's stream stays as decoding without the features leaves it
+      if (gumbel) std::fill_n(noise_.begin() + (size_t)s * V, V, 0.0);
+      continue;
+    }
     if (gumbel)
       for (int v = 0; v < V; v++) {
         if (v == cfg_.mask_token_id) continue;
@@ -189,21 +198,23 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
   const CacheUse use{mode, &cache_, slots_.data(), starts_.data()};
   model.decode_scores(ids_.data(), mask_.data(), pos_.data(), R, Tq, rows_.data(), S, cached ? &use : nullptr,
                       gumbel ? noise_.data() : nullptr, opt_.temperature, x0_.data(), conf_.data(), logp_row_.data(),
-                      entropy_.data());
-  for (int s = 0; s < S; s++)
-    cands[owner[s].first].push_back(
-        {owner[s].second, x0_[s], conf_[s], logp_row_[s], entropy_[s], remask ? remask_score[s] : conf_[s]});
+                      entropy_.data(), score_all_ && gumbel);
+  // with sampling, the features' confidences are those of the argmax, as at temperature 0
+  const float* plain_conf = score_all_ && gumbel ? model.plain_confidence() : conf_.data();
+  for (int s = 0; s < S; s++) {
+    const Owner& o = owner[s];
+    if (score_all_) {
+      all_conf_[o.b].push_back(plain_conf[s]);
+      all_entropy_[o.b].push_back(entropy_[s]);
+    }
+    if (o.candidate)
+      cands[o.b].push_back({o.g, x0_[s], conf_[s], logp_row_[s], entropy_[s], remask ? remask_score[s] : conf_[s]});
+  }
 }
 
-bool Decoder::step(Model& model) {
-  trace_ = StepTrace();
-  if (active_count() == 0) return true;
+void Decoder::forward_step(Model& model, const std::vector<uint8_t>& fill_all, std::vector<std::vector<Candidate>>& cands) {
   const bool cached = opt_.cache != CacheMode::None;
   if (cached && cache_.slots == 0) model.resize_cache(cache_, B_, T_);
-  std::vector<uint8_t> fill_all(B_, 0);
-  for (int b = 0; b < B_; b++)
-    fill_all[b] = !finished_[b] && opt_.max_nfe[b] > 0 && nfe_[b] + 1 >= opt_.max_nfe[b];
-  std::vector<std::vector<Candidate>> cands(B_);
   // Whole rows: every sequence without a cache; with one, those starting a block (they fill it) and
   // those filling every position (they need all logits). Finished rows stay only without compaction.
   std::vector<int> full, q0;
@@ -230,6 +241,62 @@ bool Decoder::step(Model& model) {
       forward_group(model, group, q0, Tq, CacheUse::Read, true, fill_all, cands);
       rest.swap(later);
     }
+  }
+}
+
+std::vector<float> Decoder::first_forward_features(Model& model) {
+  require(!pending_ && std::all_of(nfe_.begin(), nfe_.end(), [](int n) { return n == 0; }), "ERR_INVALID_ARGUMENT",
+          "the head's features come from the first forward: ask for them once, before any step");
+  std::vector<uint8_t> fill_all(B_, 0);
+  for (int b = 0; b < B_; b++) fill_all[b] = opt_.max_nfe[b] == 1;
+  std::vector<std::vector<Candidate>> cands(B_);
+  all_conf_.assign(B_, {});
+  all_entropy_.assign(B_, {});
+  score_all_ = true;
+  try {
+    forward_step(model, fill_all, cands);
+  } catch (...) {
+    score_all_ = false;
+    throw;
+  }
+  score_all_ = false;
+  pending_cands_ = std::move(cands);
+  pending_fill_all_ = std::move(fill_all);
+  pending_ = true;
+  const double ln_v = std::log((double)cfg_.vocab_size - 1);
+  std::vector<float> out((size_t)B_ * kHeadFeatures);
+  for (int b = 0; b < B_; b++) {
+    const auto &c = all_conf_[b], &e = all_entropy_[b];
+    const double n = (double)c.size();
+    double mean = 0, lo = INFINITY, var = 0, f9 = 0, f7 = 0, f5 = 0, ment = 0, xent = 0;
+    for (float x : c) mean += x / n, lo = std::min(lo, (double)x), f9 += x >= 0.9, f7 += x >= 0.7, f5 += x >= 0.5;
+    for (float x : c) var += ((double)x - mean) * ((double)x - mean) / n;
+    for (float x : e) ment += x / ln_v / n, xent = std::max(xent, x / ln_v);
+    const double f[kHeadFeatures] = {mean, lo, std::sqrt(var), f9 / n, f7 / n, f5 / n, ment, xent};
+    std::copy(f, f + kHeadFeatures, out.begin() + (size_t)b * kHeadFeatures);
+  }
+  return out;
+}
+
+void Decoder::set_thresholds(const std::vector<float>& threshold) {
+  require((int)threshold.size() == B_, "ERR_INVALID_ARGUMENT", "one threshold per sequence is required");
+  opt_.threshold = threshold;
+}
+
+bool Decoder::step(Model& model) {
+  trace_ = StepTrace();
+  if (active_count() == 0) return true;
+  std::vector<uint8_t> fill_all(B_, 0);
+  std::vector<std::vector<Candidate>> cands(B_);
+  if (pending_) {
+    // the features' forward was this step's
+    fill_all.swap(pending_fill_all_);
+    cands.swap(pending_cands_);
+    pending_ = false;
+  } else {
+    for (int b = 0; b < B_; b++)
+      fill_all[b] = !finished_[b] && opt_.max_nfe[b] > 0 && nfe_[b] + 1 >= opt_.max_nfe[b];
+    forward_step(model, fill_all, cands);
   }
   for (int b = 0; b < B_; b++) {
     if (finished_[b]) continue;

@@ -47,6 +47,16 @@ class Decoder {
   // One forward over the unfinished sequences and one selection each; returns true when all are done.
   bool step(Model& model);
 
+  // The learned sampler's inputs without a forward of their own (kHeadFeatures per sequence, B x 8):
+  // the first forward, scoring every position of the fully masked completion, summarised per
+  // sequence as the mean, minimum and standard deviation of the confidence, the fractions at or above
+  // 0.9, 0.7 and 0.5, and the mean and maximum entropy over ln(V - 1), all at temperature 0. The first
+  // step() then selects from this forward (one NFE in all). Call once, before any step; the caller
+  // then sets the thresholds the features chose.
+  std::vector<float> first_forward_features(Model& model);
+  void set_thresholds(const std::vector<float>& threshold);
+  static constexpr int kHeadFeatures = 8;
+
   const StepTrace& last_step() const { return trace_; }
   // Generated tokens (B, L) so far (mask id where still masked).
   std::vector<int32_t> tokens() const;
@@ -66,6 +76,8 @@ class Decoder {
   void forward_group(Model& model, const std::vector<int>& seqs, const std::vector<int>& q0, int Tq,
                      CacheUse::Mode mode, bool cached, const std::vector<uint8_t>& fill_all,
                      std::vector<std::vector<Candidate>>& cands);
+  // The forwards of one step (whole rows, and cached reads), scoring each sequence's candidates.
+  void forward_step(Model& model, const std::vector<uint8_t>& fill_all, std::vector<std::vector<Candidate>>& cands);
   int active_count() const;
   bool block_has_mask(int b, int block) const;
   void select(int b, std::vector<Candidate>& cands, bool fill_all);
@@ -90,6 +102,12 @@ class Decoder {
   std::vector<double> noise_;
   std::vector<int32_t> x0_;
   std::vector<float> conf_, logp_row_, entropy_;
+  // first_forward_features: score every masked position (not only the candidates') and keep, per
+  // sequence, the confidences and entropies at temperature 0; the forward's candidates wait for step()
+  bool score_all_ = false, pending_ = false;
+  std::vector<std::vector<float>> all_conf_, all_entropy_;
+  std::vector<std::vector<Candidate>> pending_cands_;
+  std::vector<uint8_t> pending_fill_all_;
 };
 
 }  // namespace diffpo

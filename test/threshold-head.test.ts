@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { CheckpointError, CONFIDENCE_FEATURES, deriveSeed, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, samplerRewards, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
+import { CheckpointError, CONFIDENCE_FEATURES, samplerOptions, deriveSeed, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, samplerRewards, DiffusionLM, evaluate, InvalidArgumentError, Rng, SftTrainer, ThresholdHead, type Task } from 'diffpo';
 
 import { copy4, easyHard, TINY } from './helpers/copy-task.js';
 
@@ -133,11 +133,13 @@ describe('learned threshold head', () => {
       const logits = await model.logits(x, { batch: 1, seqLen: x.length });
       const conf: number[] = [],
         ent: number[] = [];
+      const E = model.config.embedding_size;
       for (let t = p.length; t < x.length; t++) {
-        const row = Array.from(logits.subarray(t * V, t * V + V)).filter((_, v) => v !== M);
+        // the decoder's confidence: the softmax over the whole row, of the best id but the mask
+        const row = Array.from(logits.subarray(t * E, (t + 1) * E));
         const z = row.reduce((a, l) => a + Math.exp(l), 0);
         const probs = row.map((l) => Math.exp(l) / z);
-        conf.push(Math.max(...probs));
+        conf.push(Math.max(...probs.filter((_, v) => v !== M && v < V)));
         ent.push(-probs.reduce((a, q) => a + q * Math.log(q), 0) / Math.log(V - 1));
       }
       const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
@@ -151,6 +153,43 @@ describe('learned threshold head', () => {
     await model.save(dir);
     const back = (await DiffusionLM.fromPretrained(dir)).samplerHead!;
     expect([back.features, back.inputs, back.dModel, Array.from(back.weight)]).toEqual(['confidence', CONFIDENCE_FEATURES, TINY.d_model, Array.from(head.weight)]);
+    model.dispose();
+  });
+
+  it("generate takes the confidence features from the decoder's own first forward: the reference's features, the head's thresholds, no extra NFE", async () => {
+    const model = DiffusionLM.create(TINY, { seed: 9, initStd: 0.3 });
+    const rng = new Rng(3);
+    const prompts = Array.from({ length: 6 }, (_, b) => Int32Array.from({ length: 2 + (b % 3) }, () => 1 + rng.int(20)));
+    const genLength = 8;
+    const head = new ThresholdHead({ grid: [0.05, 0.3, 1.01], dModel: TINY.d_model, features: 'confidence' });
+    const reference = await head.featuresOf(model, prompts, { genLength });
+    head.calibrate(reference);
+    rng.random();
+    head.weight.forEach((_, i) => (head.weight[i] = 4 * (rng.random() - 0.5)));
+    const chosen = head.strategy(reference.map((f) => head.mostLikely(f)));
+    expect(new Set(chosen.kind === 'threshold' ? chosen.threshold : []).size).toBeGreaterThan(1); // the prompts really differ
+    for (const options of [{ blockLength: 8 }, { blockLength: 4, cache: 'dual' as const }, { blockLength: 4, temperature: 1, seed: 5 }]) {
+      const decoder = await model.createDecoder(prompts, samplerOptions(model, prompts, { genLength, ...options, strategy: { kind: 'threshold', threshold: 0.5 } }));
+      const native = await decoder.firstForwardFeatures();
+      await decoder.free();
+      reference.forEach((f, b) => f.forEach((v, i) => expect(native[b * CONFIDENCE_FEATURES + i], `feature ${i} of prompt ${b}`).toBeCloseTo(v, 6)));
+      const learned = await model.generate(prompts, { genLength, ...options, strategy: { kind: 'learned', head } });
+      const fixed = await model.generate(prompts, { genLength, ...options, strategy: chosen });
+      expect(learned.tokens).toEqual(fixed.tokens);
+      expect(learned.nfe).toEqual(fixed.nfe); // the features' forward is the decoding's first
+      expect(learned.behaviourLogProb).toEqual(fixed.behaviourLogProb);
+    }
+    // the hidden features need a forward of the prompt alone: counted
+    const hidden = new ThresholdHead({ grid: [0.3, 0.9], dModel: TINY.d_model, features: 'hidden' });
+    const h = await model.generate(prompts, { genLength, strategy: { kind: 'learned', head: hidden } });
+    const hChosen = hidden.strategy((await hidden.featuresOf(model, prompts, { genLength })).map((f) => hidden.mostLikely(f)));
+    expect(Array.from(h.nfe)).toEqual(Array.from((await model.generate(prompts, { genLength, strategy: hChosen })).nfe, (n) => n + 1));
+    // once, before any step
+    const d = await model.createDecoder(prompts, samplerOptions(model, prompts, { genLength, strategy: { kind: 'threshold', threshold: 0.5 } }));
+    await d.step();
+    await expect(d.firstForwardFeatures()).rejects.toThrow(/before any step/);
+    await expect(d.setThresholds(new Float32Array(2))).rejects.toThrow(/one threshold per sequence/);
+    await d.free();
     model.dispose();
   });
 

@@ -19,6 +19,7 @@ import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, positionalArgs, type Flag, type FlagValues } from './cli-flags.js';
+import { readExperiment, runExperiment } from './experiment.js';
 import { summarizeRuns, type Split } from './run-sets.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
@@ -180,6 +181,14 @@ const COMMANDS: Record<string, Command> = {
     ],
     run: trainCommand,
   },
+  experiment: {
+    usage: 'diffpo experiment FILE.json [--jobs N]',
+    summary:
+      'Runs an experiment described in a JSON file ({out, claim, train: {diffpo train flags}, grid: {flag: [values]}, seeds: [...], thresholds}): every grid cell and seed as a diffpo train run in OUT/<cell>/seed-<s>/ (finished runs kept, interrupted ones resumed), then report.md (test set), report-validation.md and report.svg in OUT.',
+    positionals: true,
+    flags: [{ name: 'jobs', type: 'int', default: 1, help: 'runs at a time (each a process; give --threads in the file\'s train flags to share the cores)' }],
+    run: experimentCommand,
+  },
   report: {
     usage: 'diffpo report RUN... [--split test|validation] [--baseline PATH[,PATH]] [--thresholds N,N] [--markdown FILE] [--svg FILE] [--json]',
     summary:
@@ -197,6 +206,14 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+
+async function experimentCommand(v: FlagValues): Promise<void> {
+  const files = positionalArgs.get(v) ?? [];
+  if (files.length !== 1) throw new InvalidArgumentError('experiment needs one description file: diffpo experiment FILE.json (see diffpo experiment --help)');
+  const spec = await readExperiment(files[0]!);
+  await runExperiment(spec, { jobs: v.jobs as number });
+  process.stdout.write(`${readFileSync(join(spec.out, 'report.md'), 'utf8')}\nreports: ${join(spec.out, 'report.md')}, ${join(spec.out, 'report-validation.md')}\n`);
+}
 
 async function reportCommand(v: FlagValues): Promise<void> {
   const dirs = positionalArgs.get(v) ?? [];

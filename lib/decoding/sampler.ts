@@ -2,7 +2,7 @@ import { objectArg, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { DecoderOptions, DiffusionLM } from '../engine/model.js';
 import { thresholdStrategy, type DecodingStrategy } from './strategy.js';
-import { samplerHeadOf, ThresholdHead } from './threshold-head.js';
+import { CONFIDENCE_FEATURES, samplerHeadOf, ThresholdHead } from './threshold-head.js';
 
 export interface GenerateOptions {
   /** Tokens to generate after each prompt. */
@@ -156,18 +156,32 @@ export function samplerOptions(model: DiffusionLM, prompts: Int32Array[], option
 /** The decoding loop: one native step (a forward plus the selection, off the JS thread) per iteration. */
 export async function generate(model: DiffusionLM, prompts: Int32Array[], options: GenerateOptions): Promise<GenerateResult> {
   objectArg('generate options', options);
-  // the learned head reads its features from a forward of its own, one per prompt, counted in the NFE
+  let head: ThresholdHead | undefined;
+  // the 'hidden' features need a forward of their own (the prompt alone), counted in the NFE
   let featureForwards = 0;
   if (options.strategy?.kind === 'learned') {
-    featureForwards = 1;
-    const head = options.strategy.head ?? samplerHeadOf(model);
-    if (!(head instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
+    const given = options.strategy.head ?? samplerHeadOf(model);
+    if (!(given instanceof ThresholdHead)) throw new InvalidArgumentError("strategy 'learned' needs a ThresholdHead: pass one as head, or load a checkpoint that has one (model.samplerHead)");
     if (!Array.isArray(prompts) || prompts.length === 0) throw new InvalidArgumentError('prompts must be a non-empty array of Int32Array');
-    const features = await head.featuresOf(model, prompts, { genLength: options.genLength, signal: options.signal });
-    options = { ...options, strategy: head.strategy(features.map((f) => head.mostLikely(f))) };
+    given.checkModel(model);
+    if (given.features === 'hidden') {
+      const features = await given.featuresOf(model, prompts, { genLength: options.genLength, signal: options.signal });
+      options = { ...options, strategy: given.strategy(features.map((f) => given.mostLikely(f))) };
+      featureForwards = 1;
+    } else {
+      // the confidence features come from the decoder's own first forward: thresholds are set after it
+      head = given;
+      options = { ...options, strategy: given.strategy(prompts.map(() => 0)) };
+    }
   }
   const decoder = await model.createDecoder(prompts, samplerOptions(model, prompts, options), options.signal);
   try {
+    if (head) {
+      const flat = await decoder.firstForwardFeatures(options.signal);
+      const n = CONFIDENCE_FEATURES;
+      const chosen = head.strategy(prompts.map((_, b) => head.mostLikely(Float64Array.from(flat.subarray(b * n, (b + 1) * n)))));
+      await decoder.setThresholds(chosen.kind === 'threshold' ? chosen.threshold : chosen.gamma);
+    }
     for (let step = 1; ; step++) {
       const done = await decoder.step(options.signal);
       if (options.onStep) {

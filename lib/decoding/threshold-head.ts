@@ -80,8 +80,13 @@ export class ThresholdHead {
   }
 
   /** Each prompt's feature vector, as this head reads them (`genLength`: the completion's length, for 'confidence'). */
-  async featuresOf(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
+  /** Refuses a model of another width than the head was made for. */
+  checkModel(model: DiffusionLM): void {
     if (this.dModel !== model.config.d_model) throw new InvalidArgumentError(`the sampler head was made for d_model ${this.dModel} but the model's d_model is ${model.config.d_model}`);
+  }
+
+  async featuresOf(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
+    this.checkModel(model);
     return this.features === 'hidden' ? ThresholdHead.hiddenFeatures(model, prompts, options.signal) : ThresholdHead.confidenceFeatures(model, prompts, options);
   }
 
@@ -97,7 +102,13 @@ export class ThresholdHead {
     });
   }
 
-  /** The CONFIDENCE_FEATURES of each prompt: one forward of the prompt and a fully masked completion (a few sequences at a time, to bound the logits' memory). */
+  /**
+   * The CONFIDENCE_FEATURES of each prompt: one forward of the prompt and a fully masked completion
+   * (a few sequences at a time, to bound the logits' memory). The reference of what the native
+   * decoder computes from its own first forward (DecoderSession.firstForwardFeatures, which
+   * generate() uses: no forward of its own), computed as it does: each position's confidence is the
+   * softmax over the whole output row of the best id but the mask, its entropy that of the row.
+   */
   static async confidenceFeatures(model: DiffusionLM, prompts: Int32Array[], options: { genLength: number; signal?: AbortSignal }): Promise<Float64Array[]> {
     const L = options.genLength,
       { vocab_size: V, embedding_size: E, mask_token_id: M } = model.config;
@@ -116,19 +127,21 @@ export class ThresholdHead {
         const conf: number[] = [],
           ent: number[] = [];
         for (let t = T - L; t < T; t++) {
-          const row = logits.subarray((b * T + t) * E, (b * T + t) * E + V);
-          let m = -Infinity;
-          for (let v = 0; v < V; v++) if (v !== M && row[v]! > m) m = row[v]!;
+          const row = logits.subarray((b * T + t) * E, (b * T + t + 1) * E);
+          let m = -Infinity,
+            best = -Infinity;
+          for (let e = 0; e < E; e++) m = Math.max(m, row[e]!);
+          for (let v = 0; v < V; v++) if (v !== M && row[v]! > best) best = row[v]!;
           let z = 0,
             zl = 0;
-          for (let v = 0; v < V; v++) {
-            if (v === M) continue;
-            const e = Math.exp(row[v]! - m);
-            z += e;
-            zl += e * (row[v]! - m);
+          for (let e = 0; e < E; e++) {
+            const p = Math.exp(row[e]! - m);
+            z += p;
+            zl += p * (row[e]! - m);
           }
-          conf.push(1 / z);
-          ent.push((Math.log(z) - zl / z) / Math.log(V - 1));
+          // float32, as the decoder hands them over
+          conf.push(Math.fround(Math.exp(best - m) / z));
+          ent.push(Math.fround(Math.log(z) - zl / z) / Math.log(V - 1));
         }
         const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
         const mc = mean(conf);

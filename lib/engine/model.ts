@@ -99,6 +99,14 @@ export type DecoderOptions = NativeDecoderOptions;
 export interface DecoderSession {
   /** One forward and selection; true when every sequence is done. */
   step(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Before any step: the first forward, and from it the learned sampler's confidence features (B x 8,
+   * see ThresholdHead); the first step then selects from this forward instead of running one (no
+   * extra NFE). Set the thresholds they choose with setThresholds.
+   */
+  firstForwardFeatures(signal?: AbortSignal): Promise<Float32Array>;
+  /** One threshold (or gamma) per sequence for the steps to come. */
+  setThresholds(threshold: Float32Array): Promise<void>;
   /** What the last step unmasked. */
   trace(): Promise<{ sequence: Int32Array; position: Int32Array; token: Int32Array; confidence: Float32Array }>;
   /** Tokens, NFE, decode steps, behaviour log-probs and budget flags so far. */
@@ -432,6 +440,8 @@ export class DiffusionLM {
     const id = await this.#run(signal, async () => this.#native.decoderCreate(mine, opts));
     return {
       step: (s) => this.#run(s, () => this.#native.decoderStep(id)),
+      firstForwardFeatures: (s) => this.#run(s, () => this.#native.decoderFeatures(id)),
+      setThresholds: (threshold) => this.#run(undefined, async () => this.#native.decoderSetThresholds(id, own(threshold))),
       trace: () => this.#run(undefined, async () => this.#native.decoderTrace(id)),
       result: () => this.#run(undefined, async () => this.#native.decoderResult(id)),
       free: () => this.#run(undefined, async () => this.#native.decoderFree(id)),
