@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { evaluate, type EvaluateOptions } from '../decoding/evaluate.js';
 import type { DiffusionLM } from '../engine/model.js';
 import { strategyLabel, SWEEP_THRESHOLDS, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
-import { esc, legendEntry, legendMargin, svgFrame, type Frame } from './svg.js';
+import { esc, legendEntry, legendMargin, niceAxis, svgFrame, type Frame } from './svg.js';
 import type { Task } from '../tasks/task.js';
 
 export interface ParetoPoint {
@@ -148,7 +148,8 @@ export function paretoSvg(curves: { name: string; points: ParetoPoint[]; hull?: 
   const lo = Math.min(...nfes, Infinity),
     hi = Math.max(1, ...nfes);
   const log = Number.isFinite(lo) && hi / lo > 4;
-  const [x0, x1] = log ? [Math.log(lo / 1.1), Math.log(hi * 1.1)] : [0, hi * 1.05];
+  const linear = niceAxis(hi * 1.02, 5);
+  const [x0, x1] = log ? [Math.log(lo / 1.1), Math.log(hi * 1.1)] : [0, linear.top];
   const x = (nfe: number) => left + (((log ? Math.log(Math.max(nfe, 1e-3)) : nfe) - x0) / (x1 - x0)) * (W - left - right);
   const best = Math.max(0, ...all.map((p) => p.accuracy));
   const yMax = best > 0.5 ? 1 : Math.max(0.05, Math.ceil((best * 1.2) / 0.05) * 0.05);
@@ -161,7 +162,7 @@ export function paretoSvg(curves: { name: string; points: ParetoPoint[]; hull?: 
   const ticks = log
     ? [1, 2, 5].flatMap((m) => [0.1, 1, 10, 100, 1000].map((p) => m * p)).filter((t) => Math.log(t) >= x0 && Math.log(t) <= x1)
     : Array.from({ length: 6 }, (_, i) => (x1 * i) / 5);
-  for (const t of ticks) parts.push(`<text x="${x(t)}" y="${H - bottom + 16}" text-anchor="middle">${log ? t : t.toFixed(1)}</text>`);
+  ticks.forEach((t, i) => parts.push(`<text x="${x(t)}" y="${H - bottom + 16}" text-anchor="middle">${log ? t : linear.labels[i]}</text>`));
   const line = (pts: ParetoPoint[]) => pts.map((p) => `${x(p.meanNfe).toFixed(1)},${y(p.accuracy).toFixed(1)}`).join(' ');
   let row = 0;
   curves.forEach((c, i) => {

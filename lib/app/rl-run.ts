@@ -296,7 +296,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     const history = lead ? (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     const seed = o.trainer.seed ?? 0;
     const mixed = o.trainer.rolloutThresholds?.length ? o.trainer.rolloutThresholds : undefined;
-    const rollouts = learned ? `rollouts at the learned threshold (lambda ${o.lambda})` : mixed ? `rollouts at thresholds ${Math.min(...mixed)}-${Math.max(...mixed)} (each drawn from ${mixed.join(', ')})` : `rollouts at threshold ${threshold}`;
+    const rollouts = learned ? `rollouts at the learned threshold (lambda ${o.lambda})` : mixed ? `rollouts at thresholds ${mixed.join(', ')} in turn within each group` : `rollouts at threshold ${threshold}`;
     const report = runReport({
       title: `${task.name}: ${method} RL${learned ? ` with a ${o.sampler} threshold` : ''}`,
       summary: `${rl.step} RL steps from ${o.resume ? 'a resumed run' : `${task.name}-base`} in ${seconds.toFixed(0)} s (seed ${seed}${averaging ? `, the weights' moving average at decay ${o.trainer.weightAverage} evaluated` : ''}, ${rollouts}); evaluated on ${test.length} test items${validation.length ? ` (and ${validation.length} validation items, the curve's)` : ''}, greedy decoding, the table's row at threshold ${threshold}.`,
