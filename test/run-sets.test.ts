@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -67,6 +67,31 @@ describe('diffpo report', () => {
     expect(b.sets[0]!.rows[0]!.gainAtEqualNfe!.mean).toBeCloseTo(0, 12); // the same point as the baseline's
     await expect(summarizeRuns([join(root, 'nothing')])).rejects.toThrow(/nothing is not a finished run/);
     await expect(summarizeRuns([withVal, writeRun(join(root, 'v-s00'), 0, [pt(0.9, 0.6, 6)])])).rejects.toThrow(/repeats seed 0/);
+  });
+
+  it('diffpo experiment runs every grid cell and seed, keeps finished runs, and writes both splits\' reports', () => {
+    const out = join(root, 'exp');
+    const file = join(root, 'exp.json');
+    writeFileSync(file, JSON.stringify({ out, claim: 'a test', train: { task: 'sudoku4', steps: 1, limit: 8, sweep: [0.9], threads: 1 }, grid: { method: ['d1', 'diffpo'] }, seeds: [0, 1] }));
+    const r = cli('experiment', file, '--jobs', '2');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('4 runs, 0 finished, 4 to run, 2 at a time');
+    for (const cell of ['method-d1', 'method-diffpo'])
+      for (const seed of [0, 1]) {
+        const result = JSON.parse(readFileSync(join(out, cell, `seed-${seed}`, 'result.json'), 'utf8'));
+        expect([result.method, result.seed, result.steps, result.validation.items]).toEqual([cell.slice(7), seed, 1, 8]);
+      }
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(report).toMatch(/^a test\n/);
+    expect(report).toMatch(/\| method-d1 \(d1, 1 steps\) \| 0, 1 \| threshold 0.9 \|/);
+    expect(readFileSync(join(out, 'report-validation.md'), 'utf8')).toContain('Evaluated on the validation set');
+    expect(readFileSync(join(out, '.gitignore'), 'utf8')).toContain('optimizer.safetensors');
+    // again: nothing to run, the same reports
+    const again = cli('experiment', file);
+    expect(again.stderr).toContain('4 runs, 4 finished, 0 to run');
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toBe(report);
+    writeFileSync(file, JSON.stringify({ out, train: { task: 'sudoku4', seed: 3 }, seeds: [0] }));
+    expect(cli('experiment', file).stderr).toMatch(/"train" must not set "seed"/);
   });
 
   it('the report command prints the table, writes Markdown, SVG and JSON, and names bad input', () => {
