@@ -22,7 +22,7 @@ import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, positionalArgs,
 import { readExperiment, runExperiment } from './experiment.js';
 import { summarizeRuns, type Split } from './run-sets.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
-import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison } from './pareto.js';
+import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { LEARNED_GRID, recipeOptions, RUN_SWEEP, runRl } from './rl-run.js';
 
@@ -126,6 +126,8 @@ const COMMANDS: Record<string, Command> = {
       { name: 'max-nfe', type: 'int', help: 'NFE budget per sequence: the last allowed forward fills what is left' },
       { name: 'budgets', type: 'numbers', default: [], help: 'accuracy at each per-sequence NFE budget, e.g. 2,4,8,16 (with the strategy flags, default threshold 0.9; --threshold 1.01 spends the whole budget)', meta: 'N,N,...' },
       { name: 'pareto', type: 'boolean', help: 'sweep thresholds 0.5..0.95 and one token per step (with --learned: the learned point against that frontier)' },
+      { name: 'thresholds', type: 'numbers', help: 'with --pareto: the thresholds to sweep (above 1: one token per step)', meta: 'N,N,...' },
+      { name: 'baseline', type: 'string', help: "with --pareto: a model folder (the base, say) swept on the same items: each point against its frontier (the upper concave hull), in points at equal NFE and NFE saved at equal accuracy", meta: 'DIR' },
       { name: 'out', type: 'string', help: 'with --pareto: the SVG to write (default runs/<task>-pareto.svg)', meta: 'FILE.svg' },
       JSON_FLAG,
       ...MODEL_FLAGS,
@@ -409,26 +411,43 @@ async function evalCommand(v: FlagValues, run: ModelOptions): Promise<void> {
       return;
     }
     if (v.pareto) {
-      const bar = itemProgress('threshold sweep');
-      const points = await paretoSweep(model, task, { items, tokenizer, genLength, blockLength, onProgress: bar.onProgress }).finally(bar.done);
-      let comparison: ParetoComparison | undefined;
+      const thresholds = v.thresholds as number[] | undefined;
+      const sweepOf = async (m: DiffusionLM, what: string) => {
+        const bar = itemProgress(`${what} threshold sweep`);
+        return paretoSweep(m, task, { items, tokenizer, genLength, blockLength, thresholds, onProgress: bar.onProgress }).finally(bar.done);
+      };
+      const points = await sweepOf(model, 'the model\'s');
+      let learned: ParetoPoint | undefined;
       if (v.learned) {
         const r = await evaluate(model, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'learned' }, blockLength } });
-        comparison = paretoCompare(points, [{ label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe }])[0];
+        learned = { label: 'learned threshold', strategy: { kind: 'learned' }, accuracy: r.accuracy, meanReward: r.meanReward, meanNfe: r.meanNfe };
       }
+      let base: ParetoPoint[] | undefined;
+      if (typeof v.baseline === 'string') {
+        const b = await DiffusionLM.fromPretrained(v.baseline, { ...run, dtype: 'auto' });
+        base = await sweepOf(b, "the baseline's").finally(() => b.dispose());
+      }
+      // the learned point against the model's own fixed frontier, every point against the baseline's
+      const ownGain = learned ? paretoCompare(points, [learned])[0] : undefined;
+      const vsBase = base ? paretoCompare(base, [...points, ...(learned ? [learned] : [])]) : undefined;
       const front = new Set(paretoFront(points));
       const svg = (v.out as string | undefined) ?? join('runs', `${task.name}-pareto.svg`);
       if (worldFromEnvironment().rank === 0) {
         await mkdir(dirname(svg), { recursive: true });
-        await writeFile(svg, paretoSvg([{ name: v.model as string, points }], [], `${task.name}: accuracy vs mean NFE`));
+        const curves = [{ name: v.model as string, points, hull: true }, ...(base ? [{ name: `baseline ${v.baseline as string}`, points: base, hull: true }] : [])];
+        await writeFile(svg, paretoSvg(curves, learned ? [{ name: 'learned threshold', point: learned }] : [], `${task.name}: accuracy vs mean NFE`));
       }
-      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, points, svg, learned: comparison }) + '\n');
-      process.stdout.write('| decoding | accuracy | mean NFE | on the front |\n|---|---|---|---|\n');
-      for (const p of points) process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${front.has(p) ? 'yes' : ''} |\n`);
-      if (comparison) {
-        const { point: l, accuracyGain: g, nfeSaved: n } = comparison;
-        process.stdout.write(`| learned threshold | ${l.accuracy.toFixed(3)} | ${l.meanNfe.toFixed(2)} | gain over the fixed frontier: ${g === null ? 'n/a (cheaper than any fixed point)' : `${(100 * g).toFixed(1)} points at equal NFE`}, ${n === null ? 'more accurate than any fixed point' : `${n.toFixed(2)} NFE saved at equal accuracy`} |\n`);
-      }
+      if (v.json) return void process.stdout.write(JSON.stringify({ task: task.name, items: items.length, points, svg, learned: ownGain, baseline: base && { points: base, comparisons: vsBase } }) + '\n');
+      const gain = (c: ParetoComparison | undefined) =>
+        c === undefined ? '' : ` ${c.accuracyGain === null ? 'n/a' : `${c.accuracyGain >= 0 ? '+' : ''}${(100 * c.accuracyGain).toFixed(1)}`} | ${c.nfeSaved === null ? 'n/a' : c.nfeSaved.toFixed(2)} |`;
+      const baseAt = (p: ParetoPoint) => base?.find((q) => q.label === p.label);
+      process.stdout.write(`${items.length} items\n\n| decoding | accuracy | mean NFE | on the front |${base ? ' baseline: accuracy | baseline: mean NFE | gain over the baseline at equal NFE (points) | NFE saved at equal accuracy |' : ''}\n|---|---|---|---|${base ? '---|---|---|---|' : ''}\n`);
+      [...points, ...(learned ? [learned] : [])].forEach((p, i) => {
+        const b = baseAt(p);
+        const own = p === learned && ownGain ? `${ownGain.accuracyGain === null ? 'n/a' : `${(100 * ownGain.accuracyGain).toFixed(1)} points`} over its own fixed frontier` : front.has(p) ? 'yes' : '';
+        const cols = base ? ` ${b ? b.accuracy.toFixed(3) : '-'} | ${b ? b.meanNfe.toFixed(2) : '-'} |${gain(vsBase![i])}` : '';
+        process.stdout.write(`| ${p.label} | ${p.accuracy.toFixed(3)} | ${p.meanNfe.toFixed(2)} | ${own} |${cols}\n`);
+      });
       return void process.stdout.write(`\nplot: ${svg}\n`);
     }
     const strategy = evalStrategy(v);
