@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -190,17 +190,26 @@ describe('DiffpoTrainer', () => {
     const first = new DiffpoTrainer({ ...common, model: a, outDir: dir, checkpointEvery: 2 });
     let savedAverage: Float32Array | undefined;
     const stop = (step: number) => {
-      if (step !== 2) return;
+      if (step !== 2) return { extra: step };
       const m = first.averagedModel();
       savedAverage = Float32Array.from(m.parameters().get('model.transformer.ln_f.weight')!);
       m.dispose();
       ac.abort();
+      return { extra: step };
     };
     await expect(first.train({ steps: 4, signal: ac.signal, onStep: (i) => stop(i.step) })).rejects.toBeInstanceOf(AbortError);
     await first.dispose();
-    const resumed = await DiffpoTrainer.resume(dir, common);
+    const resumed = await DiffpoTrainer.resume(dir, { ...common, outDir: dir });
     expect(resumed.step).toBe(2);
-    await resumed.train({ steps: 4 });
+    // the checkpoint's average (of step 2) is a model folder of its own
+    const folder = await DiffusionLM.fromPretrained(join(dir, 'average'));
+    expect(folder.parameters().get('model.transformer.ln_f.weight')).toEqual(savedAverage);
+    folder.dispose();
+    await resumed.train({ steps: 4, onStep: (i) => ({ extra: 10 * i.step }) });
+    // metrics.jsonl: one line per step, what onStep returned added, the resumed run's after the checkpoint's
+    const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.step, l.extra])).toEqual([[1, 1], [2, 2], [3, 30], [4, 40]]);
+    expect(lines[0].meanReward).toBeGreaterThanOrEqual(0);
     const straight = new DiffpoTrainer({ ...common, model: start });
     await straight.train({ steps: 4 });
     const want = start.parameters();
@@ -208,10 +217,6 @@ describe('DiffpoTrainer', () => {
     const [avgResumed, avgStraight] = [resumed.averagedModel(), straight.averagedModel()];
     const wantAvg = avgStraight.parameters();
     for (const [name, t] of avgResumed.parameters()) expect(new Uint32Array(t.slice().buffer), name).toEqual(new Uint32Array(wantAvg.get(name)!.slice().buffer));
-    // the checkpoint's average (of step 2) is a model folder of its own
-    const folder = await DiffusionLM.fromPretrained(join(dir, 'average'));
-    expect(folder.parameters().get('model.transformer.ln_f.weight')).toEqual(savedAverage);
-    folder.dispose();
     avgResumed.dispose();
     avgStraight.dispose();
     await resumed.dispose();

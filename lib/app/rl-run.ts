@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,7 +13,6 @@ import { encodePrompts } from '../tasks/encode.js';
 import { resolveGenLength, type Difficulty, type Task } from '../tasks/task.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
-import { truncateStepLog } from '../training/checkpoint-set.js';
 import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { givenFlags, parseDifficulty, type FlagValues } from './cli-flags.js';
@@ -190,7 +189,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const genLength = resolveGenLength(task as Task<unknown>, undefined, folder.genLength);
   // in a data-parallel job every process computes, rank 0 alone writes (the trainer's checkpoints too)
   const lead = worldFromEnvironment().rank === 0;
-  const write = async (file: string, text: string, append = false) => void (lead && (await (append ? appendFile : writeFile)(file, text)));
+  const write = async (file: string, text: string) => void (lead && (await writeFile(file, text)));
   if (lead) await ensureDir(out);
   const test = o.testItems;
   const validation = o.validationItems ?? [];
@@ -232,9 +231,6 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     };
     log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test${validation.length ? ` and ${validation.length} validation` : ''} items at ${thresholds.length} thresholds...`);
     const before = await sweep();
-    const metrics = join(out, 'metrics.jsonl');
-    if (!o.resume) await write(metrics, '');
-    else if (lead) await truncateStepLog(metrics, rl.step); // steps after the checkpoint are run again
     const progress = new Progress(steps, 10);
     const first = rl.step;
     try {
@@ -246,12 +242,12 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
           const due = o.evalEvery && i.step % o.evalEvery === 0;
           const now = due ? await evaluateAt(model) : undefined;
           const averaged = due && averaging ? await withAverage((m) => evaluateAt(m)) : undefined;
-          const evaluated = {
+          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%${i.resampledGroups > 0 ? ` -> ${(100 * i.zeroVarianceTrained).toFixed(0)}%` : ''}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
+          // the trainer adds these to the step's line of metrics.jsonl
+          return {
             ...(now && { validationAccuracy: now.accuracy, validationNfe: now.meanNfe }),
             ...(averaged && { validationAccuracyAveraged: averaged.accuracy, validationNfeAveraged: averaged.meanNfe }),
           };
-          await write(metrics, JSON.stringify({ ...i, ...evaluated }) + '\n', true);
-          progress.update(i.step, `reward ${i.meanReward.toFixed(3)}  acc ${i.accuracy.toFixed(3)}  flat ${(100 * i.zeroVariance).toFixed(0)}%${i.resampledGroups > 0 ? ` -> ${(100 * i.zeroVarianceTrained).toFixed(0)}%` : ''}  NFE ${i.meanNfe.toFixed(2)}  tau ${i.meanThreshold.toFixed(2)}  KL ${i.klMean.toFixed(4)}  clip ${i.clipFraction.toFixed(3)}  IS ${i.isWeightMean.toFixed(2)}/${i.isWeightMax.toFixed(2)}`, first);
         },
       });
     } finally {
@@ -293,6 +289,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       row(`after ${rl.step} ${method} steps${learned ? ` (${o.sampler} sampler)` : ''}${averaging ? ' (weight average)' : ''}`, a),
       ...(raw ? [row(`after ${rl.step} ${method} steps (last step's weights)`, raw)] : []),
     ].join('\n');
+    const metrics = join(out, 'metrics.jsonl');
     const history = lead ? (await readFile(metrics, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     const seed = o.trainer.seed ?? 0;
     const mixed = o.trainer.rolloutThresholds?.length ? o.trainer.rolloutThresholds : undefined;

@@ -23,6 +23,7 @@ import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
 import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
 import { checkSchedule, scheduledLr } from './schedule.js';
+import { StepLog, type StepExtras } from './step-log.js';
 
 /** 'd1': mean-field surrogate, no importance weight; 'diffpo': two-stage surrogate with the truncated importance weight; 'trace': the exact trajectory likelihood. */
 export type RlMethod = 'd1' | 'diffpo' | 'trace';
@@ -390,7 +391,8 @@ export class DiffpoTrainer {
     /** A wall-clock budget: no step starts after it has run out (the last step is checkpointed). */
     maxSeconds?: number;
     signal?: AbortSignal;
-    onStep?: (info: DiffpoStepInfo) => void | Promise<void>;
+    /** After each step (and its checkpoint); what it returns is added to the step's line of metrics.jsonl. */
+    onStep?: (info: DiffpoStepInfo) => StepExtras | Promise<StepExtras>;
     onRollout?: (r: DiffpoRollout) => void | Promise<void>;
   }): Promise<DiffpoStepInfo | null> {
     const o = this.#o;
@@ -402,6 +404,7 @@ export class DiffpoTrainer {
     const reference = o.beta > 0 ? await this.#referenceModel() : null;
     if (o.weightAverage > 0 && !this.#average) this.#updateAverage();
     if (this.head && !this.head.calibrated) await this.#calibrateHead(signal);
+    const log = await StepLog.open(this.world.rank === 0 ? o.outDir : undefined, this.step);
     let last: DiffpoStepInfo | null = null;
     while (this.step < steps) {
       const step = this.step + 1;
@@ -470,7 +473,7 @@ export class DiffpoTrainer {
       // every process must stop at the same step: rank 0's clock decides
       const outOfTime = await this.#agree(performance.now() >= deadline);
       if (o.outDir && this.world.rank === 0 && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps || outOfTime)) await this.save(o.outDir);
-      await options.onStep?.(last);
+      await log.append(last, await options.onStep?.(last));
       if (outOfTime) break;
     }
     return last;

@@ -1,9 +1,8 @@
-import { appendFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { nonNegativeInt, positiveInt } from '../core/checks.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { ensureDir } from '../core/files.js';
 import { defaultsOf, option, withDefaults, type DefaultsOf } from '../core/options.js';
 import { Rng } from '../core/rng.js';
 import { deriveSeed } from '../core/seeds.js';
@@ -16,11 +15,12 @@ import { maskedDiffusionLoss } from '../likelihood/masked-diffusion.js';
 import { encodeSftPairs, responseLengthOf } from '../tasks/encode.js';
 import { TaskMixture, type Task } from '../tasks/task.js';
 import { CharTokenizer, checkTokenizerFits, type TextTokenizer } from '../tasks/tokenizer.js';
-import { commitCheckpoint, readTrainerState, truncateStepLog } from './checkpoint-set.js';
+import { commitCheckpoint, readTrainerState } from './checkpoint-set.js';
 import { writeModelFolder } from './model-folder.js';
 import { AdamW } from './optimizer.js';
 import { loadOptimizer, saveOptimizer } from './optimizer-state.js';
 import { checkSchedule, scheduledLr } from './schedule.js';
+import { StepLog, type StepExtras } from './step-log.js';
 
 /**
  * The SFT trainer's options with their defaults, each with its reason (the CLI's `sft` flags and help
@@ -127,17 +127,16 @@ export class SftTrainer {
   }
 
   /** Trains until `steps` steps have been taken in all (so a resumed run continues to the same end). */
-  async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: SftStepInfo) => void | Promise<void> }): Promise<SftStepInfo | null> {
+  /**
+   * Trains until `steps` steps have been taken in all (so a resumed run continues to the same end).
+   * `onStep` may return fields to add to the step's line of metrics.jsonl.
+   */
+  async train(options: { steps: number; signal?: AbortSignal; onStep?: (info: SftStepInfo) => StepExtras | Promise<StepExtras> }): Promise<SftStepInfo | null> {
     const { steps, signal } = options;
     positiveInt('steps', steps);
     const o = this.#o;
     const outDir = this.world.rank === 0 ? o.outDir : undefined;
-    if (outDir) {
-      await ensureDir(outDir);
-      // a fresh run starts a fresh log; a resumed one drops the records of steps after its checkpoint
-      if (this.step === 0) await writeFile(join(outDir, 'metrics.jsonl'), '');
-      else await truncateStepLog(join(outDir, 'metrics.jsonl'), this.step);
-    }
+    const log = await StepLog.open(outDir, this.step);
     let last: SftStepInfo | null = null;
     while (this.step < steps) {
       const t0 = performance.now();
@@ -170,10 +169,9 @@ export class SftTrainer {
         void completions;
         info.eval = r;
       }
-      if (outDir) await appendFile(join(outDir, 'metrics.jsonl'), JSON.stringify(info) + '\n');
       if (outDir && ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === steps)) await this.save(outDir);
       last = info;
-      await options.onStep?.(info);
+      await log.append(info, await options.onStep?.(info));
     }
     return last;
   }
