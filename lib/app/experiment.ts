@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { InvalidArgumentError } from '../core/errors.js';
-import { readTextFile } from '../core/files.js';
+import { readJsonFile } from '../core/files.js';
 import { summarizeRuns, type Split } from './run-sets.js';
 
 /**
@@ -34,13 +34,7 @@ const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
 
 /** Reads and checks an experiment file, naming what is wrong with it. */
 export async function readExperiment(file: string): Promise<ExperimentSpec> {
-  let spec: ExperimentSpec;
-  try {
-    spec = JSON.parse(await readTextFile(file, InvalidArgumentError)) as ExperimentSpec;
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw err;
-    throw new InvalidArgumentError(`${file} is not JSON: ${(err as Error).message}`);
-  }
+  const spec = (await readJsonFile(file, InvalidArgumentError)) as ExperimentSpec;
   const bad = (what: string) => new InvalidArgumentError(`${file}: ${what}`);
   if (typeof spec?.out !== 'string' || spec.out === '') throw bad('"out" must be the folder of the runs');
   if (typeof spec.train !== 'object' || spec.train === null || typeof spec.train.task !== 'string') throw bad('"train" must hold diffpo train flags, "task" among them');

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 import { InvalidArgumentError } from '../core/errors.js';
-import { readTextFile } from '../core/files.js';
+import { readJsonFile } from '../core/files.js';
 import { meanStd, paretoCompare, paretoSvg, type ParetoPoint } from './pareto.js';
 import type { HeadChoices } from './report.js';
 
@@ -91,13 +91,7 @@ export interface RunReport {
 export async function readRun(dir: string): Promise<RunRecord> {
   const file = join(dir, 'result.json');
   if (!existsSync(file)) throw new InvalidArgumentError(`${dir} is not a finished run: it has no result.json`);
-  let result: RunResult;
-  try {
-    result = JSON.parse(await readTextFile(file, InvalidArgumentError)) as RunResult;
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw err;
-    throw new InvalidArgumentError(`${file} is not JSON: ${(err as Error).message}`);
-  }
+  const result = (await readJsonFile(file, InvalidArgumentError)) as RunResult;
   if (!Array.isArray(result?.before) || !Array.isArray(result?.after) || typeof result.task !== 'string')
     throw new InvalidArgumentError(`${file} is not a diffpo run result (it needs task, before and after)`);
   return { dir, result };
@@ -195,19 +189,15 @@ export async function summarizeRuns(dirs: string[], options: { split?: Split; th
       learned: learned.every((p) => p !== undefined) ? meanSweep(learned.map((p) => [p!]))[0] : undefined,
     });
   }
+  // in the order of their names, whatever the order of the folders given
+  sets.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { split, sets, markdown: reportMarkdown(split, sets), svg: reportSvg(split, sets) };
 }
 
 /** A baseline's points on a split: a run folder's sweep after training, or an `eval --pareto --json` file's points. */
 async function baselinePoints(path: string, split: Split): Promise<ParetoPoint[]> {
   if (existsSync(path) && statSync(path).isDirectory()) return sweepOf(await readRun(path), split, 'after');
-  let parsed: { points?: ParetoPoint[] };
-  try {
-    parsed = JSON.parse(await readTextFile(path, InvalidArgumentError)) as { points?: ParetoPoint[] };
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw err;
-    throw new InvalidArgumentError(`baseline ${path} is neither a run folder nor JSON: ${(err as Error).message}`);
-  }
+  const parsed = (await readJsonFile(path, InvalidArgumentError)) as { points?: ParetoPoint[] };
   if (!Array.isArray(parsed.points) || parsed.points.length === 0) throw new InvalidArgumentError(`baseline ${path} has no points (write it with diffpo eval --pareto --json)`);
   return parsed.points;
 }
