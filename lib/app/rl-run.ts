@@ -50,19 +50,19 @@ export interface RlRecipe {
 }
 
 /**
- * Each task's RL recipe, measured (docs/results/rl-recipes.md, docs/results/learned-sampler.md).
- * sudoku4: training on unique 8-empty puzzles left 96-98% of groups flat and moved nothing; puzzles
- * with 8-10 empty cells that may have several solutions, credited for any, gave +1.1 points at
- * threshold 0.9 on average over three seeds. countdown3: rollouts all at 0.9 left 75-100% of groups
- * flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; training items are all signed sums
- * (the base never solves one that needs a search, so those groups are all wrong), and two rounds of
- * resampling the flat groups leave 15-17% of the batch flat. Its steps and lr are the main job's: 64
- * steps fit 5 minutes on 2 cores; a cosine from 5e-5 after 10 warmup steps gained +5.2 ± 1.2 points
- * at threshold 0.9 in them over four seeds (from 1e-4: +4.7 ± 2.3), and in runs of 200 steps, with
- * 20 warmup steps, +7.1 ± 1.6.
+ * Each task's RL recipe. Found in the recipe search of 2026-11-30 to 12-01 (docs/results/archive/),
+ * on test-set curves, before validation sets existed; measured since on validation and test sets by
+ * docs/results/countdown3-main/ and docs/results/sudoku4-job/. sudoku4: training on unique 8-empty
+ * puzzles left 96-98% of groups flat and moved nothing; puzzles with 8-10 empty cells that may have
+ * several solutions, credited for any, give RL something to learn. countdown3: rollouts all at 0.9
+ * left 75-100% of groups flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; training items
+ * are all signed sums (the base never solves one that needs a search, so those groups are all wrong),
+ * and two rounds of resampling the flat groups leave 15-17% of the batch flat. Its 64 steps fit the
+ * main job in about 10 minutes on 2 cores (a cosine from 5e-5 after 10 warmup steps: +5.2 ± 1.3 points
+ * over the base's hull at equal NFE on the test set, +6.4 ± 1.0 on the validation set, four seeds).
  * One token per step (96 forwards an item) would be 80% of the sweeps' time: the main job leaves it
- * out. A learned threshold between 0.7 and 0.9 beat the fixed frontier by +3.8 ± 0.6 points (0.5 / 0.9
- * would spend its loose choice where the base solves 0.29).
+ * out. The learned sampler's grid is 0.7 / 0.9, where a per-prompt threshold has room on this base
+ * (0.5 / 0.9 would spend its loose choice where the base solves 0.29).
  */
 export const RL_RECIPES: Partial<Record<string, RlRecipe>> = {
   sudoku4: { difficulty: [8, 10], solutions: 'any' },
