@@ -157,7 +157,7 @@ const COMMANDS: Record<string, Command> = {
       "RL from the shipped base checkpoint models/<task>-base: sweeps thresholds on the test set, trains with the DiFFPO trainer (a progress line per step), sweeps again, prints a before/after table, and writes a resumable checkpoint, metrics.jsonl and the report (report.html with the accuracy-vs-NFE plot and per-step curves, report.md, *.svg, result.json) to DIR.",
     flags: [
       TASK,
-      { name: 'steps', type: 'int', default: 150, help: "total RL steps (a resumed run continues to this count); default from the task's recipe (countdown3: 64, which keeps the main job under 5 minutes on 2 cores), else 150" },
+      { name: 'steps', type: 'int', default: 150, help: "total RL steps (a resumed run continues to this count); default from the task's recipe (countdown3: 64, which keeps the main job near 10 minutes on 2 cores with its validation sweeps), else 150" },
       { name: 'from', type: 'string', help: 'the model folder to start from (default: the shipped base models/<task>-base)', meta: 'DIR' },
       { name: 'out', type: 'string', help: 'the run folder (default runs/<task>-<method>)', meta: 'DIR' },
       { name: 'resume', type: 'boolean', help: 'continue the run in --out' },

@@ -218,7 +218,7 @@ function reportMarkdown(split: Split, sets: RunSet[]): string {
     if (b) lines.push(`| ${basename(s.name)}: baseline (${s.baseline}) | - | ${b.label} | - | ${b.accuracy.toFixed(3)} | ${b.meanNfe.toFixed(2)} | - | - | - |`);
     for (const r of s.rows)
       lines.push(
-        `| ${basename(s.name)} (${s.method}, ${s.steps} steps) | ${s.seeds.join(', ')} | ${r.decoding} | ${r.accuracy.values.map((v) => v.toFixed(3)).join(', ')} | ${fmt(r.accuracy, 3)} | ${fmt(r.meanNfe, 2)} | ${signed(r.gainAtEqualNfe, 1)} | ${signed(r.nfeSaved, 2)} | ${s.seconds.mean.toFixed(0)} |`,
+        `| ${basename(s.name)} (${s.sampler === 'sampler-only' ? 'the head alone' : s.sampler === 'learned' ? `${s.method} + head` : s.method}, ${s.steps} steps) | ${s.seeds.join(', ')} | ${r.decoding} | ${r.accuracy.values.map((v) => v.toFixed(3)).join(', ')} | ${fmt(r.accuracy, 3)} | ${fmt(r.meanNfe, 2)} | ${signed(r.gainAtEqualNfe, 1)} | ${signed(r.nfeSaved, 2)} | ${s.seconds.mean.toFixed(0)} |`,
       );
   }
   return lines.join('\n') + '\n';
