@@ -96,7 +96,7 @@ describe('CLI', () => {
     expect(run.command).toContain('diffpo train --task sudoku4 --steps 2');
     expect(run.options).toMatchObject({ method: 'd1', resampleFlatGroups: 1, sampler: 'fixed' });
     expect(cli('train', '--task', 'sudoku4', '--eval-every', '2.5').stderr).toMatch(/--eval-every: '2.5' is not an integer/);
-    const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned');
+    const joint = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out + '-joint', '--sampler', 'learned', '--eval-every', '2');
     expect(joint.status, joint.stderr).toBe(0);
     expect(joint.stdout).toMatch(/\| after 2 diffpo steps \(learned sampler\) \|/);
     // the defaults: the measured design (confidence features, loose or 0.9), calibrated before its first update
@@ -106,6 +106,9 @@ describe('CLI', () => {
     expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| empty cells \| prompts \| at 0.5 \| at 0.9 \|\n\|---\|---\|---\|---\|\n\| 8 \| 8 \| \d \| \d \|/);
     const result = JSON.parse(readFileSync(join(out + '-joint', 'result.json'), 'utf8'));
     expect(result.choices.rows[0].counts.reduce((a: number, n: number) => a + n, 0)).toBe(8);
+    // with a learned sampler the validation curve is its learned point's
+    const jointMetrics = readFileSync(join(out + '-joint', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect([jointMetrics[1].validationAccuracy, jointMetrics[1].validationNfe]).toEqual([result.validation.learned.accuracy, result.validation.learned.meanNfe]);
     expect(readFileSync(join(out + '-joint', 'report.md'), 'utf8')).toMatch(/\| after RL \| learned threshold \|/);
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });

@@ -132,9 +132,9 @@ export interface RlRunOptions {
   /** The thresholds swept on the test items before and after (default RUN_SWEEP; above 1: one token per step); `threshold` is always among them. */
   sweep?: readonly number[];
   /**
-   * Every this many steps, accuracy and mean NFE at `threshold` on the validation items, logged in
-   * that step's metrics.jsonl line as `validationAccuracy` and `validationNfe` (0 or absent: only
-   * before and after).
+   * Every this many steps, accuracy and mean NFE on the validation items at `threshold` (with a
+   * learned sampler: its learned point), logged in that step's metrics.jsonl line as
+   * `validationAccuracy` and `validationNfe` (0 or absent: only before and after).
    */
   evalEvery?: number;
   sampler: 'fixed' | 'learned' | 'sampler-only';
@@ -219,7 +219,9 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     };
     // the test set's sweep, and the validation set's beside it when there is one
     const sweep = async (of = model) => ({ test: await sweepOn(test, 'test', of), validation: validation.length ? await sweepOn(validation, 'validation', of) : undefined });
-    const evaluateAt = (m: DiffusionLM, items = validation) => evaluate(m, task, { items, tokenizer, genLength, sampler: { strategy: { kind: 'threshold', threshold } } });
+    // a run with a learned sampler is judged by its learned point, others at the run's threshold
+    const evaluateAt = (m: DiffusionLM, items = validation) =>
+      evaluate(m, task, { items, tokenizer, genLength, sampler: { strategy: rl.head && m.samplerHead ? { kind: 'learned' } : { kind: 'threshold', threshold } } });
     // with weightAverage the run's result is the averaged model (the checkpoint's average/ folder)
     const averaging = (o.trainer.weightAverage ?? 0) > 0;
     const withAverage = async <T>(f: (m: DiffusionLM) => Promise<T>): Promise<T> => {
