@@ -24,8 +24,8 @@ import type { RunResult } from './run-sets.js';
 /**
  * The grid of the learned per-prompt threshold unless a task's recipe says otherwise: loose or
  * Fast-dLLM's 0.9. Found on sudoku4's mixed set (docs/results/archive/learned-sampler.md, on the test
- * set; measured since by docs/results/sudoku4-mixed-learned/): heads on 0.5 / 0.9 gained most over
- * their model's fixed frontier; grids with 0.7, 0.8, 0.99 or one token per step
+ * set, not re-measured on validation): heads on 0.5 / 0.9 gained most over their model's fixed
+ * frontier; grids with 0.7, 0.8, 0.99 or one token per step
  * did no better (no head chose the costly ones), and their early uniform draws wreck rollouts.
  */
 export const LEARNED_GRID: readonly number[] = [0.5, 0.9];
