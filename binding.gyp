@@ -19,6 +19,7 @@
       "dependencies": ["diffpo_avx2"],
       "sources": [
         "native/model.cc",
+        "native/lora.cc",
         "native/ops.cc",
         "native/sampler.cc",
         "native/tensor_io.cc",

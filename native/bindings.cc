@@ -129,6 +129,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("setCheckpointing", &NativeModel::SetCheckpointing),
                         InstanceMethod("arenaBytes", &NativeModel::ArenaBytes),
                         InstanceMethod("gradBuffer", &NativeModel::GradBuffer),
+                        InstanceMethod("addLora", &NativeModel::AddLora),
+                        InstanceMethod("loraTensors", &NativeModel::LoraTensors),
+                        InstanceMethod("loraBuffer", &NativeModel::LoraBuffer),
+                        InstanceMethod("setAdapters", &NativeModel::SetAdapters),
+                        InstanceMethod("mergeLora", &NativeModel::MergeLora),
                         InstanceMethod("newMoments", &NativeModel::NewMoments),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
                         InstanceMethod("zeroGrad", &NativeModel::ZeroGrad),
@@ -219,23 +224,52 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
     return tensor_specs(info.Env(), model_->tensors());
   }
-  // The tensor's bytes when info[0] is a tensor index, else the whole Block.
-  Napi::ArrayBuffer tensor_or_block(const Napi::CallbackInfo& info, const BlockPtr& block, const char* what) {
+  // The bytes of tensor info[0] of ts (elements of eb bytes) in block, or the whole block.
+  Napi::ArrayBuffer tensor_or_block(const Napi::CallbackInfo& info, const BlockPtr& block, const std::vector<TensorSpec>& ts,
+                                    size_t eb, const char* what) {
     if (info.Length() == 0 || info[0].IsUndefined()) return view(info.Env(), block, what);
-    const auto& ts = model_->tensors();
     const uint32_t i = info[0].As<Napi::Number>().Uint32Value();
     if (i >= ts.size()) throw_js(info.Env(), "ERR_INVALID_ARGUMENT", "tensor index out of range");
-    const size_t eb = block == model_->params() ? model_->element_bytes() : sizeof(float);
     return view(info.Env(), block, ts[i].offset * eb, ts[i].numel * eb, ts[i].name.c_str());
   }
-  // paramBuffer(index?), gradBuffer(index?): one tensor, or the whole block (at most 4 GiB)
+  // paramBuffer(index?): the base parameters; gradBuffer(index?): the gradients of what trains (the
+  // parameters, or the LoRA adapters); loraBuffer(index?): the adapters. One tensor, or the whole block
+  // (at most 4 GiB).
   Napi::Value ParamBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
-    return tensor_or_block(info, model_->params(), "the parameter block");
+    return tensor_or_block(info, model_->params(), model_->tensors(), model_->element_bytes(), "the parameter block");
   }
   Napi::Value GradBuffer(const Napi::CallbackInfo& info) {
     if (!model_) throw_js(info.Env(), "ERR_DISPOSED", "the model was disposed");
-    return guarded(info.Env(), [&] { return tensor_or_block(info, model_->grads(), "the gradient block"); });
+    return guarded(info.Env(), [&] { return tensor_or_block(info, model_->grads(), model_->trainable_tensors(), sizeof(float), "the gradient block"); });
+  }
+  Napi::Value LoraBuffer(const Napi::CallbackInfo& info) {
+    LoraAdapters* lora = live(info.Env()).lora();
+    if (!lora) throw_js(info.Env(), "ERR_INVALID_ARGUMENT", "this model has no LoRA adapters");
+    return tensor_or_block(info, lora->params(), lora->tensors(), sizeof(float), "the adapter block");
+  }
+  // addLora({rank, alpha, targets: bit mask over q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out}, seed)
+  Napi::Value AddLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Model& m = live(env);
+    Napi::Object o = info[0].As<Napi::Object>();
+    LoraSpec spec{get_int(o, "rank"), get_num(o, "alpha"), (uint32_t)get_int(o, "targets")};
+    const uint64_t seed = (uint64_t)info[1].As<Napi::Number>().DoubleValue();
+    guarded(env, [&] { m.add_lora(spec, seed); });
+    return env.Undefined();
+  }
+  Napi::Value LoraTensors(const Napi::CallbackInfo& info) {
+    LoraAdapters* lora = live(info.Env()).lora();
+    return tensor_specs(info.Env(), lora ? lora->tensors() : std::vector<TensorSpec>{});
+  }
+  // setAdapters(on: boolean): whether forwards apply the LoRA adapters (off: the base model)
+  Napi::Value SetAdapters(const Napi::CallbackInfo& info) {
+    live(info.Env()).use_adapters = info[0].ToBoolean().Value();
+    return info.Env().Undefined();
+  }
+  Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    Model& m = live(info.Env());
+    return start(info.Env(), [&m] { m.merge_lora(); }, nullptr, {});
   }
   // setCheckpointing(on: boolean): recompute each layer in the backward instead of keeping its activations
   Napi::Value SetCheckpointing(const Napi::CallbackInfo& info) {

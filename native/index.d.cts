@@ -83,7 +83,17 @@ export declare class NativeModel {
   tensors(): NativeTensorSpec[];
   /** One tensor's bytes (by index in tensors()), or the whole block (refused over 4 GiB). */
   paramBuffer(tensor?: number): ArrayBuffer;
+  /** The gradients of what trains: the parameters (indexed as tensors()), or with LoRA the adapters (as loraTensors()). */
   gradBuffer(tensor?: number): ArrayBuffer;
+  /** LoRA adapters on every block's targets (bit t: q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out), A from the seed, B zero; the base is frozen from then on. */
+  addLora(spec: { rank: number; alpha: number; targets: number }, seed: number): void;
+  /** The adapters' tensors in PEFT's names (empty without LoRA). */
+  loraTensors(): NativeTensorSpec[];
+  loraBuffer(tensor?: number): ArrayBuffer;
+  /** Whether forwards apply the adapters (off: the base model). */
+  setAdapters(on: boolean): void;
+  /** Folds the adapters into the base weights and drops them. */
+  mergeLora(): Promise<void>;
   /** Zeroed AdamW moments [m, v] in the model's memory, owned by the caller (pass them to adamwStep). */
   newMoments(): [ArrayBuffer, ArrayBuffer];
   initRandom(seed: number, std: number): void;

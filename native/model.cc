@@ -48,6 +48,10 @@ struct Model::Acts {
   // qkv (N, D+2KVd) holds q | k | v per token and ab (N, 2F) holds ff_proj | up_proj: one GEMM each,
   // since q_proj, k_proj, v_proj (and ff_proj, up_proj) are adjacent in the parameter block.
   std::vector<float*> res, xmid, rstd1, h1, qkv, att, y, rstd2, h2, ab, g;
+  // LoRA: u = (alpha/r) A x (N, r) per layer (or one shared set) and target, at [l * kLoraTargets + t];
+  // lora_tmp (N, widest target) a target's output or output gradient, lora_du (N, r)
+  std::vector<float*> lora_u;
+  float *lora_tmp = nullptr, *lora_du = nullptr;
   float *rstdf, *hf, *lse, *dres, *dh, *dqkv, *dy, *dab, *dg, *dhf, *dlogp, *logits;
 };
 
@@ -131,7 +135,7 @@ void Model::params_changed() {
 }
 
 void Model::require_trainable(const char* what) const {
-  require(wdtype_ == DType::F32, "ERR_INVALID_ARGUMENT",
+  require(wdtype_ == DType::F32 || lora_, "ERR_INVALID_ARGUMENT",
           std::string(what) + " needs float32 weights: this model keeps its weights in BF16 for inference (load it with dtype 'f32' to train)");
 }
 
@@ -139,21 +143,55 @@ Model::~Model() = default;
 
 BlockPtr Model::grads() {
   require_trainable("a gradient");
+  if (lora_) return lora_->grads();
   if (!grads_) grads_ = std::make_shared<Block>(params_->size, backend_->memory());
   return grads_;
 }
 
 BlockPtr Model::new_moment() const {
   require_trainable("an optimizer");
-  return std::make_shared<Block>(params_->size, backend_->memory());
+  return std::make_shared<Block>(lora_ ? lora_->params()->size : params_->size, backend_->memory());
 }
 
 void Model::zero_grad() {
+  if (lora_) return backend_->zero(lora_->grads()->data, (long)lora_->grads()->size);
   if (grads_) backend_->zero(grads_->data, (long)grads_->size);
 }
 
+void Model::add_lora(const LoraSpec& spec, uint64_t seed) {
+  auto adapters = std::make_unique<LoraAdapters>(cfg_, spec, backend_->memory());
+  adapters->init(seed);
+  lora_ = std::move(adapters);
+  grads_.reset();  // the base is frozen: its gradients (if any were made) go
+}
+
+void Model::merge_lora() {
+  require(lora_ != nullptr, "ERR_INVALID_ARGUMENT", "merge: this model has no LoRA adapters");
+  const int r = lora_->spec().rank;
+  const int base_index[kLoraTargets] = {1, 2, 3, 4, 6, 7, 8};  // a target's tensor within its block
+  for (int l = 0; l < cfg_.n_layers; l++)
+    for (int t = 0; t < kLoraTargets; t++) {
+      if (!lora_->has(t)) continue;
+      const LoraGeometry g = lora_geometry(cfg_, t);
+      // delta (O, I) = (alpha/r) B A, as the gradient-shaped GEMM dw += dout^T inp with dout = (alpha/r) B^T (r, O)
+      Block bt((size_t)r * g.out, backend_->memory()), delta((size_t)g.out * g.in, backend_->memory());
+      const float* b = lora_->b(l, t);
+      for (int o = 0; o < g.out; o++)
+        for (int k = 0; k < r; k++) bt.data[(size_t)k * g.out + o] = b[(size_t)o * r + k] * lora_->scale();
+      backend_->linear_backward(nullptr, false, delta.data, bt.data, lora_->a(l, t), nullptr, r, g.in, g.out);
+      const TensorSpec& w = tensors_[1 + (size_t)l * kLayerTensors + base_index[t]];
+      if (wdtype_ == DType::F32) {
+        for (size_t i = 0; i < w.numel; i++) params_->data[w.offset + i] += delta.data[i];
+      } else {
+        uint16_t* w16 = reinterpret_cast<uint16_t*>(params_->data) + w.offset;
+        for (size_t i = 0; i < w.numel; i++) w16[i] = f32_to_bf16(bf16_to_f32(w16[i]) + delta.data[i]);
+      }
+    }
+  lora_.reset();
+}
+
 const float* Model::head_weight() const { return head_; }
-float* Model::head_grad() { return grads()->data + (head_ - params_->data); }
+float* Model::head_grad() { return lora_ ? nullptr : grads()->data + (head_ - params_->data); }
 
 void Model::init_random(uint64_t seed, float std) {
   std::mt19937_64 rng(seed);
@@ -252,6 +290,15 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
     for (int i = 0; i < kGrads; i++) o_grad[i] = arena_.reserve(grad_sizes[i]);
   const size_t o_dlogp = arena_.reserve(S);
   const size_t o_logits = arena_.reserve((size_t)logits_rows * cfg_.embedding_size);
+  std::vector<size_t> o_lora_u;
+  size_t o_lora_tmp = 0, o_lora_du = 0;
+  if (adapters_on()) {
+    const size_t r = lora_->spec().rank;
+    for (int l = 0; l < sets; l++)
+      for (int t = 0; t < kLoraTargets; t++) o_lora_u.push_back(lora_->has(t) ? arena_.reserve(N * r) : 0);
+    o_lora_tmp = arena_.reserve(N * std::max(D, F));
+    if (train) o_lora_du = arena_.reserve(N * r);
+  }
   arena_.commit();
 
   A.res.assign(L + 1, nullptr);
@@ -265,6 +312,15 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   A.logits = arena_.at(o_logits);
   float** grads[kGrads] = {&A.dres, &A.dh, &A.dqkv, &A.dy, &A.dab, &A.dg, &A.dhf};
   for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
+  A.lora_u.assign((size_t)L * kLoraTargets, nullptr);
+  A.lora_tmp = A.lora_du = nullptr;
+  if (adapters_on()) {
+    for (int l = 0; l < L; l++)
+      for (int t = 0; t < kLoraTargets; t++)
+        if (lora_->has(t)) A.lora_u[(size_t)l * kLoraTargets + t] = arena_.at(o_lora_u[(size_t)(sets > 1 ? l : 0) * kLoraTargets + t]);
+    A.lora_tmp = arena_.at(o_lora_tmp);
+    if (train) A.lora_du = arena_.at(o_lora_du);
+  }
 }
 
 void Model::forward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
@@ -300,6 +356,7 @@ void Model::forward_layer(int l, const uint8_t* keymask, const int32_t* pos, int
   be.rmsnorm_forward(A.h1[l], A.rstd1[l], A.res[l], w.attn_norm, N, D, (float)cfg_.rms_norm_eps);
   float* qkv = A.qkv[l];
   linear(qkv, A.h1[l], w.qkv, w16.qkv, N, D, QKV, false);  // q_proj | k_proj | v_proj
+  for (int t : {kQProj, kKProj, kVProj}) lora_forward(l, t, qkv, A.h1[l], N);
   be.rope_forward(qkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
   be.rope_forward(qkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
   const float *keys = qkv + D, *values = qkv + D + KVd;
@@ -313,19 +370,22 @@ void Model::forward_layer(int l, const uint8_t* keymask, const int32_t* pos, int
       for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) cache_rows_[(size_t)b * T + t] = cache->slots[b] * c.T + (read ? cache->start[b] : 0) + t;
     }
-    be.copy_rows(ck, KVd, cache_rows_.data(), qkv + D, QKV, nullptr, N, KVd);
-    be.copy_rows(cv, KVd, cache_rows_.data(), qkv + D + KVd, QKV, nullptr, N, KVd);
+    be.copy_rows(ck, KVd, cache_rows_.data(), qkv + D, QKV, nullptr, N, KVd, false);
+    be.copy_rows(cv, KVd, cache_rows_.data(), qkv + D + KVd, QKV, nullptr, N, KVd, false);
     if (read) keys = ck, values = cv;
   }
   be.attention_forward(A.y[l], A.att[l], qkv, keys, values, keymask, shape);
   if (A.xmid[l] != A.res[l]) be.copy(A.xmid[l], A.res[l], (long)N * D);
   linear(A.xmid[l], A.y[l], w.attn_out, w16.attn_out, N, D, D, true);
+  lora_forward(l, kAttnOut, A.xmid[l], A.y[l], N);
   // feed-forward sub-block: res[l+1] = xmid + (silu(h Wff^T) * h Wup^T) Wffout^T
   be.rmsnorm_forward(A.h2[l], A.rstd2[l], A.xmid[l], w.ff_norm, N, D, (float)cfg_.rms_norm_eps);
   linear(A.ab[l], A.h2[l], w.ff_up, w16.ff_up, N, D, 2 * F, false);  // ff_proj | up_proj
+  for (int t : {kFfProj, kUpProj}) lora_forward(l, t, A.ab[l], A.h2[l], N);
   be.swiglu_forward(A.g[l], A.ab[l], N, F);
   if (A.res[l + 1] != A.xmid[l]) be.copy(A.res[l + 1], A.xmid[l], (long)N * D);
   linear(A.res[l + 1], A.g[l], w.ff_out, w16.ff_out, N, F, D, true);
+  lora_forward(l, kFfOut, A.res[l + 1], A.g[l], N);
 }
 
 void Model::linear(float* out, const float* inp, const float* w, const uint16_t* w16, int N, int I, int O, bool acc) {
@@ -335,38 +395,82 @@ void Model::linear(float* out, const float* inp, const float* w, const uint16_t*
     backend_->linear_forward(out, inp, w, N, I, O, acc);
 }
 
+void Model::linear_back(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const uint16_t* w16,
+                        int N, int I, int O) {
+  if (w16)
+    backend_->linear_backward_bf16(dinp, false, dout, w16, N, I, O);  // BF16 weights are frozen (dw null)
+  else
+    backend_->linear_backward(dinp, false, dw, dout, inp, w, N, I, O);
+}
+
+void Model::lora_forward(int l, int t, float* out, const float* x, int N) {
+  if (!adapters_on() || !lora_->has(t)) return;
+  Acts& A = *acts_;
+  const LoraGeometry g = lora_geometry(cfg_, t);
+  const int r = lora_->spec().rank;
+  float* u = A.lora_u[(size_t)l * kLoraTargets + t];
+  backend_->linear_forward(u, x, lora_->a(l, t), N, g.in, r, false);
+  backend_->scale(u, (long)N * r, lora_->scale());
+  if (g.ld == g.out) return backend_->linear_forward(out, u, lora_->b(l, t), N, r, g.out, true);
+  backend_->linear_forward(A.lora_tmp, u, lora_->b(l, t), N, r, g.out, false);
+  backend_->copy_rows(out + g.col, g.ld, nullptr, A.lora_tmp, g.out, nullptr, N, g.out, true);
+}
+
+void Model::lora_backward(int l, int t, float* dx, const float* dout, const float* x, int N) {
+  if (!adapters_on() || !lora_->has(t)) return;
+  Acts& A = *acts_;
+  const LoraGeometry g = lora_geometry(cfg_, t);
+  const int r = lora_->spec().rank;
+  const float* d = dout + g.col;
+  if (g.ld != g.out) {  // the target's columns of a fused gradient, made contiguous
+    backend_->copy_rows(A.lora_tmp, g.out, nullptr, dout + g.col, g.ld, nullptr, N, g.out, false);
+    d = A.lora_tmp;
+  }
+  // du = d B, dB += d^T u; then through the scale, dx += du A, dA += du^T x
+  backend_->linear_backward(A.lora_du, false, lora_->grad_b(l, t), d, A.lora_u[(size_t)l * kLoraTargets + t], lora_->b(l, t), N,
+                            r, g.out);
+  backend_->scale(A.lora_du, (long)N * r, lora_->scale());
+  backend_->linear_backward(dx, true, lora_->grad_a(l, t), A.lora_du, x, lora_->a(l, t), N, g.in, r);
+}
+
 void Model::backward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
   Acts& A = *acts_;
   Backend& be = *backend_;
   const int N = B * T, D = cfg_.d_model, F = cfg_.mlp_hidden_size, H = cfg_.n_heads, KV = cfg_.n_kv_heads;
   const int hd = cfg_.head_dim(), KVd = KV * hd, QKV = D + 2 * KVd;
-  float* g = grads()->data;
+  // with LoRA the base is frozen: no gradient of its own (null), the adapters' in lora_backward
+  float* g = lora_ ? nullptr : grads()->data;
   const AttnShape shape{B, T, H, KV, hd, QKV, QKV};
   be.zero(A.dres, (long)N * D);
-  be.rmsnorm_backward(A.dres, g + (ln_f_ - params_->data), A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
+  be.rmsnorm_backward(A.dres, g ? g + (ln_f_ - params_->data) : nullptr, A.dhf, A.res[cfg_.n_layers], ln_f_, A.rstdf, N, D);
   for (int l = cfg_.n_layers - 1; l >= 0; l--) {
     check_cancel();
     // with checkpointing the layer's activations are recomputed from its kept input, the same bits
     if (checkpointing) forward_layer(l, keymask, pos, B, T, nullptr);
     const LayerWeights& w = layers_[l];
-    const LayerWeights gw = layer_view(tensors_, g, l);
+    const LayerWeights16& w16 = layers16_[l];
+    const LayerWeights gw = g ? layer_view(tensors_, g, l) : LayerWeights{};
     // feed-forward sub-block; dres flows through the residual unchanged and gains the branch's grad
-    be.linear_backward(A.dg, false, gw.ff_out, A.dres, A.g[l], w.ff_out, N, F, D);
+    linear_back(A.dg, gw.ff_out, A.dres, A.g[l], w.ff_out, w16.ff_out, N, F, D);
+    lora_backward(l, kFfOut, A.dg, A.dres, A.g[l], N);
     be.swiglu_backward(A.dab, A.dg, A.ab[l], N, F);
-    be.linear_backward(A.dh, false, gw.ff_up, A.dab, A.h2[l], w.ff_up, N, D, 2 * F);
+    linear_back(A.dh, gw.ff_up, A.dab, A.h2[l], w.ff_up, w16.ff_up, N, D, 2 * F);
+    for (int t : {kFfProj, kUpProj}) lora_backward(l, t, A.dh, A.dab, A.h2[l], N);
     be.rmsnorm_backward(A.dres, gw.ff_norm, A.dh, A.xmid[l], w.ff_norm, A.rstd2[l], N, D);
     // attention sub-block
-    be.linear_backward(A.dy, false, gw.attn_out, A.dres, A.y[l], w.attn_out, N, D, D);
+    linear_back(A.dy, gw.attn_out, A.dres, A.y[l], w.attn_out, w16.attn_out, N, D, D);
+    lora_backward(l, kAttnOut, A.dy, A.dres, A.y[l], N);
     const float* qkv = A.qkv[l];
     be.attention_backward(A.dqkv, A.dqkv + D, A.dqkv + D + KVd, A.dy, A.y[l], A.att[l], qkv, qkv + D, qkv + D + KVd,
                           shape);
     be.rope_backward(A.dqkv, rope_cos_->data, rope_sin_->data, pos, B, T, H, hd, QKV);
     be.rope_backward(A.dqkv + D, rope_cos_->data, rope_sin_->data, pos, B, T, KV, hd, QKV);
-    be.linear_backward(A.dh, false, gw.qkv, A.dqkv, A.h1[l], w.qkv, N, D, QKV);
+    linear_back(A.dh, gw.qkv, A.dqkv, A.h1[l], w.qkv, w16.qkv, N, D, QKV);
+    for (int t : {kQProj, kKProj, kVProj}) lora_backward(l, t, A.dh, A.dqkv, A.h1[l], N);
     be.rmsnorm_backward(A.dres, gw.attn_norm, A.dh, A.res[l], w.attn_norm, A.rstd1[l], N, D);
   }
   const float emb_scale = cfg_.input_emb_norm ? std::sqrt((float)D) : 1.f;
-  be.embedding_backward(g + tensors_[0].offset, A.dres, ids, N, D, emb_scale);
+  if (g) be.embedding_backward(g + tensors_[0].offset, A.dres, ids, N, D, emb_scale);
 }
 
 double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
@@ -379,9 +483,11 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
     require(targets[s] >= 0 && targets[s] < cfg_.vocab_size, "ERR_INVALID_ARGUMENT",
             "target token id " + std::to_string(targets[s]) + " is outside [0, vocab_size)");
   }
+  require(!backward || !lora_ || use_adapters, "ERR_INVALID_ARGUMENT",
+          "a backward with the LoRA adapters switched off has nothing to train (the base is frozen)");
   if (backward) grads();
   plan(B, T, S, backward);
-  // BF16 weights: the head widened once per call (the fused op reads float32; this path is forward-only)
+  // BF16 weights: the head widened once per call (the fused op reads float32; frozen, as LoRA's base)
   std::unique_ptr<Block> wide_head;
   if (head16_) {
     wide_head.reset(new Block((size_t)cfg_.embedding_size * cfg_.d_model, backend_->memory()));
@@ -400,7 +506,7 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
     check_cancel();
     for (int s = 0; s < S; s++) A.dlogp[s] = -weights[s];
     backend_->zero(A.dhf, N * cfg_.d_model);
-    backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S,
+    backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, wide_head ? wide_head->data : head_weight(), rows, targets, S,
                                       cfg_.d_model, cfg_.embedding_size, scale);
     this->backward(ids, keymask, pos, B, T);
   }
@@ -451,7 +557,7 @@ float* Model::forward_rows(const int32_t* ids, const uint8_t* keymask, const int
   forward(ids, keymask, pos, B, T, cache);
   const int D = cfg_.d_model;
   float* h = acts_->h1[0];  // free after the forward: reused to gather the scored rows (S <= B*T)
-  backend_->copy_rows(h, D, nullptr, acts_->hf, D, rows, S, D);
+  backend_->copy_rows(h, D, nullptr, acts_->hf, D, rows, S, D, false);
   if (!out) out = acts_->logits;
   head(h, S, out);
   return out;
@@ -472,17 +578,19 @@ void Model::head(const float* h, int rows, float* out) {
 }
 
 double Model::adamw_step(AdamWStep step, float max_grad_norm, Block& m, Block& v) {
-  require(m.size == params_->size && v.size == params_->size, "ERR_INVALID_ARGUMENT", "AdamW moments do not match this model");
+  float* p = lora_ ? lora_->params()->data : params_->data;
+  const size_t n = lora_ ? lora_->params()->size : params_->size;
+  require(m.size == n && v.size == n, "ERR_INVALID_ARGUMENT", "AdamW moments do not match this model's trainable tensors");
   float* g = grads()->data;
   double ss = 0;
-  for (const auto& t : tensors_) ss += backend_->sum_squares(g + t.offset, (long)t.numel);
+  for (const auto& t : trainable_tensors()) ss += backend_->sum_squares(g + t.offset, (long)t.numel);
   const double norm = std::sqrt(ss) * step.grad_scale;
   require(std::isfinite(norm), "ERR_NON_FINITE", "gradient norm is not finite; the update was skipped");
   if (max_grad_norm > 0 && norm > max_grad_norm) step.grad_scale *= (float)(max_grad_norm / (norm + 1e-6));
-  for (const auto& t : tensors_) {
+  for (const auto& t : trainable_tensors()) {
     AdamWStep s = step;
     if (t.shape.size() < 2) s.weight_decay = 0.f;  // no decay on norm weights
-    backend_->adamw_update(params_->data + t.offset, g + t.offset, m.data + t.offset, v.data + t.offset, (long)t.numel, s);
+    backend_->adamw_update(p + t.offset, g + t.offset, m.data + t.offset, v.data + t.offset, (long)t.numel, s);
   }
   return norm;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/block.h"
+#include "lora.h"
 #include "ops.h"
 #include "tensor_io.h"
 
@@ -77,8 +78,22 @@ class Model {
   // After the parameter Block was written from outside (a checkpoint load): refreshes what is derived
   // from it (the float32 norms of a BF16 model).
   void params_changed();
-  BlockPtr grads();  // allocated on first use; refused for BF16 weights
+  // The gradients of what trains: the parameters, or with LoRA the adapters alone (allocated on first
+  // use; refused for BF16 weights without LoRA).
+  BlockPtr grads();
   void zero_grad();
+  // What trains, in the layout of grads(), the optimizer's moments and adamw_step: the parameter
+  // tensors, or the adapters' (PEFT's names) once add_lora was called.
+  const std::vector<TensorSpec>& trainable_tensors() const { return lora_ ? lora_->tensors() : tensors_; }
+
+  // LoRA (lora.h): adapters on the spec's targets of every block, initialised from seed; the base
+  // parameters are frozen from then on (no gradient, no moments), and may be BF16-resident.
+  void add_lora(const LoraSpec& spec, uint64_t seed);
+  LoraAdapters* lora() const { return lora_.get(); }
+  // Folds (alpha/r) B A into the base weights (rounded to BF16 for a BF16 model) and drops the adapters.
+  void merge_lora();
+  // Whether forwards apply the adapters (off: the base model, LoRA's reference policy, no copy).
+  bool use_adapters = true;
   void init_random(uint64_t seed, float std);
 
   // Every call takes ids (B*T), an optional key-padding mask (B*T, 1 = real token) and optional RoPE
@@ -137,6 +152,14 @@ class Model {
   float* head_grad();
   void require_trainable(const char* what) const;
   void linear(float* out, const float* inp, const float* w, const uint16_t* w16, int N, int I, int O, bool acc);
+  // dinp from dout through a base weight; dw += its gradient unless null (frozen)
+  void linear_back(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const uint16_t* w16, int N,
+                   int I, int O);
+  bool adapters_on() const { return lora_ && use_adapters; }
+  // out (N, ld), target t's columns += (alpha/r) B (A x); keeps u = (alpha/r) A x for the backward
+  void lora_forward(int l, int t, float* out, const float* x, int N);
+  // dx (N, in) += the branch's input gradient, and A's and B's gradients from dout (N, ld)
+  void lora_backward(int l, int t, float* dx, const float* dout, const float* x, int N);
   void check_cancel();
 
   ModelConfig cfg_;
@@ -155,6 +178,7 @@ class Model {
   BlockPtr norms_;  // BF16 weights: the 1-D tensors widened (attn_norm, ff_norm per layer, then ln_f)
   const uint16_t *wte16_ = nullptr, *head16_ = nullptr;
   std::vector<LayerWeights16> layers16_;
+  std::unique_ptr<LoraAdapters> lora_;
   std::unique_ptr<Acts> acts_;
 };
 

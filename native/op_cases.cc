@@ -70,25 +70,29 @@ OpCase embedding(int N, int D, int E) {
   return c;
 }
 
-OpCase rmsnorm(int N, int D) {
-  OpCase c("rmsnorm", {"rmsnorm_forward", "rmsnorm_backward"},
+// frozen: a weight without gradient (dw null), as LoRA's base has
+OpCase rmsnorm(int N, int D, bool frozen) {
+  OpCase c(frozen ? "rmsnorm frozen weight" : "rmsnorm", {"rmsnorm_forward", "rmsnorm_backward"},
            {{"inp", (size_t)N * D}, {"weight", (size_t)D}, {"out", (size_t)N * D, 0}, {"rstd", (size_t)N, 0},
             {"dout", (size_t)N * D}, {"dinp", (size_t)N * D, 0}, {"dweight", (size_t)D, 0}});
   c.forward = body([=](auto& ops, auto& a) { ops.rmsnorm_forward(a[2], a[3], a[0], a[1], N, D, 1e-5); });
-  c.backward = body([=](auto& ops, auto& a) { ops.rmsnorm_backward(a[5], a[6], a[4], a[0], a[1], a[3], N, D); });
+  c.backward = body([=](auto& ops, auto& a) { ops.rmsnorm_backward(a[5], frozen ? nullptr : a[6], a[4], a[0], a[1], a[3], N, D); });
   c.outputs = {2, 3, 5, 6}, c.out = 2, c.dout = 4, c.grads = {{0, 5}, {1, 6}};
+  if (frozen) c.grads = {{0, 5}};  // dweight stays 0 on every implementation
   return c;
 }
 
-// out (+)= inp w^T; with `accumulate`, the forward adds to out and the backward to dinp
-OpCase linear(int N, int I, int O, bool accumulate, bool fd) {
-  OpCase c(std::string("linear ") + std::to_string(N) + "x" + std::to_string(I) + "x" + std::to_string(O) + (accumulate ? " accumulating" : ""),
+// out (+)= inp w^T; with `accumulate`, the forward adds to out and the backward to dinp; frozen: no
+// weight gradient (dw null)
+OpCase linear(int N, int I, int O, bool accumulate, bool fd, bool frozen = false) {
+  OpCase c(std::string("linear ") + std::to_string(N) + "x" + std::to_string(I) + "x" + std::to_string(O) + (accumulate ? " accumulating" : "") + (frozen ? " frozen weight" : ""),
            {"linear_forward", "linear_backward"},
            {{"inp", (size_t)N * I}, {"weight", (size_t)O * I, 0.1}, {"out", (size_t)N * O, accumulate ? 1.0 : 0.0}, {"dout", (size_t)N * O},
             {"dinp", (size_t)N * I, accumulate ? 1.0 : 0.0}, {"dweight", (size_t)O * I, 0}});
   c.forward = body([=](auto& ops, auto& a) { ops.linear_forward(a[2], a[0], a[1], N, I, O, accumulate); });
-  c.backward = body([=](auto& ops, auto& a) { ops.linear_backward(a[4], accumulate, a[5], a[3], a[0], a[1], N, I, O); });
+  c.backward = body([=](auto& ops, auto& a) { ops.linear_backward(a[4], accumulate, frozen ? nullptr : a[5], a[3], a[0], a[1], N, I, O); });
   c.outputs = {2, 4, 5}, c.out = 2, c.dout = 3, c.grads = {{0, 4}, {1, 5}};
+  if (frozen) c.grads = {{0, 4}};
   c.finite_differences = fd;
   c.tolerance_bf16 = 3e-2;
   return c;
@@ -102,15 +106,22 @@ std::vector<uint16_t> bf16_bits(const T* x, size_t n) {
   return h;
 }
 
-// BF16-resident weights (inference): out (+)= inp widen(w)^T and out = widen(wte[ids]) * scale
+// BF16-resident weights: out (+)= inp widen(w)^T, and the input gradient through the frozen weight
+// (LoRA on a BF16 base); out = widen(wte[ids]) * scale
 OpCase linear_bf16(int N, int I, int O, bool accumulate) {
   OpCase c(std::string("linear_bf16 ") + std::to_string(N) + "x" + std::to_string(I) + "x" + std::to_string(O) + (accumulate ? " accumulating" : ""),
-           {"linear_forward_bf16"}, {{"inp", (size_t)N * I}, {"weight", (size_t)O * I, 0.1}, {"out", (size_t)N * O, accumulate ? 1.0 : 0.0}});
+           {"linear_forward_bf16", "linear_backward_bf16"},
+           {{"inp", (size_t)N * I}, {"weight", (size_t)O * I, 0.1}, {"out", (size_t)N * O, accumulate ? 1.0 : 0.0}, {"dout", (size_t)N * O},
+            {"dinp", (size_t)N * I, accumulate ? 1.0 : 0.0}});
   c.forward = body([=](auto& ops, auto& a) {
     const auto w = bf16_bits(a[1], (size_t)O * I);
     ops.linear_forward_bf16(a[2], a[0], w.data(), N, I, O, accumulate);
   });
-  c.outputs = {2}, c.out = 2;
+  c.backward = body([=](auto& ops, auto& a) {
+    const auto w = bf16_bits(a[1], (size_t)O * I);
+    ops.linear_backward_bf16(a[4], accumulate, a[3], w.data(), N, I, O);
+  });
+  c.outputs = {2, 4}, c.out = 2, c.dout = 3, c.grads = {{0, 4}};
   c.tolerance_bf16 = 3e-2;
   return c;
 }
@@ -185,19 +196,20 @@ OpCase swiglu(int N, int F) {
 }
 
 // rows repeat (a position scored twice) and the logits are scaled, as with scale_logits
-OpCase lmhead(int N, int S, int D, int E, bool fd) {
+OpCase lmhead(int N, int S, int D, int E, bool fd, bool frozen = false) {
   std::vector<int32_t> r(S), t(S);
   for (int s = 0; s < S; s++) r[s] = (s * 3) % N, t[s] = (s * 37 + 1) % E;
   auto rows = shared(r), targets = shared(t);
   const double sc = 0.7;
-  OpCase c("lmhead logprob E " + std::to_string(E), {"lmhead_logprob_forward", "lmhead_logprob_backward"},
+  OpCase c("lmhead logprob E " + std::to_string(E) + (frozen ? " frozen weight" : ""), {"lmhead_logprob_forward", "lmhead_logprob_backward"},
            {{"h", (size_t)N * D}, {"weight", (size_t)E * D, fd ? 1.0 : 0.2}, {"logp", (size_t)S, 0}, {"lse", (size_t)S, 0}, {"dlogp", (size_t)S},
             {"dh", (size_t)N * D, 0}, {"dweight", (size_t)E * D, 0}});
   c.forward = body([=](auto& ops, auto& a) { ops.lmhead_logprob_forward(a[2], a[3], a[0], a[1], rows->data(), targets->data(), S, D, E, sc); });
   c.backward = body([=](auto& ops, auto& a) {
-    ops.lmhead_logprob_backward(a[5], a[6], a[4], a[3], a[0], a[1], rows->data(), targets->data(), S, D, E, sc);
+    ops.lmhead_logprob_backward(a[5], frozen ? nullptr : a[6], a[4], a[3], a[0], a[1], rows->data(), targets->data(), S, D, E, sc);
   });
   c.outputs = {2, 3, 5, 6}, c.out = 2, c.dout = 4, c.grads = {{0, 5}, {1, 6}};
+  if (frozen) c.grads = {{0, 5}};
   c.finite_differences = fd;
   c.tolerance_bf16 = 3e-2;
   return c;
@@ -233,12 +245,21 @@ OpCase rows(int R, int n) {
   OpCase c("copy_rows gather/scatter, zero", {"copy_rows", "zero"},
            {{"src", 17 * 50}, {"gathered", (size_t)R * n, 0}, {"scattered", 17 * 60, 0}, {"zeroed", 100}});
   c.forward = body([=](auto& ops, auto& a) {
-    ops.copy_rows(a[1], n, nullptr, a[0], 50, src_rows->data(), R, n);
-    ops.copy_rows(a[2], 60, dst_rows->data(), a[1], n, nullptr, R, n);
+    ops.copy_rows(a[1], n, nullptr, a[0], 50, src_rows->data(), R, n, false);
+    ops.copy_rows(a[2], 60, dst_rows->data(), a[1], n, nullptr, R, n, false);
     ops.zero(a[3], 100);
   });
   c.outputs = {1, 2, 3};
   c.tolerance = 0;
+  return c;
+}
+
+// rows added into columns [7, 7+n) of wider rows (a LoRA branch into its part of a fused projection)
+OpCase rows_accumulate(int R, int n) {
+  OpCase c("copy_rows accumulate into columns", {"copy_rows"}, {{"src", (size_t)R * n}, {"dst", (size_t)R * 70}});
+  c.forward = body([=](auto& ops, auto& a) { ops.copy_rows(a[1] + 7, 70, nullptr, a[0], n, nullptr, R, n, true); });
+  c.outputs = {1};
+  c.tolerance = 1e-7;
   return c;
 }
 
@@ -270,10 +291,12 @@ OpCase decode_score(double temperature) {
 std::vector<OpCase> op_cases() {
   return {
       embedding(37, 48, 20),
-      rmsnorm(33, 200),
+      rmsnorm(33, 200, false),
+      rmsnorm(33, 200, true),
       // odd sizes exercise the micro-kernels' edge tiles; I > 256 crosses a K block
       linear(13, 300, 35, false, true),
       linear(77, 129, 300, true, false),
+      linear(13, 300, 35, true, true, true),
       linear_bf16(13, 300, 35, false),
       linear_bf16(7, 129, 300, true),
       embedding_bf16(21, 40, 9),
@@ -284,9 +307,11 @@ std::vector<OpCase> op_cases() {
       swiglu(29, 71),
       lmhead(6, 5, 12, 11, true),
       lmhead(25, 30, 64, 1000, false),
+      lmhead(6, 5, 12, 11, true, true),
       scale_and_norm(100003),
       adamw(100003),
       rows(13, 40),
+      rows_accumulate(13, 40),
       decode_score(0.0),
       decode_score(0.7),
   };

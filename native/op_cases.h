@@ -23,9 +23,12 @@ struct Ref64 {
   void copy(double* dst, const double* src, long n) { std::copy(src, src + n, dst); }
   void zero(double* x, long n) { std::fill(x, x + n, 0.0); }
   void copy_rows(double* dst, long dst_ld, const int32_t* dst_rows, const double* src, long src_ld, const int32_t* src_rows,
-                 int rows, int n) {
+                 int rows, int n, bool accumulate) {
     for (int i = 0; i < rows; i++)
-      for (int c = 0; c < n; c++) dst[(dst_rows ? dst_rows[i] : i) * dst_ld + c] = src[(src_rows ? src_rows[i] : i) * src_ld + c];
+      for (int c = 0; c < n; c++) {
+        double& d = dst[(dst_rows ? dst_rows[i] : i) * dst_ld + c];
+        d = (accumulate ? d : 0.0) + src[(src_rows ? src_rows[i] : i) * src_ld + c];
+      }
   }
   void embedding_forward(double* out, const int32_t* ids, const double* wte, int N, int D, double scale) {
     ref::embedding_forward(out, ids, wte, N, D, scale);
@@ -55,6 +58,11 @@ struct Ref64 {
   void linear_backward(double* dinp, bool acc, double* dw, const double* dout, const double* inp, const double* w, int N,
                        int I, int O) {
     ref::linear_backward(dinp, acc, dw, dout, inp, w, N, I, O);
+  }
+  void linear_backward_bf16(double* dinp, bool acc, const double* dout, const uint16_t* w, int N, int I, int O) {
+    std::vector<double> wide((size_t)O * I);
+    for (size_t i = 0; i < wide.size(); i++) wide[i] = bf16_to_f32(w[i]);
+    ref::linear_backward<double>(dinp, acc, nullptr, dout, nullptr, wide.data(), N, I, O);
   }
   void rope_forward(double* x, const double* c, const double* s, const int32_t* pos, int B, int T, int nh, int hd, long ld) {
     ref::rope_forward(x, c, s, pos, B, T, nh, hd, ld);

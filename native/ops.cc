@@ -15,9 +15,15 @@ void Backend::copy(float* dst, const float* src, long n) { std::memcpy(dst, src,
 void Backend::zero(float* x, long n) { std::memset(x, 0, sizeof(float) * (size_t)n); }
 
 void Backend::copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
-                        const int32_t* src_rows, int rows, int n) {
-  for (int i = 0; i < rows; i++)
-    std::memcpy(dst + (dst_rows ? dst_rows[i] : i) * dst_ld, src + (src_rows ? src_rows[i] : i) * src_ld, sizeof(float) * n);
+                        const int32_t* src_rows, int rows, int n, bool accumulate) {
+  for (int i = 0; i < rows; i++) {
+    float* d = dst + (dst_rows ? dst_rows[i] : i) * dst_ld;
+    const float* s = src + (src_rows ? src_rows[i] : i) * src_ld;
+    if (accumulate)
+      for (int c = 0; c < n; c++) d[c] += s[c];
+    else
+      std::memcpy(d, s, sizeof(float) * n);
+  }
 }
 
 void Backend::linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
@@ -25,6 +31,13 @@ void Backend::linear_forward_bf16(float* out, const float* inp, const uint16_t* 
   Block wide((size_t)O * I, memory());
   for (size_t i = 0; i < wide.size; i++) wide.data[i] = bf16_to_f32(w[i]);
   linear_forward(out, inp, wide.data, N, I, O, accumulate);
+}
+
+void Backend::linear_backward_bf16(float* dinp, bool accumulate_dinp, const float* dout, const uint16_t* w, int N, int I,
+                                   int O) {
+  Block wide((size_t)O * I, memory());
+  for (size_t i = 0; i < wide.size; i++) wide.data[i] = bf16_to_f32(w[i]);
+  linear_backward(dinp, accumulate_dinp, nullptr, dout, nullptr, wide.data, N, I, O);
 }
 
 void Backend::embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale) {

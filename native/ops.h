@@ -41,9 +41,10 @@ class Backend {
   // x (n) = 0 (host)
   virtual void zero(float* x, long n);
   // for i < rows: dst[(dst_rows ? dst_rows[i] : i) * dst_ld + c] = src[(src_rows ? src_rows[i] : i) * src_ld + c],
-  // c < n: a row gather or scatter (KV-cache fills, scored rows) (host)
+  // c < n: a row gather or scatter (KV-cache fills, scored rows); with `accumulate`, += (a LoRA branch
+  // into its columns of a fused projection; destination rows distinct) (host)
   virtual void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
-                         const int32_t* src_rows, int rows, int n);
+                         const int32_t* src_rows, int rows, int n, bool accumulate);
 
   // ids (N) -> out (N,D) = wte[ids] * scale
   virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) = 0;
@@ -56,7 +57,7 @@ class Backend {
   // inp (N,D), w (D) -> out (N,D) = w * inp * rstd, rstd (N) = 1/sqrt(mean(inp^2) + eps)
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int D,
                                float eps) = 0;
-  // dout (N,D) -> dinp (N,D) +=, dw (D) +=
+  // dout (N,D) -> dinp (N,D) +=, dw (D) += (dw null: a frozen weight, no gradient)
   virtual void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                                 const float* rstd, int N, int D) = 0;
 
@@ -67,9 +68,14 @@ class Backend {
   // linear_forward on the widened w up to summation order) (host: widens w, then linear_forward)
   virtual void linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
                                    bool accumulate);
-  // dout (N,O) -> dinp (N,I) = (or += when accumulate_dinp) dout w, dw (O,I) += dout^T inp; dinp may be null
+  // dout (N,O) -> dinp (N,I) = (or += when accumulate_dinp) dout w, dw (O,I) += dout^T inp; dinp may be
+  // null, and dw (a frozen weight: LoRA's base)
   virtual void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                                const float* w, int N, int I, int O) = 0;
+  // dinp (N,I) = (or +=) dout (N,O) widen(w) (O,I): the input gradient through a frozen BF16-resident
+  // weight (LoRA on a BF16 base) (host: widens w, then linear_backward)
+  virtual void linear_backward_bf16(float* dinp, bool accumulate_dinp, const float* dout, const uint16_t* w, int N,
+                                    int I, int O);
 
   // x (B,T,nh,hd), token rows ld elements apart, rotated in place, rotate-half layout; cos, sin (P, hd/2);
   // pos (B*T) is each token's row in the tables (null: its index t in the sequence)
@@ -99,7 +105,7 @@ class Backend {
   // h (N,D), w (E,D), rows targets (S) -> logp (S) = log_softmax(scale * h[rows] w^T)[targets], lse (S)
   virtual void lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
                                       const int32_t* targets, int S, int D, int E, float scale) = 0;
-  // dlogp (S) -> dh (N,D) += (rows only), dw (E,D) +=
+  // dlogp (S) -> dh (N,D) += (rows only), dw (E,D) += (dw null: a frozen head)
   virtual void lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
                                        const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
                                        int E, float scale) = 0;

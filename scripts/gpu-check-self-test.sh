@@ -10,7 +10,7 @@ pids=()
 for f in native/cpu/gemm_avx2.cc native/cpu/row_kernels_avx2.cc; do
   g++ "${flags[@]}" -mavx2 -mfma -c "$f" -o "$out/$(basename "$f").o" & pids+=($!)
 done
-for f in native/cuda/gpu_check.cc native/op_cases.cc native/model.cc native/ops.cc native/sampler.cc native/common/threadpool.cc \
+for f in native/cuda/gpu_check.cc native/op_cases.cc native/model.cc native/lora.cc native/ops.cc native/sampler.cc native/common/threadpool.cc \
   native/cpu/cpu_backend.cc native/cpu/gemm.cc native/cpu/row_kernels_portable.cc; do
   g++ "${flags[@]}" -c "$f" -o "$out/$(basename "$f").o" & pids+=($!)
 done

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
 
 import native, { type NativeAdamWStep, type NativeDecoderOptions, type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
@@ -9,6 +11,8 @@ import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumen
 import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, refuseInterruptedCommit, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
+import { ADAPTER_CONFIG, readAdapterConfig, readAdapterTensors, resolveLora, targetMask, writeAdapter, type LoraConfig, type LoraOptions } from './lora.js';
+import { readSafetensorsHeader } from './safetensors.js';
 
 /**
  * How the weights are held: 'f32' (float32, trainable) or 'bf16' (BF16-resident: half the memory,
@@ -48,6 +52,12 @@ export interface LoadOptions extends ModelOptions {
   /** Seed of the model's RNG (mask sampling). Default 0. */
   seed?: number;
   signal?: AbortSignal;
+  /**
+   * Loading an adapter folder (adapter_config.json, PEFT's LoRA): the base model folder to put it on,
+   * instead of the config's base_model_name_or_path (a path: absolute, else relative to the adapter
+   * folder, else to the working directory). An adapter folder's dtype defaults to 'auto'.
+   */
+  baseModel?: string;
 }
 
 export interface ForwardOptions {
@@ -64,6 +74,8 @@ export interface SelectedLogProbsInput extends ForwardOptions {
   tokens: Int32Array;
   /** Flat indices b*seqLen + t of the tokens to score. */
   rows: Int32Array;
+  /** With LoRA adapters: false scores the base model (the reference policy; no gradient). Default true. */
+  adapters?: boolean;
   /** The token whose log-probability is taken at each position. */
   targets: Int32Array;
   /** Loss weights: loss = -sum_s weights[s] * logp[s] (default all 1). */
@@ -187,8 +199,12 @@ export class DiffusionLM {
    * fromPretrained found, or a source set by a layer above (the learned sampler head).
    */
   extras: ExtraTensorSource | null = null;
+  /** The folder the weights were loaded from (fromPretrained), which an adapter saved from this model names as its base. */
+  sourceDir: string | null = null;
   readonly #native: NativeModel;
   readonly #specs: NativeTensorSpec[];
+  #lora: LoraConfig | null = null;
+  #loraSpecs: NativeTensorSpec[] = [];
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
   #rng: Rng;
@@ -251,9 +267,14 @@ export class DiffusionLM {
     return model;
   }
 
-  /** Loads a LLaDA-layout checkpoint directory (config.json and model.safetensors or a sharded index). */
+  /**
+   * Loads a LLaDA-layout checkpoint directory (config.json and model.safetensors or a sharded index),
+   * or an adapter folder (PEFT's adapter_config.json and adapter_model.safetensors): its base, then
+   * the adapters on it.
+   */
   static async fromPretrained(dir: string, options: LoadOptions = {}): Promise<DiffusionLM> {
     if (options.signal?.aborted) throw new AbortError();
+    if (typeof dir === 'string' && existsSync(join(dir, ADAPTER_CONFIG))) return DiffusionLM.#fromAdapter(dir, options);
     const config = await readConfig(dir);
     const requested = options.dtype ?? 'f32';
     if (requested !== 'f32' && requested !== 'bf16' && requested !== 'auto')
@@ -279,7 +300,84 @@ export class DiffusionLM {
       model.dispose();
       throw err;
     }
+    model.sourceDir = resolve(dir);
     return model;
+  }
+
+  static async #fromAdapter(dir: string, options: LoadOptions): Promise<DiffusionLM> {
+    const { lora, baseModel } = await readAdapterConfig(dir);
+    const named = options.baseModel ?? baseModel;
+    const base = isAbsolute(named) ? named : [join(dir, named), resolve(named)].find((p) => existsSync(join(p, 'config.json')));
+    if (!base || !existsSync(join(base, 'config.json')))
+      throw new CheckpointError(`${join(dir, ADAPTER_CONFIG)}: its base model '${named}' is not a model folder here (no config.json); pass LoadOptions.baseModel`);
+    const model = await DiffusionLM.fromPretrained(base, { ...options, dtype: options.dtype ?? 'auto' });
+    try {
+      await model.addLora(lora);
+      const { tensors, file } = await readAdapterTensors(dir, model.#loraSpecs);
+      for (const [name, view] of model.parameters()) view.set(tensors.get(name)!);
+      const extras = await readExtraTensors((await readSafetensorsHeader(file)).tensors);
+      if (extras.size > 0) model.extras = new LoadedExtras(extras);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    return model;
+  }
+
+  /**
+   * Adds LoRA adapters (PEFT's LoRA: each target W of every block computes W x + (alpha/r) B A x, A
+   * initialised as PEFT does and B at zero, so the model is unchanged until it trains). From then on
+   * the base is frozen and may be BF16-resident: parameters(), gradients(), the optimizer's moments
+   * and adamwStep hold the adapters alone, and selectedLogProbs({ adapters: false }) scores the base
+   * model (the reference policy without a copy).
+   */
+  async addLora(options: LoraOptions): Promise<LoraConfig> {
+    const lora = resolveLora(options);
+    const seed = options.seed ?? 0;
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`LoRA seed must be a non-negative integer, got ${String(seed)}`);
+    if (this.#lora) throw new InvalidArgumentError('this model already has LoRA adapters (mergeAdapters() folds them in first)');
+    await this.#run(undefined, async () => {
+      this.#native.addLora({ rank: lora.rank, alpha: lora.alpha, targets: targetMask(lora.targets) }, seed);
+      this.#loraSpecs = this.#native.loraTensors();
+      this.#lora = lora;
+    });
+    return lora;
+  }
+
+  /** The LoRA adapters' configuration, or null without adapters. */
+  get lora(): LoraConfig | null {
+    return this.#lora;
+  }
+
+  /**
+   * Writes the adapters as PEFT does (adapter_config.json, adapter_model.safetensors with PEFT's tensor
+   * names, float32; a learned sampler head as `diffpo.` extras): loadable by PEFT onto the base, and by
+   * fromPretrained(dir). `baseModel`: what the config names as the base (default: the folder this
+   * model was loaded from, as an absolute path).
+   */
+  async saveAdapter(dir: string, options: { baseModel?: string } = {}): Promise<void> {
+    if (!this.#lora) throw new InvalidArgumentError('saveAdapter: this model has no LoRA adapters');
+    const baseModel = objectArg('saveAdapter options', options).baseModel ?? this.sourceDir;
+    if (!baseModel) throw new InvalidArgumentError('saveAdapter: this model was not loaded from a folder; pass options.baseModel (the base folder the adapter belongs to)');
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw new CheckpointError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const params = this.parameters();
+    const tensors = this.#loraSpecs.map((s) => ({ name: s.name, shape: s.shape, data: params.get(s.name)! }));
+    const lora = this.#lora;
+    await this.#run(undefined, () => writeAdapter(dir, lora, baseModel, tensors, this.extras?.toTensors() ?? []));
+  }
+
+  /** Folds the adapters into the base weights ((alpha/r) B A added; rounded to BF16 for a BF16 model) and drops them: save() then writes a full model. */
+  async mergeAdapters(): Promise<void> {
+    if (!this.#lora) throw new InvalidArgumentError('mergeAdapters: this model has no LoRA adapters');
+    await this.#run(undefined, async () => {
+      await this.#native.mergeLora();
+      this.#lora = null;
+      this.#loraSpecs = [];
+    });
   }
 
   /**
@@ -300,17 +398,24 @@ export class DiffusionLM {
     await this.#run(undefined, () => saveCheckpoint(dir, this.config, this.#native, this.#specs, dtype, extras, shards));
   }
 
-  /** Total number of parameters. */
+  /** Total number of parameters (of the base model, adapters not counted). */
   get numParameters(): number {
     return this.#specs.reduce((a, s) => a + s.numel, 0);
   }
 
+  /** Number of trainable parameters: the base's, or with LoRA the adapters'. */
+  get numTrainable(): number {
+    return this.#lora ? this.#loraSpecs.reduce((a, s) => a + s.numel, 0) : this.numParameters;
+  }
+
   /**
-   * The tensors, keyed by their HF names, as zero-copy views of the native parameters (float32
-   * models; a BF16-resident model's are in parameterBits()).
+   * What trains, keyed by name, as zero-copy views of the native tensors: the weights (HF names;
+   * float32 models, a BF16-resident model's are in parameterBits()), or with LoRA the adapters
+   * (PEFT's names, float32 on any base).
    */
   parameters(): Map<string, Float32Array> {
     this.#live();
+    if (this.#lora) return this.#views((i) => this.#native.loraBuffer(i), this.#loraSpecs);
     if (this.dtype !== 'f32')
       throw new InvalidArgumentError(`parameters() views float32 weights, but this model keeps them in BF16 (inference only): use parameterBits(), or load with dtype 'f32'`);
     return this.#views((i) => this.#native.paramBuffer(i));
@@ -328,7 +433,7 @@ export class DiffusionLM {
   /** The gradients, keyed like parameters(), as zero-copy views (they accumulate until zeroGrad()). */
   gradients(): Map<string, Float32Array> {
     this.#live();
-    return this.#views((i) => this.#native.gradBuffer(i));
+    return this.#views((i) => this.#native.gradBuffer(i), this.#lora ? this.#loraSpecs : this.#specs);
   }
 
   /** Every gradient as one zero-copy view, in the parameter block's layout (what a data-parallel all-reduce sums). */
@@ -412,8 +517,12 @@ export class DiffusionLM {
         throw new InvalidArgumentError(`targets[${s}] = ${targets[s]} is outside [0, vocab_size=${this.config.vocab_size})`);
       if (!Number.isFinite(weights[s]!)) throw new InvalidArgumentError(`weights[${s}] is not finite`);
     }
+    const adapters = input.adapters ?? true;
+    if (typeof adapters !== 'boolean') throw new InvalidArgumentError(`adapters must be a boolean, got ${String(adapters)}`);
     const logProbs = new Float32Array(rows.length);
-    const loss = await this.#run(options.signal, () =>
+    const loss = await this.#run(
+      options.signal,
+      () =>
       this.#native.logprobLoss({
         ...forward,
         rows,
@@ -422,6 +531,7 @@ export class DiffusionLM {
         logProbs,
         backward: options.backward ?? false,
       }),
+      adapters,
     );
     return { loss, logProbs };
   }
@@ -472,10 +582,10 @@ export class DiffusionLM {
   }
 
   // One buffer per tensor: Node cannot view a native block over 4 GiB (a 1.25B-parameter model's).
-  #views(buffer: (index: number) => ArrayBuffer): Map<string, Float32Array> {
+  #views(buffer: (index: number) => ArrayBuffer, specs = this.#specs): Map<string, Float32Array> {
     const map = new Map<string, Float32Array>();
     try {
-      this.#specs.forEach((s, i) => map.set(s.name, new Float32Array(buffer(i))));
+      specs.forEach((s, i) => map.set(s.name, new Float32Array(buffer(i))));
     } catch (err) {
       throw fromNativeError(err);
     }
@@ -511,11 +621,13 @@ export class DiffusionLM {
     }
   }
 
-  #run<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  /** Queues fn; with LoRA, its forwards apply the adapters unless `adapters` is false. */
+  #run<T>(signal: AbortSignal | undefined, fn: () => Promise<T>, adapters = true): Promise<T> {
     checkSignal(signal);
     const task = async (): Promise<T> => {
       this.#live();
       if (signal?.aborted) throw new AbortError();
+      if (this.#lora) this.#native.setAdapters(adapters);
       const onAbort = () => this.#native.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {

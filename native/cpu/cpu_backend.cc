@@ -87,8 +87,9 @@ void CpuBackend::rmsnorm_backward(float* dinp, float* dw, const float* dout, con
     for (long n = lo; n < hi; n++)
       K().rmsnorm_row_backward(dinp + n * D, partial + (long)c * D, dout + n * D, inp + n * D, w, rstd[n], D);
   });
-  for (int c = 0; c < chunks; c++)
-    for (int d = 0; d < D; d++) dw[d] += partial[(long)c * D + d];
+  if (dw)
+    for (int c = 0; c < chunks; c++)
+      for (int d = 0; d < D; d++) dw[d] += partial[(long)c * D + d];
 }
 
 void CpuBackend::linear_forward(float* out, const float* inp, const float* w, int N, int I, int O, bool accumulate) {
@@ -105,7 +106,14 @@ void CpuBackend::linear_forward_bf16(float* out, const float* inp, const uint16_
 void CpuBackend::linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                                  const float* w, int N, int I, int O) {
   if (dinp) sgemm(N, I, O, {dout, O, 1}, {w, I, 1}, dinp, I, accumulate_dinp, &pool_);
-  sgemm(O, I, N, {dout, 1, O}, {inp, I, 1}, dw, I, true, &pool_);
+  if (dw) sgemm(O, I, N, {dout, 1, O}, {inp, I, 1}, dw, I, true, &pool_);
+}
+
+void CpuBackend::linear_backward_bf16(float* dinp, bool accumulate_dinp, const float* dout, const uint16_t* w, int N,
+                                      int I, int O) {
+  MatView b{nullptr, I, 1};
+  b.bf16 = w;
+  sgemm(N, I, O, {dout, O, 1}, b, dinp, I, accumulate_dinp, &pool_);
 }
 
 void CpuBackend::rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh,
@@ -245,7 +253,7 @@ void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlog
       }
     });
     sgemm(n, D, E, {logits, E, 1}, {w, D, 1}, dhb, D, false, &pool_);
-    sgemm(E, D, n, {logits, 1, E}, {hb, D, 1}, dw, D, true, &pool_);
+    if (dw) sgemm(E, D, n, {logits, 1, E}, {hb, D, 1}, dw, D, true, &pool_);
     for (int i = 0; i < n; i++) {  // rows may repeat: scatter serially
       float* dst = dh + (long)rows[s0 + i] * D;
       for (int d = 0; d < D; d++) dst[d] += dhb[(long)i * D + d];

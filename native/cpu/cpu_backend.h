@@ -26,6 +26,8 @@ class CpuBackend : public Backend {
   void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale) override;
   void linear_backward(float* dinp, bool accumulate_dinp, float* dw, const float* dout, const float* inp,
                        const float* w, int N, int I, int O) override;
+  void linear_backward_bf16(float* dinp, bool accumulate_dinp, const float* dout, const uint16_t* w, int N, int I,
+                            int O) override;
   void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,
                     long ld) override;
   void rope_backward(float* dx, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,

@@ -42,7 +42,7 @@ void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, c
     for (int d = 0; d < D; d++) dot += dy[d] * w[d] * x[d] * r;
     dot /= D;
     for (int d = 0; d < D; d++) {
-      dw[d] += dy[d] * x[d] * r;
+      if (dw) dw[d] += dy[d] * x[d] * r;
       dinp[(long)n * D + d] += r * (dy[d] * w[d] - x[d] * r * dot);
     }
   }
@@ -67,12 +67,13 @@ void linear_backward(T* dinp, bool accumulate_dinp, T* dw, const T* dout, const 
         for (int o = 0; o < O; o++) s += dout[(long)n * O + o] * w[(long)o * I + i];
         dinp[(long)n * I + i] = (accumulate_dinp ? dinp[(long)n * I + i] : T(0)) + s;
       }
-  for (int o = 0; o < O; o++)
-    for (int i = 0; i < I; i++) {
-      T s = 0;
-      for (int n = 0; n < N; n++) s += dout[(long)n * O + o] * inp[(long)n * I + i];
-      dw[(long)o * I + i] += s;
-    }
+  if (dw)
+    for (int o = 0; o < O; o++)
+      for (int i = 0; i < I; i++) {
+        T s = 0;
+        for (int n = 0; n < N; n++) s += dout[(long)n * O + o] * inp[(long)n * I + i];
+        dw[(long)o * I + i] += s;
+      }
 }
 
 // sign = +1 forward rotation, -1 its transpose (the backward).
@@ -236,7 +237,7 @@ void lmhead_logprob_backward(T* dh, T* dw, const T* dlogp, const T* lse, const T
       const T dlogit = dlogp[s] * ((e == targets[s] ? T(1) : T(0)) - prob) * scale;
       for (int d = 0; d < D; d++) {
         dhs[d] += dlogit * w[(long)e * D + d];
-        dw[(long)e * D + d] += dlogit * hs[d];
+        if (dw) dw[(long)e * D + d] += dlogit * hs[d];
       }
     }
   }

@@ -89,10 +89,11 @@ class CudaBackend : public Backend {
     finish();
   }
   void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
-                 const int32_t* src_rows, int rows, int n) override {
-    if (!on_device(dst) && !on_device(src)) return Backend::copy_rows(dst, dst_ld, dst_rows, src, src_ld, src_rows, rows, n);
+                 const int32_t* src_rows, int rows, int n, bool accumulate) override {
+    if (!on_device(dst) && !on_device(src))
+      return Backend::copy_rows(dst, dst_ld, dst_rows, src, src_ld, src_rows, rows, n, accumulate);
     begin();
-    cuda::copy_rows(dst, dst_ld, in(dst_rows, rows, 0), src, src_ld, in(src_rows, rows, 1), rows, n, false);
+    cuda::copy_rows(dst, dst_ld, in(dst_rows, rows, 0), src, src_ld, in(src_rows, rows, 1), rows, n, accumulate);
     finish();
   }
 
@@ -127,7 +128,7 @@ class CudaBackend : public Backend {
                        int N, int I, int O) override {
     begin();
     if (dinp) cuda::gemm({N, I, O, dout, O, 1, w, I, 1, dinp, I, accumulate_dinp}, bf16_);  // dout (N,O) w (O,I)
-    cuda::gemm({O, I, N, dout, 1, O, inp, I, 1, dw, I, true}, bf16_);                      // dout^T inp
+    if (dw) cuda::gemm({O, I, N, dout, 1, O, inp, I, 1, dw, I, true}, bf16_);              // dout^T inp
     finish();
   }
   void rope_forward(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd,
@@ -199,7 +200,7 @@ class CudaBackend : public Backend {
       chunk_logits(logits, hb, h, w, r + s0, n, D, E);
       cuda::logsoftmax_gather_backward(logits, g + s0, ls + s0, t + s0, n, E, scale);
       cuda::gemm({n, D, E, logits, E, 1, w, D, 1, dhb, D, false}, bf16_);  // dlogits (n,E) w (E,D)
-      cuda::gemm({E, D, n, logits, 1, E, hb, D, 1, dw, D, true}, bf16_);   // dlogits^T hb
+      if (dw) cuda::gemm({E, D, n, logits, 1, E, hb, D, 1, dw, D, true}, bf16_);  // dlogits^T hb
       cuda::copy_rows(dh, D, r + s0, dhb, D, nullptr, n, D, true);         // rows may repeat: atomic adds
     }
     finish();

@@ -78,7 +78,8 @@ __global__ void rmsnorm_backward_kernel(float* dinp, float* dw, const float* dou
     }
   }
   __syncthreads();
-  for (int d = threadIdx.x; d < D; d += blockDim.x) atomicAdd(dw + d, dw_part[d]);
+  if (dw)
+    for (int d = threadIdx.x; d < D; d += blockDim.x) atomicAdd(dw + d, dw_part[d]);
 }
 
 // ---- RoPE, rotate-half: x (B,T,nh,hd) in place; sign -1 applies the inverse rotation
