@@ -113,6 +113,32 @@ describe('CLI', () => {
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });
 
+  it('train --lora-rank trains adapters on the frozen base: adapter-folder checkpoints that resume, eval and merge', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'lora');
+    const args = ['train', '--task', 'sudoku4', '--limit', '8', '--sweep', '0.9', '--out', out, '--lora-rank', '4', '--lora-targets', 'q_proj,v_proj,ff_out', '--lr', '1e-2', '--checkpointing', 'layer'];
+    const r = cli(...args, '--steps', '1');
+    expect(r.status, r.stderr).toBe(0);
+    // the run folder is a PEFT adapter folder naming the shipped base; no weights of the base are copied
+    const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 2, target_modules: ['q_proj', 'v_proj', 'ff_out'] });
+    expect(config.base_model_name_or_path).toMatch(/models\/sudoku4-base$/);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    expect(existsSync(join(out, 'reference'))).toBe(false); // the reference policy is the base: adapters off
+    expect(JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).options.lora).toEqual({ rank: 4, alpha: 2, dropout: 0, targets: ['q_proj', 'v_proj', 'ff_out'] });
+    const more = cli(...args, '--steps', '2', '--resume');
+    expect(more.status, more.stderr).toBe(0);
+    expect(more.stdout).toMatch(/\| after 2 diffpo steps \|/);
+    const evalRun = cli('eval', '--model', out, '--task', 'sudoku4', '--limit', '8', '--json');
+    expect(evalRun.status, evalRun.stderr).toBe(0);
+    const merged = join(out, '..', 'merged');
+    const m = cli('merge', '--model', out, '--out', merged, '--dtype', 'f32');
+    expect(m.status, m.stderr).toBe(0);
+    const evalMerged = cli('eval', '--model', merged, '--task', 'sudoku4', '--limit', '8', '--json');
+    expect(JSON.parse(evalMerged.stdout).accuracy).toBe(JSON.parse(evalRun.stdout).accuracy);
+    expect(cli('merge', '--model', merged, '--out', merged + '2').stderr).toMatch(/is not an adapter folder/);
+    expect(cli('train', '--task', 'sudoku4', '--lora-rank', '4', '--lora-targets', 'q_proj,gate_proj', '--out', out + 'x').stderr).toMatch(/unknown LoRA target 'gate_proj'/);
+  });
+
   it('train --weight-average evaluates the moving average of the weights and leaves it as a model folder', () => {
     const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'avg');
     const r = cli('train', '--task', 'sudoku4', '--steps', '2', '--limit', '8', '--out', out, '--eval-every', '1', '--weight-average', '0.5', '--lr', '1e-3', '--sweep', '0.5');

@@ -11,6 +11,7 @@ import { DEFAULT_THRESHOLD, strategyLabel, type DecodingStrategy } from '../deco
 import type { BackendName } from '../engine/backend.js';
 import { launchedLocalSize, worldFromEnvironment } from '../engine/collective.js';
 import { presetConfig, PRESETS, type PresetName } from '../engine/config.js';
+import { D1_LORA_TARGETS, LORA_TARGETS, type LoraTarget } from '../engine/lora.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { getTask, loadTestSet, loadValidationSet, resolveGenLength, siblingValidationFile, SUDOKU4_SOLUTIONS, type Task, type TaskName } from '../tasks/index.js';
 import { checkTokenizerFits, completionText } from '../tasks/tokenizer.js';
@@ -90,6 +91,17 @@ const COMMANDS: Record<string, Command> = {
       ...MODEL_FLAGS,
     ],
     run: initCommand,
+  },
+  merge: {
+    usage: 'diffpo merge --model ADAPTER_DIR --out DIR [--dtype f32|bf16]',
+    summary: "Folds a LoRA adapter folder (PEFT's adapter_config.json and adapter_model.safetensors, on the base it names) into its base weights and writes a full model folder (weights, tokenizer, generation config).",
+    flags: [
+      { name: 'model', type: 'string', help: 'the adapter folder', meta: 'ADAPTER_DIR' },
+      { name: 'out', type: 'string', help: 'the model folder to write', meta: 'DIR' },
+      { name: 'dtype', type: 'string', default: 'bf16', choices: ['f32', 'bf16'], help: 'weight dtype on disk' },
+      ...MODEL_FLAGS,
+    ],
+    run: mergeCommand,
   },
   generate: {
     usage: 'diffpo generate --model DIR (--chat "a message" | --text "a prompt" | --prompt "1,2,3[;4,5]") [--gen-length N] [strategy flags] [...]',
@@ -178,6 +190,10 @@ const COMMANDS: Record<string, Command> = {
       { name: 'head-features', type: 'string', default: 'confidence', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: statistics of the first forward's confidences and entropies over the masked completion (they predict where parallel decoding fails: AUC 0.94 on sudoku4), or the prompt's mean-pooled hidden states" },
       { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
       { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
+      { name: 'lora-rank', type: 'int', help: "train LoRA adapters of this rank on the frozen starting model (loaded in its own dtype: LLaDA-8B stays BF16) instead of all its weights; checkpoints are PEFT adapter folders (d1: 128)" },
+      { name: 'lora-alpha', type: 'number', help: 'LoRA scale alpha / rank (default rank / 2: d1 has 64 at rank 128)' },
+      { name: 'lora-targets', type: 'string', default: D1_LORA_TARGETS.join(','), help: `the layers that get adapters, in every block (${LORA_TARGETS.join(', ')}); default d1's that exist in LLaDA`, meta: 'NAME,NAME,...' },
+      { name: 'checkpointing', type: 'string', default: 'none', choices: ['none', 'layer'], help: "gradient checkpointing: 'layer' keeps each layer's input only and recomputes the layer in the backward (about one more forward's work; activations of one layer instead of all)" },
       ...flagsFromSpecs(DIFFPO_DEFAULTS, { checkpointEvery: { default: 25, why: 'a run can resume from its last quarter-hundred steps' } }, { temperature: 'rollout-temperature' }),
       ...MODEL_FLAGS,
     ],
@@ -293,6 +309,19 @@ async function logitsCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   } finally {
     model.dispose();
   }
+}
+
+async function mergeCommand(v: FlagValues, run: ModelOptions): Promise<void> {
+  required(v, 'merge', 'model', 'out');
+  const { model, ...folder } = await loadModelFolder(v.model as string, { ...run, dtype: v.dtype === 'f32' ? 'f32' : 'auto' });
+  try {
+    if (!model.lora) throw new InvalidArgumentError(`merge: ${v.model} is not an adapter folder (no adapter_config.json)`);
+    await model.mergeAdapters();
+    await writeModelFolder(v.out as string, model, { ...folder, dtype: v.dtype as 'f32' | 'bf16' });
+  } finally {
+    model.dispose();
+  }
+  process.stdout.write(`wrote ${v.out} (the adapters of ${v.model} merged into their base, ${v.dtype === 'f32' ? 'float32' : 'BF16'})\n`);
 }
 
 async function initCommand(v: FlagValues, run: ModelOptions): Promise<void> {
@@ -542,17 +571,19 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     lambda: v.lambda as number,
     head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
     trainer,
-    model: run,
+    lora: v.loraRank === undefined ? undefined : { rank: v.loraRank as number, alpha: v.loraAlpha as number | undefined, targets: (v.loraTargets as string).split(',').map((t) => t.trim()) as LoraTarget[] },
+    model: { ...run, checkpointing: v.checkpointing as 'none' | 'layer' },
   });
   process.stdout.write(`${table}\n\nreport: ${report} (and report.md)\n`);
   if (typeof v.export === 'string' && worldFromEnvironment().rank === 0) {
     const { model, ...folder } = await loadModelFolder(out, run);
     try {
+      if (model.lora) await model.mergeAdapters(); // a full model for inference
       await writeModelFolder(v.export, model, { ...folder, dtype: 'bf16' });
     } finally {
       model.dispose();
     }
-    process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
+    process.stdout.write(`exported ${v.export} (BF16, for inference${v.loraRank !== undefined ? ', the adapters merged' : ''})\n`);
   }
 }
 

@@ -8,6 +8,7 @@ import { ensureDir } from '../core/files.js';
 import { evaluate } from '../decoding/evaluate.js';
 import { ONE_TOKEN_PER_STEP } from '../decoding/strategy.js';
 import { worldFromEnvironment } from '../engine/collective.js';
+import type { LoraOptions } from '../engine/lora.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { encodePrompts } from '../tasks/encode.js';
 import { resolveGenLength, type Difficulty, type Task } from '../tasks/task.js';
@@ -144,6 +145,11 @@ export interface RlRunOptions {
   head?: { grid?: number[]; features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
   /** DiffpoTrainer options (its defaults for the rest). */
   trainer: Partial<DiffpoDefaults>;
+  /**
+   * Train LoRA adapters on the frozen starting model (loaded in its own dtype: a BF16 folder stays
+   * BF16) instead of all its weights; checkpoints are adapter folders. A's seed: the trainer's.
+   */
+  lora?: LoraOptions;
   model?: ModelOptions;
   /** Where progress lines go (default stderr). */
   log?: (line: string) => void;
@@ -205,7 +211,12 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     outDir: out,
     sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, lambda: o.lambda, ...o.head, grid: o.head?.grid ?? [...LEARNED_GRID] },
   };
-  const rl = o.resume ? await DiffpoTrainer.resume(out, { ...options, ...o.model }) : new DiffpoTrainer({ ...options, model: await DiffusionLM.fromPretrained(base, o.model) });
+  const start = async () => {
+    const m = await DiffusionLM.fromPretrained(base, { ...o.model, ...(o.lora && { dtype: 'auto' as const }) });
+    if (o.lora) await m.addLora({ seed: o.trainer.seed ?? 0, ...o.lora }).catch((err) => (m.dispose(), Promise.reject(err)));
+    return m;
+  };
+  const rl = o.resume ? await DiffpoTrainer.resume(out, { ...options, ...o.model }) : new DiffpoTrainer({ ...options, model: await start() });
   const model = rl.model;
   const method = o.trainer.method ?? DIFFPO_DEFAULTS.method.default;
   try {
@@ -336,7 +347,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
             }
           : undefined,
       command: o.command,
-      options: { ...o.trainer, sampler: o.sampler, ...(o.sampler !== 'fixed' && { lambda: o.lambda, head: o.head }) },
+      options: { ...o.trainer, sampler: o.sampler, ...(o.sampler !== 'fixed' && { lambda: o.lambda, head: o.head }), ...(model.lora && { lora: model.lora }) },
       // with weightAverage, `after` is the average's; this is the last step's own weights at the run's threshold
       ...(raw && { lastWeights: { accuracy: raw.accuracy, meanReward: raw.meanReward, meanNfe: raw.meanNfe } }),
     };

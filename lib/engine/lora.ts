@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 
 import { CheckpointError, InvalidArgumentError } from '../core/errors.js';
 import { readJsonFile } from '../core/files.js';
@@ -113,6 +114,18 @@ export async function readAdapterConfig(dir: string): Promise<{ lora: LoraConfig
   } catch (err) {
     throw new CheckpointError(`${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * The base model folder an adapter folder names (or `override`): an absolute path as is, a relative
+ * one against the adapter folder, then the working directory. A CheckpointError when it is no model
+ * folder here.
+ */
+export function resolveAdapterBase(dir: string, named: string): string {
+  const base = isAbsolute(named) ? named : [join(dir, named), resolve(named)].find((p) => existsSync(join(p, 'config.json')));
+  if (!base || !existsSync(join(base, 'config.json')))
+    throw new CheckpointError(`${join(dir, ADAPTER_CONFIG)}: its base model '${named}' is not a model folder here (no config.json); pass LoadOptions.baseModel`);
+  return base;
 }
 
 /** An adapter tensor: PEFT's name, its shape, its float32 data. */

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import native, { type NativeAdamWStep, type NativeDecoderOptions, type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
@@ -11,7 +11,7 @@ import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumen
 import { Rng } from '../core/rng.js';
 import { readCheckpointTensors, readConfig, readExtraTensors, planLoad, refuseInterruptedCommit, saveCheckpoint, type ExtraTensor } from './checkpoint.js';
 import { presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './config.js';
-import { ADAPTER_CONFIG, readAdapterConfig, readAdapterTensors, resolveLora, targetMask, writeAdapter, type LoraConfig, type LoraOptions } from './lora.js';
+import { ADAPTER_CONFIG, readAdapterConfig, readAdapterTensors, resolveAdapterBase, resolveLora, targetMask, writeAdapter, type LoraConfig, type LoraOptions } from './lora.js';
 import { readSafetensorsHeader } from './safetensors.js';
 
 /**
@@ -306,10 +306,7 @@ export class DiffusionLM {
 
   static async #fromAdapter(dir: string, options: LoadOptions): Promise<DiffusionLM> {
     const { lora, baseModel } = await readAdapterConfig(dir);
-    const named = options.baseModel ?? baseModel;
-    const base = isAbsolute(named) ? named : [join(dir, named), resolve(named)].find((p) => existsSync(join(p, 'config.json')));
-    if (!base || !existsSync(join(base, 'config.json')))
-      throw new CheckpointError(`${join(dir, ADAPTER_CONFIG)}: its base model '${named}' is not a model folder here (no config.json); pass LoadOptions.baseModel`);
+    const base = resolveAdapterBase(dir, options.baseModel ?? baseModel);
     const model = await DiffusionLM.fromPretrained(base, { ...options, dtype: options.dtype ?? 'auto' });
     try {
       await model.addLora(lora);

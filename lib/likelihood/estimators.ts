@@ -229,20 +229,20 @@ export interface BatchShard {
  * ELBO the sum over samples of factor * log p. With `tokenWeights` (batch x genLength) and backward,
  * accumulates the gradient of -sum(tokenWeights * estimate) into the model. With `shard`, this
  * process runs only its sequences' passes (gradients: its share) and the estimates of all
- * sequences are gathered from the job.
+ * sequences are gathered from the job. `adapters: false` scores a LoRA model's base (its reference policy).
  */
 export async function runPlan(
   model: DiffusionLM,
   batch: CompletionBatch,
   plan: EstimatorPlan,
-  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal; shard?: BatchShard } = {},
+  options: { tokenWeights?: Float32Array; backward?: boolean; maxTokensPerForward?: number; signal?: AbortSignal; shard?: BatchShard; adapters?: boolean } = {},
 ): Promise<Float32Array> {
   const out = new Float32Array(plan.batch * plan.genLength);
   const shard = options.shard;
   for (const b of passBatches(batch, plan, options.maxTokensPerForward, shard?.sequences)) {
     const weights = options.tokenWeights ? b.factors.map((f, s) => f * options.tokenWeights![b.slots[s]!]!) : new Float32Array(b.rows.length);
     const { logProbs } = await model.selectedLogProbs(
-      { tokens: b.tokens, batch: b.batch, seqLen: b.seqLen, attentionMask: b.attentionMask, positions: b.positions, rows: b.rows, targets: b.targets, weights },
+      { tokens: b.tokens, batch: b.batch, seqLen: b.seqLen, attentionMask: b.attentionMask, positions: b.positions, rows: b.rows, targets: b.targets, weights, adapters: options.adapters },
       { backward: options.backward ?? false, signal: options.signal },
     );
     b.slots.forEach((slot, s) => (out[slot] = out[slot]! + b.factors[s]! * logProbs[s]!));

@@ -10,9 +10,8 @@ import { deriveSeed } from '../core/seeds.js';
 import { generate, type GenerateResult } from '../decoding/sampler.js';
 import { strategyForSequences, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
 import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead, type HeadFeatures } from '../decoding/threshold-head.js';
-import type { BackendName } from '../engine/backend.js';
 import { gatherRows, shardRange, worldFromEnvironment, type Collective, type SequenceRange } from '../engine/collective.js';
-import { DiffusionLM } from '../engine/model.js';
+import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { planEstimate, runPlan, type BatchShard, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
 import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
 import { TaskMixture, type Task, type TaskItem } from '../tasks/task.js';
@@ -324,6 +323,8 @@ export class DiffpoTrainer {
     this.#mixture = new TaskMixture(o, this.#rng, new Set(o.exclude ?? []), 'DiffpoTrainer');
     this.tasks = this.#mixture.tasks;
     this.model = o.model;
+    if (this.model.lora && o.weightAverage > 0) throw new InvalidArgumentError('weightAverage is not implemented with LoRA adapters (the average would be of the adapters): give 0');
+    if (this.model.lora && this.model.lora.dropout > 0) throw new InvalidArgumentError(`LoRA dropout ${this.model.lora.dropout} is not implemented in training: give 0`);
     this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     checkTokenizerFits(this.tokenizer, this.model.config);
@@ -401,7 +402,8 @@ export class DiffpoTrainer {
     const { maxSeconds } = options;
     if (maxSeconds !== undefined && !(maxSeconds > 0)) throw new InvalidArgumentError(`maxSeconds must be a number > 0, got ${maxSeconds}`);
     const deadline = performance.now() + (maxSeconds ?? Infinity) * 1000;
-    const reference = o.beta > 0 ? await this.#referenceModel() : null;
+    // the KL's reference policy: a LoRA model's base (its adapters off, no copy), else a frozen copy
+    const reference = o.beta > 0 ? (this.model.lora ? { model: this.model, adapters: false } : { model: await this.#referenceModel(), adapters: true }) : null;
     if (o.weightAverage > 0 && !this.#average) this.#updateAverage();
     if (this.head && !this.head.calibrated) await this.#calibrateHead(signal);
     const log = await StepLog.open(this.world.rank === 0 ? o.outDir : undefined, this.step);
@@ -594,7 +596,7 @@ export class DiffpoTrainer {
   }
 
   /** The surrogate's passes for every inner iteration, with old (and reference) log-probs, all before any update. */
-  async #oldLogProbs(batch: { prompts: Int32Array[]; completions: Int32Array; decodeStep: Int32Array }, step: number, reference: DiffusionLM | null, signal?: AbortSignal) {
+  async #oldLogProbs(batch: { prompts: Int32Array[]; completions: Int32Array; decodeStep: Int32Array }, step: number, reference: { model: DiffusionLM; adapters: boolean } | null, signal?: AbortSignal) {
     const o = this.#o;
     const out: { plan: EstimatorPlan; logp: Float32Array; ref?: Float32Array }[] = [];
     for (let it = 0; it < o.innerIterations; it++) {
@@ -602,7 +604,7 @@ export class DiffpoTrainer {
       const plan = planEstimate(this.model, batch, { estimator: ESTIMATOR[o.method], pMaskPrompt: o.pMaskPrompt, seed: deriveSeed(o.seed, 'estimator', step, it) });
       const run = { signal, shard: this.#batchShard };
       const logp = await runPlan(this.model, batch, plan, run);
-      out.push({ plan, logp, ref: reference ? await runPlan(reference, batch, plan, run) : undefined });
+      out.push({ plan, logp, ref: reference ? await runPlan(reference.model, batch, plan, { ...run, adapters: reference.adapters }) : undefined });
     }
     return out;
   }
@@ -631,9 +633,9 @@ export class DiffpoTrainer {
   }
 
   /** Restores a checkpoint written by save() (same options, without the model: it is loaded from dir). */
-  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & { threads?: number; backend?: BackendName }): Promise<DiffpoTrainer> {
+  static async resume(dir: string, options: Omit<DiffpoOptions, 'model'> & ModelOptions): Promise<DiffpoTrainer> {
     const state = await readTrainerState<{ step: number; rng: number[]; seed: number }>(dir);
-    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend });
+    const model = await DiffusionLM.fromPretrained(dir, { threads: options.threads, backend: options.backend, checkpointing: options.checkpointing });
     const saved = model.extras;
     const trainer = new DiffpoTrainer({ ...options, model, seed: state.seed });
     await loadOptimizer(dir, trainer.optimizer);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CheckpointError } from '../core/errors.js';
 import { readJsonFile, ensureDir } from '../core/files.js';
 import { writeFileAtomic } from '../engine/checkpoint.js';
+import { ADAPTER_CONFIG, readAdapterConfig, resolveAdapterBase } from '../engine/lora.js';
 import { DiffusionLM, type LoadOptions } from '../engine/model.js';
 import { loadTokenizer, type TextTokenizer } from '../tasks/tokenizer.js';
 
@@ -22,9 +23,14 @@ export interface ModelFolder {
   task?: string;
 }
 
-/** Reads a model folder's tokenizer and generation config (not the weights: DiffusionLM.fromPretrained, or loadModelFolder). */
+/**
+ * Reads a model folder's tokenizer and generation config (not the weights: DiffusionLM.fromPretrained,
+ * or loadModelFolder). An adapter folder without a tokenizer of its own (PEFT writes none) uses its
+ * base folder's.
+ */
 export async function readModelFolder(dir: string): Promise<ModelFolder> {
-  const tokenizer = await loadTokenizer(dir);
+  const own = ['tokenizer.json', 'tokenizer_config.json'].some((f) => existsSync(join(dir, f)));
+  const tokenizer = await loadTokenizer(!own && existsSync(join(dir, ADAPTER_CONFIG)) ? resolveAdapterBase(dir, (await readAdapterConfig(dir)).baseModel) : dir);
   const path = join(dir, 'generation_config.json');
   const json = (existsSync(path) ? ((await readJsonFile(path)) ?? {}) : {}) as { task?: unknown; gen_length?: unknown };
   if (json.gen_length !== undefined && (typeof json.gen_length !== 'number' || !Number.isInteger(json.gen_length) || json.gen_length < 1))
@@ -38,10 +44,14 @@ export async function loadModelFolder(dir: string, options: LoadOptions = {}): P
   return { ...folder, model: await DiffusionLM.fromPretrained(dir, options) };
 }
 
-/** Writes a model folder (each file atomically). */
+/**
+ * Writes a model folder (each file atomically); a model with LoRA adapters as an adapter folder
+ * (PEFT's files, naming the base it was loaded from) with the tokenizer and generation config.
+ */
 export async function writeModelFolder(dir: string, model: DiffusionLM, folder: ModelFolder & { dtype: 'f32' | 'bf16' }): Promise<void> {
   await ensureDir(dir);
-  await model.save(dir, { dtype: folder.dtype });
+  if (model.lora) await model.saveAdapter(dir);
+  else await model.save(dir, { dtype: folder.dtype });
   for (const [name, json] of Object.entries(folder.tokenizer.files())) await writeFileAtomic(join(dir, name), JSON.stringify(json));
   await writeFileAtomic(join(dir, 'generation_config.json'), JSON.stringify({ task: folder.task, gen_length: folder.genLength }, null, 2) + '\n');
 }
