@@ -71,6 +71,7 @@ export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };
 export { parameterCount, tensorLayout } from './engine/model.js';
+export { fitBatch, loraParameterCount, memoryPlan, type MemoryPlan, type MemoryPlanOptions } from './engine/memory-plan.js';
 export { D1_LORA_TARGETS, LORA_TARGETS, type LoraConfig, type LoraOptions, type LoraTarget } from './engine/lora.js';
 export type { AdamWUpdate, BackwardOption, CreateOptions, DecoderOptions, DecoderSession, ExtraTensorSource, ForwardOptions, LoadOptions, ModelOptions, OptimizerMoments, SelectedLogProbsInput, WeightsDtype } from './engine/model.js';
 export { buildSafetensorsHeader, readSafetensorsHeader, type SafetensorsDtype, type SafetensorsHeader, type TensorEntry } from './engine/safetensors.js';

@@ -11,6 +11,7 @@ import { generate, type GenerateResult } from '../decoding/sampler.js';
 import { strategyForSequences, thresholdStrategy, type DecodingStrategy } from '../decoding/strategy.js';
 import { DEFAULT_HEAD_LR, samplerHeadOf, setSamplerHead, ThresholdHead, type HeadFeatures } from '../decoding/threshold-head.js';
 import { gatherRows, shardRange, worldFromEnvironment, type Collective, type SequenceRange } from '../engine/collective.js';
+import { fitBatch } from '../engine/memory-plan.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { planEstimate, runPlan, type BatchShard, type Estimator, type EstimatorPlan } from '../likelihood/estimators.js';
 import { policyLoss, type PolicyLossResult } from '../likelihood/policy-loss.js';
@@ -72,6 +73,10 @@ export const DIFFPO_DEFAULTS = {
   ),
   seed: option(0, 'seed of the data stream, rollout noise and estimator masks (each derived per step with deriveSeed)', { integer: true }),
   checkpointEvery: option(0, 'save a resumable checkpoint to outDir every N steps (0: only at the end)', { integer: true }),
+  memoryLimit: option(
+    0,
+    "GiB a training step may hold (0: no limit): the likelihood passes are batched into forwards as large as memoryPlan says fit (weights, gradients, moments, reference, activations), and a model that cannot fit one sequence is refused up front with what would (LoRA, checkpointing); the rollouts' decoder comes on top",
+  ),
 } as const;
 
 export type DiffpoDefaults = DefaultsOf<typeof DIFFPO_DEFAULTS>;
@@ -153,6 +158,8 @@ export interface DiffpoStepInfo {
   /** With a learned sampler: the fraction of this step's rollouts that drew each grid value. */
   thresholdDistribution?: { value: number; fraction: number }[];
   seconds: { rollout: number; likelihood: number; update: number };
+  /** With memoryLimit: the most tokens a likelihood forward took this step (memoryPlan's choice). */
+  tokensPerForward?: number;
 }
 
 /** One step's rollouts as the trainer scored them (DiffpoTrainer.train's onRollout). */
@@ -273,6 +280,8 @@ function replaceGroups(dst: Rollouts, src: Rollouts, slots: readonly number[], G
 
 const ESTIMATOR: Record<RlMethod, Estimator> = { d1: 'mean-field', diffpo: 'two-stage', trace: 'trajectory' };
 
+const longest = (prompts: Int32Array[]) => Math.max(...prompts.map((p) => p.length));
+
 /**
  * The DiFFPO RL trainer (docs/algorithms.md, RL objective): rollouts of G completions per prompt,
  * group-relative advantages, and mu inner iterations of the clipped objective with the chosen
@@ -329,6 +338,8 @@ export class DiffpoTrainer {
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     checkTokenizerFits(this.tokenizer, this.model.config);
     checkSchedule(o);
+    if (!(o.memoryLimit >= 0 && Number.isFinite(o.memoryLimit))) throw new InvalidArgumentError(`memoryLimit must be a finite number of GiB >= 0, got ${o.memoryLimit}`);
+    this.#tokensPerForward(o.genLength + 1); // refuses a model that cannot fit even the shortest sequence
     this.optimizer = new AdamW(o.model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
     const s = o.sampler ?? { mode: 'fixed' };
     if (s.mode === 'learned' || s.mode === 'sampler-only') {
@@ -337,6 +348,19 @@ export class DiffpoTrainer {
       this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind, features: s.features, init: s.init });
       setSamplerHead(o.model, this.head); // saved with the model's checkpoints
     } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
+  }
+
+  /**
+   * With memoryLimit, the most tokens one likelihood forward of seqLen-token sequences may take, from
+   * memoryPlan (an error saying what would fit when not one sequence does); else the estimators' default.
+   */
+  #tokensPerForward(seqLen: number): number | undefined {
+    const o = this.#o,
+      m = this.model;
+    if (!o.memoryLimit) return undefined;
+    const plan = { weights: m.dtype, lora: m.lora, checkpointing: m.checkpointing, reference: o.beta > 0 && !m.lora, weightAverage: o.weightAverage > 0 };
+    const { batch } = fitBatch(m.config, { ...plan, seqLen, limitBytes: o.memoryLimit * 2 ** 30, maxBatch: 1 << 16, backend: m.backend.startsWith('cuda') ? 'cuda' : 'cpu', threads: m.threads });
+    return batch * seqLen;
   }
 
   /** A frozen copy of the starting weights (made on first use), for the KL term. */
@@ -435,7 +459,8 @@ export class DiffpoTrainer {
       const rolloutS = (performance.now() - t0) / 1000;
       t0 = performance.now();
       const batch = { prompts: r.prompts, completions: r.rollout.tokens, decodeStep: r.rollout.decodeStep };
-      const old = learns ? await this.#oldLogProbs(batch, step, reference, signal) : [];
+      const tokensPerForward = this.#tokensPerForward(longest(batch.prompts) + o.genLength);
+      const old = learns ? await this.#oldLogProbs(batch, step, reference, tokensPerForward, signal) : [];
       const likelihoodS = (performance.now() - t0) / 1000;
       await options.onRollout?.({ step, items: r.items, rollout: r.rollout, texts, rewards, advantages, tokenMask, logpOld: old[0]?.logp ?? null });
       t0 = performance.now();
@@ -447,7 +472,7 @@ export class DiffpoTrainer {
           this.model,
           { ...batch, advantages, logpOld: it.logp, logpBehaviour: o.method === 'diffpo' ? r.rollout.behaviourLogProb : undefined, logpRef: it.ref, tokenMask, clipEps: o.clipEps, isCap: o.isCap, beta: o.beta },
           it.plan,
-          { backward: true, signal, shard: this.#batchShard },
+          { backward: true, signal, shard: this.#batchShard, maxTokensPerForward: tokensPerForward },
         );
         // the shares' gradients sum to the batch's, before the clip and the update see them
         await this.world.allReduceSum(this.model.flatGradients());
@@ -471,6 +496,7 @@ export class DiffpoTrainer {
         lr,
         thresholdDistribution: this.head ? this.head.grid.map((value, k) => ({ value, fraction: r.choices.filter((c) => c === k).length / r.choices.length })) : undefined,
         seconds: { rollout: rolloutS, likelihood: likelihoodS, update: (performance.now() - t0) / 1000 },
+        ...(tokensPerForward && { tokensPerForward }),
       };
       // every process must stop at the same step: rank 0's clock decides
       const outOfTime = await this.#agree(performance.now() >= deadline);
@@ -596,13 +622,19 @@ export class DiffpoTrainer {
   }
 
   /** The surrogate's passes for every inner iteration, with old (and reference) log-probs, all before any update. */
-  async #oldLogProbs(batch: { prompts: Int32Array[]; completions: Int32Array; decodeStep: Int32Array }, step: number, reference: { model: DiffusionLM; adapters: boolean } | null, signal?: AbortSignal) {
+  async #oldLogProbs(
+    batch: { prompts: Int32Array[]; completions: Int32Array; decodeStep: Int32Array },
+    step: number,
+    reference: { model: DiffusionLM; adapters: boolean } | null,
+    maxTokensPerForward: number | undefined,
+    signal?: AbortSignal,
+  ) {
     const o = this.#o;
     const out: { plan: EstimatorPlan; logp: Float32Array; ref?: Float32Array }[] = [];
     for (let it = 0; it < o.innerIterations; it++) {
       // planned for the whole batch (the same random choices everywhere), run for this process's share
       const plan = planEstimate(this.model, batch, { estimator: ESTIMATOR[o.method], pMaskPrompt: o.pMaskPrompt, seed: deriveSeed(o.seed, 'estimator', step, it) });
-      const run = { signal, shard: this.#batchShard };
+      const run = { signal, shard: this.#batchShard, maxTokensPerForward };
       const logp = await runPlan(this.model, batch, plan, run);
       out.push({ plan, logp, ref: reference ? await runPlan(reference.model, batch, plan, { ...run, adapters: reference.adapters }) : undefined });
     }
