@@ -66,7 +66,7 @@ export { Rng } from './core/rng.js';
 export { deriveSeed, type SeedPurpose } from './core/seeds.js';
 // engine
 export { backendStatus, type BackendName, type BackendStatus } from './engine/backend.js';
-export { ALL_REDUCE_BUCKET_BYTES, gatherRows, launchedLocalSize, launchedSize, shardRange, SINGLE_PROCESS, worldFromEnvironment, type Collective, type SequenceRange } from './engine/collective.js';
+export { ALL_REDUCE_BUCKET_BYTES, cudaDevice, gatherRows, launchedLocalRank, launchedLocalSize, launchedSize, shardRange, SINGLE_PROCESS, worldFromEnvironment, type Collective, type SequenceRange } from './engine/collective.js';
 export { EXTRA_TENSOR_PREFIX, type ExtraTensor } from './engine/checkpoint.js';
 export { CONFIG_DEFAULTS, PRESETS, presetConfig, resolveConfig, type ConfigInput, type LLaDAConfig, type PresetName } from './engine/config.js';
 export { DiffusionLM };

@@ -166,7 +166,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         be.reset(new ReferenceBackend());
 #ifdef DIFFPO_CUDA
       else if (backend == "cuda" || backend == "cuda-fp32")
-        be = make_cuda_backend(0, backend == "cuda");
+        be = make_cuda_backend(info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 0, backend == "cuda");
 #endif
       else
         be.reset(new CpuBackend(threads));

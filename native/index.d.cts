@@ -76,7 +76,8 @@ export interface NativeLogprobLoss extends NativeBatch {
 }
 export declare class NativeModel {
   /** weights: 'f32' (trainable) or 'bf16' (BF16-resident, inference only). */
-  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32', weights?: 'f32' | 'bf16');
+  /** device: the CUDA device of a cuda backend (default 0). */
+  constructor(config: NativeConfig, threads: number, backend: 'cpu' | 'reference' | 'cuda' | 'cuda-fp32', weights?: 'f32' | 'bf16', device?: number);
   weightsDtype(): 'f32' | 'bf16';
   setCheckpointing(on: boolean): void;
   arenaBytes(): number;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CollectiveError, DiffpoTrainer, DiffusionLM, launchedSize, SftTrainer, shardRange, SINGLE_PROCESS, type Collective } from 'diffpo';
+import { CollectiveError, cudaDevice, DiffpoTrainer, DiffusionLM, InvalidArgumentError, launchedLocalRank, launchedSize, SftTrainer, shardRange, SINGLE_PROCESS, type Collective } from 'diffpo';
 
 import { copy4, TINY } from './helpers/copy-task.js';
 
@@ -201,3 +201,26 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
     expect(relativeDifference(whole.weights, resumed.weights)).toBeLessThan(1e-5);
   });
 });
+
+describe('a GPU per process', () => {
+  it("each process of a job takes its local rank's CUDA device (modulo the devices), unless one is asked for", () => {
+    expect(launchedLocalRank({ OMPI_COMM_WORLD_LOCAL_RANK: '3' })).toBe(3);
+    expect(launchedLocalRank({ MPI_LOCALRANKID: '1' })).toBe(1); // MPICH's Hydra
+    expect(launchedLocalRank({})).toBeNull();
+    expect(cudaDevice(undefined, 8, { OMPI_COMM_WORLD_LOCAL_RANK: '5' })).toBe(5);
+    expect(cudaDevice(undefined, 4, { OMPI_COMM_WORLD_LOCAL_RANK: '5' })).toBe(1);
+    expect(cudaDevice(undefined, 2, {})).toBe(0);
+    expect(cudaDevice(1, 2, { OMPI_COMM_WORLD_LOCAL_RANK: '0' })).toBe(1);
+    expect(() => cudaDevice(2, 2, {})).toThrow(InvalidArgumentError);
+    expect(() => cudaDevice(2, 2, {})).toThrow(/device must be an integer in \[0, 2\).*got 2/);
+  });
+
+  it('with LoRA only the adapters are all-reduced: the flat gradient a data-parallel step sums is theirs', async () => {
+    const m = DiffusionLM.create(TINY, { seed: 1 });
+    await m.addLora({ rank: 2 });
+    expect(m.flatGradients().length).toBe(m.numTrainable);
+    expect(m.numTrainable).toBeLessThan(m.numParameters / 10);
+    m.dispose();
+  });
+});
+

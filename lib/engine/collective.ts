@@ -115,6 +115,24 @@ export function launchedLocalSize(env: NodeJS.ProcessEnv = process.env): number 
   return Number.isInteger(n) && n >= 1 ? n : null;
 }
 
+/** This process's index among the job's processes on its machine, as the launcher announced it, or null. */
+export function launchedLocalRank(env: NodeJS.ProcessEnv = process.env): number | null {
+  const n = Number(env.OMPI_COMM_WORLD_LOCAL_RANK ?? env.MPI_LOCALRANKID ?? NaN);
+  return Number.isInteger(n) && n >= 0 ? n : null;
+}
+
+/**
+ * The CUDA device a process takes: the one asked for, else its local rank among the job's processes
+ * on this machine modulo the devices (each process of an 8-GPU node its own GPU), else 0.
+ */
+export function cudaDevice(requested: number | undefined, devices: number, env: NodeJS.ProcessEnv = process.env): number {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 0 || requested >= devices) throw new InvalidArgumentError(`device must be an integer in [0, ${devices}) (the CUDA devices here), got ${String(requested)}`);
+    return requested;
+  }
+  return (launchedLocalRank(env) ?? 0) % Math.max(1, devices);
+}
+
 let world: Collective | null = null;
 
 /**

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import native, { type NativeAdamWStep, type NativeDecoderOptions, type NativeModel, type NativeTensorSpec } from 'diffpo/native';
 
 import { resolveBackend, type BackendName } from './backend.js';
+import { cudaDevice } from './collective.js';
 import { checkSignal, objectArg, positiveInt } from '../core/checks.js';
 import { AbortError, CheckpointError, ConfigError, DisposedError, InvalidArgumentError, fromNativeError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
@@ -31,6 +32,11 @@ export interface ModelOptions {
   threads?: number;
   /** 'cpu' (default), 'cuda', 'cuda-fp32', 'auto' (CUDA when a device is present) or 'reference' (see BackendName). */
   backend?: BackendName;
+  /**
+   * The CUDA device of a cuda backend. Default: the process's local rank under mpirun modulo the
+   * devices (each process of a job on one machine its own GPU), else 0.
+   */
+  device?: number;
 }
 
 export interface CreateOptions extends ModelOptions {
@@ -222,7 +228,8 @@ export class DiffusionLM {
     tensorLayout(config, dtype); // checked before anything is allocated
     try {
       const { addon, backend } = resolveBackend(options.backend);
-      this.#native = new addon.NativeModel(config, threads, backend, dtype);
+      const device = backend.startsWith('cuda') ? cudaDevice(options.device, addon.backendInfo().devices) : 0;
+      this.#native = new addon.NativeModel(config, threads, backend, dtype, device);
       this.backend = backend;
     } catch (err) {
       throw fromNativeError(err);

@@ -32,10 +32,15 @@ void check(cudaError_t e, const char* what) {
   }
 }
 
-// Managed memory: addressable from the host (JS views, the model's host code) and the device.
+// Managed memory: addressable from the host (JS views, the model's host code) and the device, allocated
+// on the model's device (allocations come from any worker thread, whose current device is not the
+// model's unless set here).
+constexpr int kMaxDevices = 64;
 struct ManagedMemory : Memory {
+  int device = 0;
   void* allocate(size_t bytes) override {
     void* p = nullptr;
+    check(cudaSetDevice(device), "cudaSetDevice");
     if (cudaMallocManaged(&p, bytes ? bytes : 64) != cudaSuccess) {
       cudaGetLastError();
       throw std::bad_alloc();
@@ -47,9 +52,11 @@ struct ManagedMemory : Memory {
   void release(void* p, size_t) override { cudaFree(p); }
 };
 
-ManagedMemory& managed_memory() {
-  static ManagedMemory m;
-  return m;
+// One per device, static: a Block (a JS view's) may outlive its model and backend.
+ManagedMemory& managed_memory(int device) {
+  static ManagedMemory m[kMaxDevices];
+  m[device].device = device;
+  return m[device];
 }
 
 bool on_device(const void* p) {
@@ -73,7 +80,7 @@ class CudaBackend : public Backend {
     for (auto& b : staging_) cudaFree(b.p);
   }
   const char* name() const override { return bf16_ ? "cuda" : "cuda-fp32"; }
-  Memory& memory() override { return managed_memory(); }
+  Memory& memory() override { return managed_memory(device_); }
 
   void copy(float* dst, const float* src, long n) override {
     begin();
@@ -339,6 +346,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device, bool bf16_gemm) {
   require(info.devices > 0, "ERR_NO_CUDA", "no usable CUDA device: " + info.reason);
   require(device >= 0 && device < info.devices, "ERR_INVALID_ARGUMENT",
           "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(info.devices) + " found)");
+  require(device < kMaxDevices, "ERR_INVALID_ARGUMENT", "CUDA device " + std::to_string(device) + " is past the 64 this build addresses");
   return std::unique_ptr<Backend>(new CudaBackend(device, bf16_gemm));
 }
 
