@@ -330,6 +330,8 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       seed,
       steps: rl.step,
       seconds,
+      // this process's peak resident memory over the whole run (weights, optimizer, reference, activations, decoding)
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
       testItems: test.length,
       threshold,
       before: before.test,

@@ -15,6 +15,8 @@ export interface RunResult {
   seed: number;
   steps: number;
   seconds: number;
+  /** The run's peak resident memory (runs since LoRA; older result.json files lack it). */
+  peakRssBytes?: number;
   testItems: number;
   threshold: number;
   /** The test set's sweeps (and learned point): scored once, reported. */
