@@ -487,18 +487,14 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
           "a backward with the LoRA adapters switched off has nothing to train (the base is frozen)");
   if (backward) grads();
   plan(B, T, S, backward);
-  // BF16 weights: the head widened once per call (the fused op reads float32; frozen, as LoRA's base)
-  std::unique_ptr<Block> wide_head;
-  if (head16_) {
-    wide_head.reset(new Block((size_t)cfg_.embedding_size * cfg_.d_model, backend_->memory()));
-    for (size_t i = 0; i < wide_head->size; i++) wide_head->data[i] = bf16_to_f32(head16_[i]);
-  }
   Acts& A = *acts_;
   forward(ids, keymask, pos, B, T);
   const float scale = cfg_.scale_logits ? 1.f / std::sqrt((float)cfg_.d_model) : 1.f;
   float* logp = logp_out ? logp_out : A.dlogp;
-  backend_->lmhead_logprob_forward(logp, A.lse, A.hf, wide_head ? wide_head->data : head_weight(), rows, targets, S, cfg_.d_model,
-                                   cfg_.embedding_size, scale);
+  if (head16_)  // a BF16 head is read as it is (widened while packed), frozen
+    backend_->lmhead_logprob_forward_bf16(logp, A.lse, A.hf, head16_, rows, targets, S, cfg_.d_model, cfg_.embedding_size, scale);
+  else
+    backend_->lmhead_logprob_forward(logp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model, cfg_.embedding_size, scale);
   double loss = 0;
   for (int s = 0; s < S; s++) loss -= (double)weights[s] * logp[s];
   require(std::isfinite(loss), "ERR_NON_FINITE", "loss is not finite (" + std::to_string(loss) + "); no gradient was accumulated");
@@ -506,8 +502,12 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
     check_cancel();
     for (int s = 0; s < S; s++) A.dlogp[s] = -weights[s];
     backend_->zero(A.dhf, N * cfg_.d_model);
-    backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, wide_head ? wide_head->data : head_weight(), rows, targets, S,
-                                      cfg_.d_model, cfg_.embedding_size, scale);
+    if (head16_)
+      backend_->lmhead_logprob_backward_bf16(A.dhf, A.dlogp, A.lse, A.hf, head16_, rows, targets, S, cfg_.d_model, cfg_.embedding_size,
+                                             scale);
+    else
+      backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model,
+                                        cfg_.embedding_size, scale);
     this->backward(ids, keymask, pos, B, T);
   }
   return loss;

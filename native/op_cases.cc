@@ -215,6 +215,27 @@ OpCase lmhead(int N, int S, int D, int E, bool fd, bool frozen = false) {
   return c;
 }
 
+// a BF16-resident head, frozen: logp and the gradient of h through it
+OpCase lmhead_bf16(int N, int S, int D, int E) {
+  std::vector<int32_t> r(S), t(S);
+  for (int s = 0; s < S; s++) r[s] = (s * 5) % N, t[s] = (s * 31 + 2) % E;
+  auto rows = shared(r), targets = shared(t);
+  OpCase c("lmhead logprob bf16 E " + std::to_string(E), {"lmhead_logprob_forward_bf16", "lmhead_logprob_backward_bf16"},
+           {{"h", (size_t)N * D}, {"weight", (size_t)E * D}, {"logp", (size_t)S, 0}, {"lse", (size_t)S, 0}, {"dlogp", (size_t)S},
+            {"dh", (size_t)N * D, 0}});
+  c.forward = body([=](auto& ops, auto& a) {
+    const auto w = bf16_bits(a[1], (size_t)E * D);
+    ops.lmhead_logprob_forward_bf16(a[2], a[3], a[0], w.data(), rows->data(), targets->data(), S, D, E, 0.9);
+  });
+  c.backward = body([=](auto& ops, auto& a) {
+    const auto w = bf16_bits(a[1], (size_t)E * D);
+    ops.lmhead_logprob_backward_bf16(a[5], a[4], a[3], a[0], w.data(), rows->data(), targets->data(), S, D, E, 0.9);
+  });
+  c.outputs = {2, 3, 5}, c.out = 2, c.dout = 4, c.grads = {{0, 5}};
+  c.tolerance_bf16 = 3e-2;
+  return c;
+}
+
 OpCase scale_and_norm(long n) {
   OpCase c("scale, sum_squares", {"scale", "sum_squares"}, {{"x", (size_t)n}, {"sum of squares", 1, 0}});
   c.forward = body([=](auto& ops, auto& a) {
@@ -308,6 +329,7 @@ std::vector<OpCase> op_cases() {
       lmhead(6, 5, 12, 11, true),
       lmhead(25, 30, 64, 1000, false),
       lmhead(6, 5, 12, 11, true, true),
+      lmhead_bf16(7, 6, 12, 13),
       scale_and_norm(100003),
       adamw(100003),
       rows(13, 40),

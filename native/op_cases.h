@@ -51,18 +51,14 @@ struct Ref64 {
     ref::linear_forward(out, inp, w, N, I, O, acc);
   }
   void linear_forward_bf16(double* out, const double* inp, const uint16_t* w, int N, int I, int O, bool acc) {
-    std::vector<double> wide((size_t)O * I);
-    for (size_t i = 0; i < wide.size(); i++) wide[i] = bf16_to_f32(w[i]);
-    ref::linear_forward(out, inp, wide.data(), N, I, O, acc);
+    ref::linear_forward(out, inp, widen(w, (size_t)O * I).data(), N, I, O, acc);
   }
   void linear_backward(double* dinp, bool acc, double* dw, const double* dout, const double* inp, const double* w, int N,
                        int I, int O) {
     ref::linear_backward(dinp, acc, dw, dout, inp, w, N, I, O);
   }
   void linear_backward_bf16(double* dinp, bool acc, const double* dout, const uint16_t* w, int N, int I, int O) {
-    std::vector<double> wide((size_t)O * I);
-    for (size_t i = 0; i < wide.size(); i++) wide[i] = bf16_to_f32(w[i]);
-    ref::linear_backward<double>(dinp, acc, nullptr, dout, nullptr, wide.data(), N, I, O);
+    ref::linear_backward<double>(dinp, acc, nullptr, dout, nullptr, widen(w, (size_t)O * I).data(), N, I, O);
   }
   void rope_forward(double* x, const double* c, const double* s, const int32_t* pos, int B, int T, int nh, int hd, long ld) {
     ref::rope_forward(x, c, s, pos, B, T, nh, hd, ld);
@@ -87,6 +83,21 @@ struct Ref64 {
   void lmhead_logprob_backward(double* dh, double* dw, const double* dlogp, const double* lse, const double* h, const double* w,
                                const int32_t* rows, const int32_t* targets, int S, int D, int E, double scale) {
     ref::lmhead_logprob_backward(dh, dw, dlogp, lse, h, w, rows, targets, S, D, E, scale);
+  }
+  void lmhead_logprob_forward_bf16(double* logp, double* lse, const double* h, const uint16_t* w, const int32_t* rows,
+                                   const int32_t* targets, int S, int D, int E, double scale) {
+    const std::vector<double> wide = widen(w, (size_t)E * D);
+    ref::lmhead_logprob_forward(logp, lse, h, wide.data(), rows, targets, S, D, E, scale);
+  }
+  void lmhead_logprob_backward_bf16(double* dh, const double* dlogp, const double* lse, const double* h, const uint16_t* w,
+                                    const int32_t* rows, const int32_t* targets, int S, int D, int E, double scale) {
+    const std::vector<double> wide = widen(w, (size_t)E * D);
+    ref::lmhead_logprob_backward<double>(dh, nullptr, dlogp, lse, h, wide.data(), rows, targets, S, D, E, scale);
+  }
+  static std::vector<double> widen(const uint16_t* w, size_t n) {
+    std::vector<double> wide(n);
+    for (size_t i = 0; i < n; i++) wide[i] = bf16_to_f32(w[i]);
+    return wide;
   }
   void scale(double* x, long n, double s) {
     for (long i = 0; i < n; i++) x[i] *= s;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "common/dtype.h"
 
@@ -26,18 +27,33 @@ void Backend::copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const 
   }
 }
 
-void Backend::linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O,
-                                  bool accumulate) {
-  Block wide((size_t)O * I, memory());
-  for (size_t i = 0; i < wide.size; i++) wide.data[i] = bf16_to_f32(w[i]);
-  linear_forward(out, inp, wide.data, N, I, O, accumulate);
+
+
+namespace {
+std::unique_ptr<Block> widened(const uint16_t* w, size_t n, Memory& memory) {
+  auto wide = std::make_unique<Block>(n, memory);
+  for (size_t i = 0; i < n; i++) wide->data[i] = bf16_to_f32(w[i]);
+  return wide;
+}
+}  // namespace
+
+void Backend::lmhead_logprob_forward_bf16(float* logp, float* lse, const float* h, const uint16_t* w, const int32_t* rows,
+                                          const int32_t* targets, int S, int D, int E, float scale) {
+  lmhead_logprob_forward(logp, lse, h, widened(w, (size_t)E * D, memory())->data, rows, targets, S, D, E, scale);
+}
+
+void Backend::lmhead_logprob_backward_bf16(float* dh, const float* dlogp, const float* lse, const float* h, const uint16_t* w,
+                                           const int32_t* rows, const int32_t* targets, int S, int D, int E, float scale) {
+  lmhead_logprob_backward(dh, nullptr, dlogp, lse, h, widened(w, (size_t)E * D, memory())->data, rows, targets, S, D, E, scale);
+}
+
+void Backend::linear_forward_bf16(float* out, const float* inp, const uint16_t* w, int N, int I, int O, bool accumulate) {
+  linear_forward(out, inp, widened(w, (size_t)O * I, memory())->data, N, I, O, accumulate);
 }
 
 void Backend::linear_backward_bf16(float* dinp, bool accumulate_dinp, const float* dout, const uint16_t* w, int N, int I,
                                    int O) {
-  Block wide((size_t)O * I, memory());
-  for (size_t i = 0; i < wide.size; i++) wide.data[i] = bf16_to_f32(w[i]);
-  linear_backward(dinp, accumulate_dinp, nullptr, dout, nullptr, wide.data, N, I, O);
+  linear_backward(dinp, accumulate_dinp, nullptr, dout, nullptr, widened(w, (size_t)O * I, memory())->data, N, I, O);
 }
 
 void Backend::embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int D, float scale) {

@@ -109,6 +109,13 @@ class Backend {
   virtual void lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
                                        const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
                                        int E, float scale) = 0;
+  // The same two with a BF16-resident head w (E,D), frozen (no dw): LoRA on a BF16 base, without a
+  // float32 copy of the head (2 GiB at LLaDA-8B) (host: widens w, then the float32 op)
+  virtual void lmhead_logprob_forward_bf16(float* logp, float* lse, const float* h, const uint16_t* w, const int32_t* rows,
+                                           const int32_t* targets, int S, int D, int E, float scale);
+  virtual void lmhead_logprob_backward_bf16(float* dh, const float* dlogp, const float* lse, const float* h,
+                                            const uint16_t* w, const int32_t* rows, const int32_t* targets, int S, int D,
+                                            int E, float scale);
 
   // x (n) *= s
   virtual void scale(float* x, long n, float s) = 0;

@@ -37,7 +37,7 @@ export interface MemoryPlan {
   average: number;
   /** The activation arena one training forward and backward allocates (native Model::plan, with its 25% growth slack). */
   activations: number;
-  /** Per-call buffers outside the arena: the LM head's and attention backward's scratch, a BF16 head widened to float32. */
+  /** Per-call buffers outside the arena: the LM head's and attention backward's scratch (CPU), a BF16 head widened to float32 (CUDA). */
   scratch: number;
   total: number;
   /** The trainable floats (every weight, or the adapters). */
@@ -96,7 +96,7 @@ export function memoryPlan(config: LLaDAConfig, options: MemoryPlanOptions): Mem
   // CpuBackend::scratch grows to the largest of: the LM head's chunk, attention backward's per-thread T x T, rmsnorm's partial sums
   const chunk = Math.max(1, Math.min(S, Math.floor((4 << 20) / E)));
   const scratch = backend === 'cpu' ? Math.max(chunk * (2 * D + E), threads * T * T, Math.ceil(N / 32) * D) : 0;
-  const wideHead = weights === 'bf16' ? E * D : 0;
+  const wideHead = weights === 'bf16' && backend === 'cuda' ? E * D : 0; // the CUDA backend widens a BF16 head per call (the CPU's GEMMs read BF16)
   const plan = {
     weights: params * (weights === 'bf16' ? 2 : 4),
     gradients: trainable * 4,

@@ -209,14 +209,38 @@ int lmhead_chunk_rows(int S, int E) { return std::max(1, std::min(S, (4 << 20) /
 }  // namespace
 
 // logits (n, E) = h[rows] (gathered into hb (n, D)) w^T, unscaled
-void CpuBackend::lmhead_chunk(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n,
-                              int D, int E) {
+void CpuBackend::lmhead_chunk(float* logits, float* hb, const float* h, HeadWeight w, const int32_t* rows, int n, int D,
+                              int E) {
   for (int i = 0; i < n; i++) std::copy(h + (long)rows[i] * D, h + (long)(rows[i] + 1) * D, hb + (long)i * D);
-  sgemm(n, E, D, {hb, D, 1}, {w, 1, D}, logits, E, false, &pool_);
+  MatView wt{w.f32, 1, D};
+  wt.bf16 = w.bf16;
+  sgemm(n, E, D, {hb, D, 1}, wt, logits, E, false, &pool_);
 }
 
 void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h, const float* w, const int32_t* rows,
                                         const int32_t* targets, int S, int D, int E, float scale) {
+  lmhead_forward(logp, lse, h, {w, nullptr}, rows, targets, S, D, E, scale);
+}
+
+void CpuBackend::lmhead_logprob_forward_bf16(float* logp, float* lse, const float* h, const uint16_t* w, const int32_t* rows,
+                                             const int32_t* targets, int S, int D, int E, float scale) {
+  lmhead_forward(logp, lse, h, {nullptr, w}, rows, targets, S, D, E, scale);
+}
+
+void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
+                                         const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
+                                         int E, float scale) {
+  lmhead_backward(dh, dw, dlogp, lse, h, {w, nullptr}, rows, targets, S, D, E, scale);
+}
+
+void CpuBackend::lmhead_logprob_backward_bf16(float* dh, const float* dlogp, const float* lse, const float* h,
+                                              const uint16_t* w, const int32_t* rows, const int32_t* targets, int S, int D,
+                                              int E, float scale) {
+  lmhead_backward(dh, nullptr, dlogp, lse, h, {nullptr, w}, rows, targets, S, D, E, scale);
+}
+
+void CpuBackend::lmhead_forward(float* logp, float* lse, const float* h, HeadWeight w, const int32_t* rows,
+                                const int32_t* targets, int S, int D, int E, float scale) {
   const int cs = lmhead_chunk_rows(S, E);
   float* hb = scratch((size_t)cs * D + (size_t)cs * E);
   float* logits = hb + (size_t)cs * D;
@@ -234,9 +258,8 @@ void CpuBackend::lmhead_logprob_forward(float* logp, float* lse, const float* h,
   }
 }
 
-void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
-                                         const float* w, const int32_t* rows, const int32_t* targets, int S, int D,
-                                         int E, float scale) {
+void CpuBackend::lmhead_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h, HeadWeight w,
+                                 const int32_t* rows, const int32_t* targets, int S, int D, int E, float scale) {
   const int cs = lmhead_chunk_rows(S, E);
   float* hb = scratch((size_t)cs * D * 2 + (size_t)cs * E);
   float* dhb = hb + (size_t)cs * D;
@@ -252,7 +275,9 @@ void CpuBackend::lmhead_logprob_backward(float* dh, float* dw, const float* dlog
         K().logsoftmax_gather_backward(row, E, scale, l, g, targets[s0 + i]);
       }
     });
-    sgemm(n, D, E, {logits, E, 1}, {w, D, 1}, dhb, D, false, &pool_);
+    MatView wv{w.f32, D, 1};
+    wv.bf16 = w.bf16;
+    sgemm(n, D, E, {logits, E, 1}, wv, dhb, D, false, &pool_);
     if (dw) sgemm(E, D, n, {logits, 1, E}, {hb, D, 1}, dw, D, true, &pool_);
     for (int i = 0; i < n; i++) {  // rows may repeat: scatter serially
       float* dst = dh + (long)rows[s0 + i] * D;

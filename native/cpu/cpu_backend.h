@@ -43,6 +43,10 @@ class CpuBackend : public Backend {
   void lmhead_logprob_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h,
                                const float* w, const int32_t* rows, const int32_t* targets, int S, int D, int E,
                                float scale) override;
+  void lmhead_logprob_forward_bf16(float* logp, float* lse, const float* h, const uint16_t* w, const int32_t* rows,
+                                   const int32_t* targets, int S, int D, int E, float scale) override;
+  void lmhead_logprob_backward_bf16(float* dh, const float* dlogp, const float* lse, const float* h, const uint16_t* w,
+                                    const int32_t* rows, const int32_t* targets, int S, int D, int E, float scale) override;
   void scale(float* x, long n, float s) override;
   double sum_squares(const float* x, long n) override;
   void adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) override;
@@ -51,7 +55,16 @@ class CpuBackend : public Backend {
   // Splits [0, n) into about 4 chunks per thread and runs fn(lo, hi) on each.
   template <typename F>
   void parallel_range(long n, long min_chunk, F&& fn);
-  void lmhead_chunk(float* logits, float* hb, const float* h, const float* w, const int32_t* rows, int n, int D, int E);
+  // The LM head's weight (E,D): float32, or BF16 bits widened while the GEMMs pack it.
+  struct HeadWeight {
+    const float* f32;
+    const uint16_t* bf16;
+  };
+  void lmhead_chunk(float* logits, float* hb, const float* h, HeadWeight w, const int32_t* rows, int n, int D, int E);
+  void lmhead_forward(float* logp, float* lse, const float* h, HeadWeight w, const int32_t* rows, const int32_t* targets, int S,
+                      int D, int E, float scale);
+  void lmhead_backward(float* dh, float* dw, const float* dlogp, const float* lse, const float* h, HeadWeight w,
+                       const int32_t* rows, const int32_t* targets, int S, int D, int E, float scale);
   void rope(float* x, const float* cos, const float* sin, const int32_t* pos, int B, int T, int nh, int hd, long ld,
             float sign);
   float* scratch(size_t floats);  // grows once, reused by the LM head and attention backward
