@@ -61,10 +61,10 @@ async function loadOrt() {
 }
 
 /** The PyTorch model as a child process that times one forward, training step or decoding run per request. */
-export async function startPytorch(dir, batch, seqLen, threads, checkTokens, onnxPath, dtype = 'f32') {
+export async function startPytorch(dir, batch, seqLen, threads, checkTokens, onnxPath, dtype = 'f32', extra = []) {
   const child = spawn(
     '/usr/bin/python3',
-    [new URL('./pytorch_llada.py', import.meta.url).pathname, '--model', dir, '--batch', String(batch), '--seqlen', String(seqLen), '--threads', String(threads), ...(checkTokens ? ['--check-tokens', checkTokens] : []), ...(onnxPath ? ['--export-onnx', onnxPath] : []), '--dtype', dtype],
+    [new URL('./pytorch_llada.py', import.meta.url).pathname, '--model', dir, '--batch', String(batch), '--seqlen', String(seqLen), '--threads', String(threads), ...(checkTokens ? ['--check-tokens', checkTokens] : []), ...(onnxPath ? ['--export-onnx', onnxPath] : []), '--dtype', dtype, ...extra],
     { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' }, stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();

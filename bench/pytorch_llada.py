@@ -43,9 +43,31 @@ class LLaDA(torch.nn.Module):
         super().__init__()
         self.c = c
         self.p = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v) for k, v in w.items()})
+        self.lora = torch.nn.ParameterDict()
+        self.lora_scale = 0.0
 
     def w(self, name):
         return self.p[("model.transformer." + name).replace(".", "__")]
+
+    def add_lora(self, rank, alpha, targets):
+        """A hand-written LoRA as PEFT computes it: W x + (alpha / r) B (A x), the base frozen, A and B
+        float32 (B nonzero here, so both get gradients from the first step, as after a few updates)."""
+        for p in self.p.values():
+            p.requires_grad_(False)
+        self.lora_scale = alpha / rank
+        for l in range(self.c["n_layers"]):
+            for t in targets:
+                out_f, in_f = self.w(f"blocks.{l}.{t}.weight").shape
+                a = torch.empty(rank, in_f).uniform_(-1 / math.sqrt(in_f), 1 / math.sqrt(in_f))
+                self.lora[f"{l}__{t}__A"] = torch.nn.Parameter(a)
+                self.lora[f"{l}__{t}__B"] = torch.nn.Parameter(torch.randn(out_f, rank) * 1e-3)
+
+    def lin(self, h, l, name):
+        y = F.linear(h, self.w(f"blocks.{l}.{name}.weight"))
+        key = f"{l}__{name}__A"
+        if key in self.lora:
+            y = y + self.lora_scale * F.linear(F.linear(h, self.lora[key]), self.lora[f"{l}__{name}__B"])
+        return y
 
     def rms(self, x, name):
         return self.w(name) * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.c["rms_norm_eps"]))
@@ -70,18 +92,18 @@ class LLaDA(torch.nn.Module):
         for l in range(c["n_layers"]):
             p = f"blocks.{l}."
             h = self.rms(x, p + "attn_norm.weight")
-            q = F.linear(h, self.w(p + "q_proj.weight")).view(B, T, H, hd).transpose(1, 2)
-            k = F.linear(h, self.w(p + "k_proj.weight")).view(B, T, KV, hd).transpose(1, 2)
-            v = F.linear(h, self.w(p + "v_proj.weight")).view(B, T, KV, hd).transpose(1, 2)
+            q = self.lin(h, l, "q_proj").view(B, T, H, hd).transpose(1, 2)
+            k = self.lin(h, l, "k_proj").view(B, T, KV, hd).transpose(1, 2)
+            v = self.lin(h, l, "v_proj").view(B, T, KV, hd).transpose(1, 2)
             q, k = rope(q), rope(k)
             if KV != H:
                 k = k.repeat_interleave(H // KV, 1)
                 v = v.repeat_interleave(H // KV, 1)
             att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), -1)
             y = (att @ v).transpose(1, 2).reshape(B, T, D)
-            x = x + F.linear(y, self.w(p + "attn_out.weight"))
+            x = x + self.lin(y, l, "attn_out")
             h = self.rms(x, p + "ff_norm.weight")
-            x = x + F.linear(F.silu(F.linear(h, self.w(p + "ff_proj.weight"))) * F.linear(h, self.w(p + "up_proj.weight")), self.w(p + "ff_out.weight"))
+            x = x + self.lin(F.silu(self.lin(h, l, "ff_proj")) * self.lin(h, l, "up_proj"), l, "ff_out")
         h = self.rms(x, "ln_f.weight")
         head = self.w("wte.weight") if c["weight_tying"] else self.w("ff_out.weight")
         logits = F.linear(h, head)
@@ -144,6 +166,9 @@ def main():
     ap.add_argument("--check-tokens", default="")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="weights held in float32, or in BF16 with autocast")
     ap.add_argument("--export-onnx", default="", help="also write the model as ONNX (for onnxruntime-node)")
+    ap.add_argument("--lora-rank", type=int, default=0, help="a hand-written LoRA on --lora-targets, the base frozen (the optimizer then steps the adapters)")
+    ap.add_argument("--lora-alpha", type=float, default=0)
+    ap.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,up_proj")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -152,6 +177,8 @@ def main():
     wdtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     model = LLaDA(c, {k: v.to(wdtype) for k, v in weights.items()})
     del weights
+    if a.lora_rank:
+        model.add_lora(a.lora_rank, a.lora_alpha or a.lora_rank / 2, a.lora_targets.split(","))
     if a.dtype == "bf16":
         model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)
     hello = {"torch": torch.__version__, "threads": a.threads, "dtype": a.dtype}
@@ -165,7 +192,7 @@ def main():
                           dynamic_axes={"ids": {0: "batch", 1: "seq"}}, opset_version=14)
     B, T = a.batch, a.seqlen
     ids = torch.randint(0, c["vocab_size"] - 1, (B, T))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.1)
     # masked-diffusion step as LLaDA trains: full logits, CE on masked positions weighted by 1/p
     p = torch.rand(B, 1) * 0.999 + 0.001
     mask = torch.rand(B, T) < p
@@ -198,6 +225,13 @@ def main():
             B, P, L, backward = (int(w) for w in words[1:5])
             t0 = time.perf_counter()
             mean_field_logps(model, c, B, P, L, bool(backward))
+            print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+            continue
+        if words[0] == "meanfield-step":  # the likelihood pass's forward and backward, then AdamW
+            B, P, L = (int(w) for w in words[1:4])
+            t0 = time.perf_counter()
+            mean_field_logps(model, c, B, P, L, True)
+            opt.step()
             print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
             continue
         {"forward": forward, "train": train}[words[0]]()

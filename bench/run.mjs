@@ -7,6 +7,7 @@ const benches = {
   likelihood: () => import('./likelihood.mjs'),
   parallel: () => import('./parallel.mjs'),
   llada: () => import('./llada.mjs'),
+  lora: () => import('./lora.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {

@@ -20,6 +20,20 @@ describe('examples', () => {
     expect(r.stdout).toMatch(/^reference answer reward: 4$/m);
   });
 
+  it('lora-rl trains adapters on the BF16 base against the base itself, saves a PEFT folder that reloads and merges, and plans LLaDA-8B', () => {
+    const r = spawnSync(process.execPath, ['examples/lora-rl.mjs'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^bf16 base of 1066112 parameters, 45056 trainable in the adapters$/m);
+    const kl = [...r.stdout.matchAll(/^step \d: reward [\d.]+, KL ([\d.e+-]+), NFE [\d.]+$/gm)].map((m) => Number(m[1]));
+    expect(kl.length).toBe(3);
+    expect(kl[0]).toBe(0); // the adapters start at B = 0: the policy is its reference
+    expect(Math.max(...kl)).toBeGreaterThan(0); // once they moved, the base (adapters off) differs from it
+    expect(r.stdout).toMatch(/^saved adapter_config\.json, adapter_model\.safetensors$/m);
+    expect(r.stdout).toMatch(/^reloaded adapters score as trained: true$/m);
+    expect(r.stdout).toMatch(/^merged: adapters gone$/m);
+    expect(r.stdout).toMatch(/^LLaDA-8B, LoRA rank 128 on a BF16 base, checkpointing: 22\.3 GiB$/m);
+  });
+
   it('rl-learned-threshold trains jointly from the arith base and evaluates the head it saved with the weights', () => {
     const r = spawnSync(process.execPath, ['examples/rl-learned-threshold.mjs'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);

@@ -177,7 +177,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'threshold', type: 'number', default: DEFAULT_THRESHOLD, help: 'rollout and evaluation threshold' },
       DATA_FLAG,
       VALIDATION_FLAG,
-      { name: 'limit', type: 'int', help: 'evaluate on the first N test (and validation) items only' },
+      { name: 'limit', type: 'int', help: 'evaluate on the first N test (and validation) items only; 0 evaluates nothing (training alone, to time or size the steps of a large model)' },
       DIFFICULTY,
       { name: 'solutions', type: 'string', choices: [...SUDOKU4_SOLUTIONS], help: "sudoku4's training puzzles: 'unique' solutions, 'any' (they may have several, as a quarter of the test set's do) or 'several' (only those with two or more); unless unique, a completion is credited for whichever solution it matches best; default from the task's RL stream (see runRl)" },
       { name: 'search-fraction', type: 'number', help: "countdown3's training items: the fraction that need a search (the rest are signed sums of their numbers; d1's test set has 27 of 256 that need a search, the uniform draw about a third); default from the task's RL recipe, else the uniform draw's" },
@@ -190,6 +190,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'head-features', type: 'string', default: 'confidence', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: statistics of the first forward's confidences and entropies over the masked completion (they predict where parallel decoding fails: AUC 0.94 on sudoku4), or the prompt's mean-pooled hidden states" },
       { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
       { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
+      { name: 'gen-length', type: 'int', help: "tokens per answer (default: the starting folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
       { name: 'lora-rank', type: 'int', help: "train LoRA adapters of this rank on the frozen starting model (loaded in its own dtype: LLaDA-8B stays BF16) instead of all its weights; checkpoints are PEFT adapter folders (d1: 128)" },
       { name: 'lora-alpha', type: 'number', help: 'LoRA scale alpha / rank (default rank / 2: d1 has 64 at rank 128)' },
       { name: 'lora-targets', type: 'string', default: D1_LORA_TARGETS.join(','), help: `the layers that get adapters, in every block (${LORA_TARGETS.join(', ')}); default d1's that exist in LLaDA`, meta: 'NAME,NAME,...' },
@@ -571,10 +572,11 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     lambda: v.lambda as number,
     head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
     trainer,
+    genLength: v.genLength as number | undefined,
     lora: v.loraRank === undefined ? undefined : { rank: v.loraRank as number, alpha: v.loraAlpha as number | undefined, targets: (v.loraTargets as string).split(',').map((t) => t.trim()) as LoraTarget[] },
     model: { ...run, checkpointing: v.checkpointing as 'none' | 'layer' },
   });
-  process.stdout.write(`${table}\n\nreport: ${report} (and report.md)\n`);
+  process.stdout.write(report ? `${table}\n\nreport: ${report} (and report.md)\n` : `${table}\n`);
   if (typeof v.export === 'string' && worldFromEnvironment().rank === 0) {
     const { model, ...folder } = await loadModelFolder(out, run);
     try {

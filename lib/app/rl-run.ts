@@ -145,6 +145,8 @@ export interface RlRunOptions {
   head?: { grid?: number[]; features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
   /** DiffpoTrainer options (its defaults for the rest). */
   trainer: Partial<DiffpoDefaults>;
+  /** Tokens per answer (default: the starting folder's gen_length, else the task's). */
+  genLength?: number;
   /**
    * Train LoRA adapters on the frozen starting model (loaded in its own dtype: a BF16 folder stays
    * BF16) instead of all its weights; checkpoints are adapter folders. A's seed: the trainer's.
@@ -158,7 +160,8 @@ export interface RlRunOptions {
 export interface RlRunResult {
   /** The before/after table (Markdown). */
   table: string;
-  report: string;
+  /** report.html, or null when nothing was evaluated (no test items). */
+  report: string | null;
   result: RunResult;
 }
 
@@ -193,7 +196,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
   const from = o.resume ? out : base;
   const folder = await readModelFolder(from);
   const { tokenizer } = folder;
-  const genLength = resolveGenLength(task as Task<unknown>, undefined, folder.genLength);
+  const genLength = resolveGenLength(task as Task<unknown>, o.genLength, folder.genLength);
   // in a data-parallel job every process computes, rank 0 alone writes (the trainer's checkpoints too)
   const lead = worldFromEnvironment().rank === 0;
   const write = async (file: string, text: string) => void (lead && (await writeFile(file, text)));
@@ -243,8 +246,10 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
         m.dispose();
       }
     };
-    log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test${validation.length ? ` and ${validation.length} validation` : ''} items at ${thresholds.length} thresholds...`);
-    const before = await sweep();
+    // no test items (--limit 0): training alone, e.g. to time or size a step of a large model
+    const evaluating = test.length > 0;
+    if (evaluating) log(`evaluating ${o.resume ? `${out} (step ${rl.step})` : base} on ${test.length} test${validation.length ? ` and ${validation.length} validation` : ''} items at ${thresholds.length} thresholds...`);
+    const before = evaluating ? await sweep() : null;
     const progress = new Progress(steps, 10);
     const first = rl.step;
     try {
@@ -269,6 +274,11 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
       await rl.dispose();
     }
     const seconds = progress.seconds;
+    if (!before) {
+      const result = { task: task.name, method, sampler: o.sampler, seed: o.trainer.seed ?? 0, steps: rl.step, seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, command: o.command, options: { ...o.trainer, ...(model.lora && { lora: model.lora }) } };
+      await write(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+      return { table: `${rl.step} ${method} steps in ${seconds.toFixed(1)} s, peak RSS ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB (no evaluation: --limit 0)`, report: null, result: result as unknown as RunResult };
+    }
     log(`evaluating the trained model${averaging ? `'s weight average (${join(out, 'average')})` : ''}...`);
     const after = averaging ? await withAverage(sweep) : await sweep();
     const raw = averaging ? await evaluateAt(model, test) : undefined;
