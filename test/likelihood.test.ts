@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 
 import { DiffusionLM, InvalidArgumentError, planEstimate, policyObjective, runPlan, type CompletionBatch, type PolicyLossInput } from 'diffpo';
 
+import { directionalDerivative } from './helpers/directional.js';
+
 // A tiny model: vocab of 6 besides the mask, completions of length 3, so everything is enumerable.
 const CONFIG = { vocab_size: 7, d_model: 16, n_heads: 2, n_layers: 2, mlp_hidden_size: 32, rope_theta: 10000 };
 const model = DiffusionLM.create(CONFIG, { seed: 4, initStd: 0.5, threads: 2 });
@@ -146,18 +148,7 @@ describe('policy loss', () => {
       expect(r.loss).toBeCloseTo(plain / (2 * L), 6);
       expect(r.isWeightMax).toBeLessThanOrEqual(1.5);
       // directional derivative along a random direction, central differences (float32 model)
-      const params = [...m.parameters().values()];
-      const grads = [...m.gradients().values()].map((g) => g.slice());
-      const dir = params.map((p) => p.map((_, i) => Math.cos(i * 1.7 + p.length)));
-      const h = 2e-3;
-      const at = async (t: number) => {
-        params.forEach((p, k) => p.forEach((v, i) => (p[i] = v + t * dir[k]![i]!)));
-        const v = (await m.policyLoss(input, plan)).loss;
-        params.forEach((p, k) => p.forEach((v2, i) => (p[i] = v2 - t * dir[k]![i]!)));
-        return v;
-      };
-      const fd = ((await at(h)) - (await at(-h))) / (2 * h);
-      const analytic = grads.reduce((a, g, k) => a + g.reduce((s, v, i) => s + v * dir[k]![i]!, 0), 0);
+      const { fd, analytic } = await directionalDerivative(m, async () => (await m.policyLoss(input, plan)).loss);
       expect(Math.abs(analytic)).toBeGreaterThan(0.05); // a real gradient, not a vacuous comparison
       expect(Math.abs(fd - analytic), `${estimator}: fd ${fd} vs analytic ${analytic}`).toBeLessThan(0.03 * Math.abs(analytic) + 2e-3);
       m.dispose();
