@@ -93,7 +93,7 @@ export { passBatches, planEstimate, runPlan, tokenLogProbs, type BatchShard, typ
 export { maskedDiffusionLoss, type MaskedDiffusionInput, type MaskedDiffusionResult } from './likelihood/masked-diffusion.js';
 export { policyLoss, policyObjective, type PolicyLossInput, type PolicyLossResult } from './likelihood/policy-loss.js';
 // training
-export { ADVANTAGE_STD_EPS, DIFFPO_DEFAULTS, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, groupAdvantages, samplerRewards, zeroVarianceFraction, type DiffpoDefaults, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './training/diffpo.js';
+export { ADVANTAGE_STD_EPS, DIFFPO_DEFAULTS, DiffpoTrainer, HEAD_CALIBRATION_PROMPTS, groupAdvantages, SAMPLER_DEFAULTS, samplerRewards, zeroVarianceFraction, type DiffpoDefaults, type SamplerDefaults, type DiffpoOptions, type DiffpoRollout, type DiffpoStepInfo, type RewardFn, type RlMethod } from './training/diffpo.js';
 export { commitCheckpoint, openCheckpoint, truncateStepLog, MANIFEST as CHECKPOINT_MANIFEST } from './training/checkpoint-set.js';
 export { loadModelFolder, readModelFolder, writeModelFolder, type ModelFolder } from './training/model-folder.js';
 export { AdamW, type AdamWOptions, type AdamWStepResult } from './training/optimizer.js';

@@ -257,7 +257,7 @@ describe('CLI', () => {
   });
 
   it('each command takes its own flags, generated from the trainers\' documented defaults', async () => {
-    const { DIFFPO_DEFAULTS, SFT_DEFAULTS } = await import('diffpo');
+    const { DIFFPO_DEFAULTS, SAMPLER_DEFAULTS, SFT_DEFAULTS } = await import('diffpo');
     // --help per command: every trainer option is a flag with the trainer's default (or the command's own, explained)
     const train = cli('train', '--help');
     expect(train.status).toBe(0);
@@ -268,6 +268,8 @@ describe('CLI', () => {
     const flag = (key: string, value: unknown) => `--${value === true ? 'no-' : ''}${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
     for (const [key, spec] of Object.entries(DIFFPO_DEFAULTS).filter(([k]) => k !== 'betas' && k !== 'temperature')) expect(train.stdout, key).toMatch(new RegExp(`${flag(key, spec.default)}[ \\n]`));
     expect(train.stdout).toMatch(/--no-drop-flat-groups\n\s+turns off: leave groups/);
+    // the learned sampler's options too, under --lambda and --head-* (one documented default each, as the library's)
+    for (const [key, spec] of Object.entries(SAMPLER_DEFAULTS)) expect(train.stdout, key).toMatch(new RegExp(`--${key === 'lambda' ? 'lambda' : `head-${key}`} \\S+ \\(default ${String(spec.default)}\\)`));
     const sft = cli('sft', '--help');
     for (const [key, spec] of Object.entries(SFT_DEFAULTS).filter(([k]) => k !== 'betas')) expect(sft.stdout, key).toMatch(new RegExp(`${flag(key, spec.default)}[ \\n]`));
     expect(sft.stdout).toMatch(/--batch-size N \(default 32\)/);

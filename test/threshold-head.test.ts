@@ -56,7 +56,7 @@ describe('learned threshold head', () => {
     expect(Array.from(back.weight)).toEqual(Array.from(rl.head!.weight));
     expect(back.grid).toEqual(grid);
     const header = JSON.parse(readFileSync(join(dir, 'model.safetensors')).subarray(8, 8 + Number(readFileSync(join(dir, 'model.safetensors')).readBigUInt64LE(0))).toString());
-    expect(header['diffpo.threshold_head.weight']).toMatchObject({ dtype: 'F64', shape: [4, TINY.d_model] });
+    expect(header['diffpo.threshold_head.weight']).toMatchObject({ dtype: 'F64', shape: [4, 8] }); // the default: the decoder's 8 confidence features
     const loaded = await DiffusionLM.fromPretrained(dir);
     expect(Array.from(loaded.samplerHead!.bias)).toEqual(Array.from(rl.head!.bias));
     const fromCheckpoint = await evaluate(loaded, copy4, { ...common, sampler: { strategy: { kind: 'learned' } } });

@@ -16,7 +16,7 @@ import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { getTask, loadTestSet, loadValidationSet, resolveGenLength, siblingValidationFile, SUDOKU4_SOLUTIONS, type Task, type TaskName } from '../tasks/index.js';
 import { checkTokenizerFits, completionText } from '../tasks/tokenizer.js';
 import { writeLladaFolder } from './llada-folder.js';
-import { DIFFPO_DEFAULTS } from '../training/diffpo.js';
+import { DIFFPO_DEFAULTS, SAMPLER_DEFAULTS } from '../training/diffpo.js';
 import { loadModelFolder, readModelFolder, writeModelFolder } from '../training/model-folder.js';
 import { SFT_DEFAULTS, SftTrainer, type SftOptions } from '../training/sft.js';
 import { flagsFromSpecs, flagsHelp, parseDifficulty, parseFlags, positionalArgs, type Flag, type FlagValues } from './cli-flags.js';
@@ -25,7 +25,7 @@ import { summarizeRuns, type Split } from './run-sets.js';
 import type { HeadFeatures } from '../decoding/threshold-head.js';
 import { budgetSweep, paretoCompare, paretoFront, paretoSvg, paretoSweep, type ParetoComparison, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
-import { LEARNED_GRID, recipeOptions, RUN_SWEEP, runRl } from './rl-run.js';
+import { recipeOptions, RUN_SWEEP, runRl } from './rl-run.js';
 
 const TASKS = ['sudoku4', 'countdown3', 'arith', 'gsm8k', 'math500'];
 
@@ -185,11 +185,8 @@ const COMMANDS: Record<string, Command> = {
       { name: 'time-budget', type: 'number', help: 'seconds of training after which no step starts', meta: 'SECONDS' },
       { name: 'eval-every', type: 'int', help: 'every N steps, accuracy and mean NFE on the validation set at the rollout threshold (with a learned sampler: its learned point), in metrics.jsonl (validationAccuracy, validationNfe): when a run peaked, where seeds part', meta: 'N' },
       { name: 'sampler', type: 'string', default: 'fixed', choices: ['fixed', 'learned', 'sampler-only'], help: 'the rollout threshold: fixed, or a learned per-prompt threshold on --head-grid, trained with the model or alone' },
-      { name: 'lambda', type: 'number', default: 1.5, help: "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with --head-cost correct-bonus: r + lambda * (1 - NFE / genLength) when correct); 1.5 gave the largest gain over the fixed frontier on sudoku4's mixed set (0.5-1: +0.6-0.9 points, 2 and more: every prompt at the loosest threshold)" },
-      { name: 'head-grid', type: 'numbers', default: [...LEARNED_GRID], help: "the thresholds the learned sampler chooses from (above 1: one token per step); countdown3's recipe: 0.7,0.9", meta: 'N,N,...' },
-      { name: 'head-features', type: 'string', default: 'confidence', choices: ['hidden', 'confidence'], help: "what the learned sampler reads: statistics of the first forward's confidences and entropies over the masked completion (they predict where parallel decoding fails: AUC 0.94 on sudoku4), or the prompt's mean-pooled hidden states" },
-      { name: 'head-init', type: 'number', help: 'start the learned sampler with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); default uniform' },
-      { name: 'head-cost', type: 'string', default: 'additive', choices: ['additive', 'correct-bonus'], help: "the learned sampler's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only)" },
+      // the learned sampler's options, stored under their --head-* names (its lr is not the trainer's)
+      ...flagsFromSpecs(SAMPLER_DEFAULTS, {}, { grid: 'head-grid', features: 'head-features', init: 'head-init', cost: 'head-cost', kind: 'head-kind', lr: 'head-lr' }).map((f) => ({ ...f, key: undefined })),
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the starting folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
       { name: 'lora-rank', type: 'int', help: "train LoRA adapters of this rank on the frozen starting model (loaded in its own dtype: LLaDA-8B stays BF16) instead of all its weights; checkpoints are PEFT adapter folders (d1: 128)" },
       { name: 'lora-alpha', type: 'number', help: 'LoRA scale alpha / rank (default rank / 2: d1 has 64 at rank 128)' },
@@ -570,7 +567,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     evalEvery: v.evalEvery as number | undefined,
     sampler: v.sampler as 'fixed' | 'learned' | 'sampler-only',
     lambda: v.lambda as number,
-    head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number | undefined, cost: v.headCost as 'additive' | 'correct-bonus' },
+    head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number, cost: v.headCost as 'additive' | 'correct-bonus', kind: v.headKind as 'threshold' | 'entropy', lr: v.headLr as number },
     trainer,
     genLength: v.genLength as number | undefined,
     lora: v.loraRank === undefined ? undefined : { rank: v.loraRank as number, alpha: v.loraAlpha as number | undefined, targets: (v.loraTargets as string).split(',').map((t) => t.trim()) as LoraTarget[] },

@@ -12,24 +12,14 @@ import type { LoraOptions } from '../engine/lora.js';
 import { DiffusionLM, type ModelOptions } from '../engine/model.js';
 import { encodePrompts } from '../tasks/encode.js';
 import { resolveGenLength, type Difficulty, type Task } from '../tasks/task.js';
-import type { HeadFeatures } from '../decoding/threshold-head.js';
 import type { Sudoku4Solutions } from '../tasks/sudoku4.js';
-import { DIFFPO_DEFAULTS, DiffpoTrainer, type DiffpoDefaults } from '../training/diffpo.js';
+import { DIFFPO_DEFAULTS, DiffpoTrainer, SAMPLER_DEFAULTS, type DiffpoDefaults, type SamplerDefaults } from '../training/diffpo.js';
 import { readModelFolder } from '../training/model-folder.js';
 import { givenFlags, parseDifficulty, type FlagValues } from './cli-flags.js';
 import { paretoSweep, type ParetoPoint } from './pareto.js';
 import { itemProgress, Progress } from './progress.js';
 import { runReport, type HeadChoices } from './report.js';
 import type { RunResult } from './run-sets.js';
-
-/**
- * The grid of the learned per-prompt threshold unless a task's recipe says otherwise: loose or
- * Fast-dLLM's 0.9. Found on sudoku4's mixed set (docs/results/archive/learned-sampler.md, on the test
- * set, not re-measured on validation): heads on 0.5 / 0.9 gained most over their model's fixed
- * frontier; grids with 0.7, 0.8, 0.99 or one token per step
- * did no better (no head chose the costly ones), and their early uniform draws wreck rollouts.
- */
-export const LEARNED_GRID: readonly number[] = [0.5, 0.9];
 
 /** The thresholds `diffpo train` sweeps before and after (above 1: one token per step). */
 export const RUN_SWEEP: readonly number[] = [0.5, 0.7, 0.9, 0.95, ONE_TOKEN_PER_STEP];
@@ -43,7 +33,7 @@ export interface RlRecipe {
   searchFraction?: number;
   /** DiffpoTrainer options that differ from its defaults for this task. */
   trainer?: Partial<DiffpoDefaults>;
-  /** The learned sampler's grid (default LEARNED_GRID). */
+  /** The learned sampler's grid (default SAMPLER_DEFAULTS.grid). */
   headGrid?: number[];
   /** RL steps (default: the `--steps` flag's). */
   steps?: number;
@@ -96,7 +86,7 @@ export function recipeOptions(
     solutions: (v.solutions as Sudoku4Solutions | undefined) ?? recipe.solutions,
     searchFraction: (v.searchFraction as number | undefined) ?? recipe.searchFraction,
     trainer,
-    headGrid: given.has('headGrid') ? (v.headGrid as number[]) : [...(recipe.headGrid ?? LEARNED_GRID)],
+    headGrid: given.has('headGrid') ? (v.headGrid as number[]) : [...(recipe.headGrid ?? SAMPLER_DEFAULTS.grid.default)],
     steps: given.has('steps') ? (v.steps as number) : (recipe.steps ?? (v.steps as number)),
     sweep: given.has('sweep') ? (v.sweep as number[]) : [...(recipe.sweep ?? (v.sweep as number[] | undefined) ?? RUN_SWEEP)],
   };
@@ -142,7 +132,7 @@ export interface RlRunOptions {
   /** The learned sampler's NFE cost. */
   lambda: number;
   /** The learned sampler's features, starting value and reward form (see DiffpoOptions.sampler). */
-  head?: { grid?: number[]; features?: HeadFeatures; init?: number; cost?: 'additive' | 'correct-bonus' };
+  head?: Partial<Omit<SamplerDefaults, 'lambda'>>;
   /** DiffpoTrainer options (its defaults for the rest). */
   trainer: Partial<DiffpoDefaults>;
   /** Tokens per answer (default: the starting folder's gen_length, else the task's). */
@@ -212,7 +202,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     strategy: { kind: 'threshold' as const, threshold },
     exclude: [...test, ...validation].map((t) => task.key(t)),
     outDir: out,
-    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, lambda: o.lambda, ...o.head, grid: o.head?.grid ?? [...LEARNED_GRID] },
+    sampler: o.sampler === 'fixed' ? ({ mode: 'fixed' } as const) : { mode: o.sampler, lambda: o.lambda, ...o.head, grid: o.head?.grid ?? [...SAMPLER_DEFAULTS.grid.default] },
   };
   const start = async () => {
     const m = await DiffusionLM.fromPretrained(base, { ...o.model, ...(o.lora && { dtype: 'auto' as const }) });

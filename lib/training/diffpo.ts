@@ -81,6 +81,34 @@ export const DIFFPO_DEFAULTS = {
 
 export type DiffpoDefaults = DefaultsOf<typeof DIFFPO_DEFAULTS>;
 
+/**
+ * The learned sampler's options (`DiffpoOptions.sampler` beside its mode), one documented default
+ * each; `diffpo train`'s --lambda and --head-* flags are generated from these.
+ */
+export const SAMPLER_DEFAULTS = {
+  lambda: option(
+    1.5,
+    "the learned sampler's NFE cost: its reward is r - lambda * NFE / genLength (with cost 'correct-bonus': r + lambda * (1 - NFE / genLength) when correct); 1.5 gave the largest gain over the fixed frontier on sudoku4's mixed set (0.5-1: +0.6-0.9 points, 2 and more: every prompt at the loosest threshold; measured on its test set)",
+  ),
+  grid: option<number[]>(
+    [0.5, 0.9],
+    "the thresholds the head chooses from (above 1: one token per step): loose or Fast-dLLM's 0.9; on sudoku4's mixed set heads on 0.5 / 0.9 gained most, grids with 0.7, 0.8, 0.99 or one token per step did no better (no head chose the costly ones) and their early uniform draws wreck rollouts (measured on its test set); countdown3's recipe: 0.7,0.9",
+  ),
+  features: option<HeadFeatures>(
+    'confidence',
+    "what the head reads: 'confidence', 8 statistics of the decoder's own first forward over the masked completion (confidences and entropies, which predict where parallel decoding fails: AUC 0.94 on sudoku4; no extra forward), or 'hidden', the prompt's mean-pooled hidden states (one more forward a prompt)",
+    { choices: ['confidence', 'hidden'] },
+  ),
+  init: option(0, 'start the head with 80% of its probability on the grid value nearest this (e.g. 0.9, the best fixed threshold); 0: uniform'),
+  cost: option<'additive' | 'correct-bonus'>('additive', "the head's reward: 'additive' (r - lambda * NFE / L, the paper's) or 'correct-bonus' (a speed bonus for correct rollouts only: speed never pays for a wrong answer)", {
+    choices: ['additive', 'correct-bonus'],
+  }),
+  kind: option<'threshold' | 'entropy'>('threshold', "what the grid holds: confidence thresholds, or the entropy-bounded sampler's bounds", { choices: ['threshold', 'entropy'] }),
+  lr: option(DEFAULT_HEAD_LR, "the head's SGD rate on its group-relative advantages (order 0.1-1): a few percent of a grid probability per step"),
+} as const;
+
+export type SamplerDefaults = DefaultsOf<typeof SAMPLER_DEFAULTS>;
+
 export interface DiffpoOptions extends Partial<DiffpoDefaults> {
   model: DiffusionLM;
   /** The task to train on, or `tasks` for a mixture (each step's prompts cycle through them). */
@@ -99,26 +127,9 @@ export interface DiffpoOptions extends Partial<DiffpoDefaults> {
   /**
    * The rollout threshold: 'fixed' (default: `strategy`), or a learned per-prompt threshold on a grid,
    * trained jointly with the model ('learned') or alone with the model frozen ('sampler-only'),
-   * rewarded by r - lambda * NFE / genLength; `lr` is the head's SGD rate (default DEFAULT_HEAD_LR).
+   * rewarded by r - lambda * NFE / genLength; its other options default to SAMPLER_DEFAULTS.
    */
-  sampler?:
-    | { mode: 'fixed' }
-    | {
-        mode: 'learned' | 'sampler-only';
-        grid: number[];
-        lambda: number;
-        kind?: 'threshold' | 'entropy';
-        lr?: number;
-        /** What the head reads (default 'hidden'; see HeadFeatures). */
-        features?: HeadFeatures;
-        /** Start peaked at the grid value nearest this (see ThresholdHead); default uniform. */
-        init?: number;
-        /**
-         * The head's reward: 'additive' (default, the paper's r - lambda * NFE / L) or 'correct-bonus'
-         * (r + lambda * (1 - NFE / L) for correct rollouts only: speed never pays for a wrong answer).
-         */
-        cost?: 'additive' | 'correct-bonus';
-      };
+  sampler?: { mode: 'fixed' } | ({ mode: 'learned' | 'sampler-only' } & Partial<SamplerDefaults>);
   /** Where `outDir` gets checkpoints (rank 0 of a data-parallel job alone writes). */
   outDir?: string;
   /**
@@ -304,6 +315,8 @@ export class DiffpoTrainer {
   readonly #rng: Rng;
   readonly #mixture: TaskMixture;
   #reference: Promise<DiffusionLM> | null = null;
+  /** The learned sampler's options, defaults filled (null without one). */
+  #sampler: SamplerDefaults | null = null;
   /** The weights' moving average (weightAverage > 0), from the weights train() started with. */
   #average: Map<string, Float32Array> | null = null;
 
@@ -341,13 +354,16 @@ export class DiffpoTrainer {
     if (!(o.memoryLimit >= 0 && Number.isFinite(o.memoryLimit))) throw new InvalidArgumentError(`memoryLimit must be a finite number of GiB >= 0, got ${o.memoryLimit}`);
     this.#tokensPerForward(o.genLength + 1); // refuses a model that cannot fit even the shortest sequence
     this.optimizer = new AdamW(o.model, { lr: o.lr, betas: o.betas, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
-    const s = o.sampler ?? { mode: 'fixed' };
-    if (s.mode === 'learned' || s.mode === 'sampler-only') {
+    const mode = o.sampler?.mode ?? 'fixed';
+    if (mode === 'learned' || mode === 'sampler-only') {
+      const s = (this.#sampler = withDefaults(defaultsOf(SAMPLER_DEFAULTS), o.sampler as Partial<SamplerDefaults>));
       if (!(Number.isFinite(s.lambda) && s.lambda >= 0)) throw new InvalidArgumentError(`sampler.lambda must be a finite number >= 0, got ${s.lambda}`);
-      if (s.cost !== undefined && s.cost !== 'additive' && s.cost !== 'correct-bonus') throw new InvalidArgumentError(`sampler.cost must be 'additive' or 'correct-bonus', got ${String(s.cost)}`);
-      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind, features: s.features, init: s.init });
+      if (s.cost !== 'additive' && s.cost !== 'correct-bonus') throw new InvalidArgumentError(`sampler.cost must be 'additive' or 'correct-bonus', got ${String(s.cost)}`);
+      if (!(Number.isFinite(s.init) && s.init >= 0)) throw new InvalidArgumentError(`sampler.init must be a threshold > 0, or 0 for a uniform start, got ${s.init}`);
+      if (!(Number.isFinite(s.lr) && s.lr > 0)) throw new InvalidArgumentError(`sampler.lr must be a finite number > 0, got ${s.lr}`);
+      this.head = new ThresholdHead({ grid: s.grid, dModel: o.model.config.d_model, kind: s.kind, features: s.features, init: s.init || undefined });
       setSamplerHead(o.model, this.head); // saved with the model's checkpoints
-    } else if (s.mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
+    } else if (mode !== 'fixed') throw new InvalidArgumentError(`sampler.mode must be 'fixed', 'learned' or 'sampler-only'`);
   }
 
   /**
@@ -610,14 +626,14 @@ export class DiffpoTrainer {
   /** With a learned sampler, one policy-gradient step of the head on r - lambda * NFE / L; returns the mean threshold the rollouts used. */
   #updateHead(r: Rollouts, rewards: number[], correct: boolean[]): number {
     const s = r.strategy;
-    const sampler = this.#o.sampler;
-    if (!this.head || !sampler || sampler.mode === 'fixed') {
+    const sampler = this.#sampler;
+    if (!this.head || !sampler) {
       if (s.kind !== 'threshold') return NaN;
       return typeof s.threshold === 'number' ? s.threshold : s.threshold.reduce((a, t) => a + t, 0) / s.threshold.length;
     }
     const L = this.#o.genLength;
     const costed = samplerRewards(rewards, r.rollout.nfe, correct, { genLength: L, lambda: sampler.lambda, cost: sampler.cost });
-    this.head.update(r.features, r.choices, groupAdvantages(costed, this.#o.groupSize, this.#o.advantage), sampler.lr ?? DEFAULT_HEAD_LR);
+    this.head.update(r.features, r.choices, groupAdvantages(costed, this.#o.groupSize, this.#o.advantage), sampler.lr);
     return r.choices.reduce((a, k) => a + this.head!.grid[k]!, 0) / r.choices.length;
   }
 
