@@ -51,9 +51,14 @@ describe('CLI', () => {
 
   it('sft trains and checkpoints, eval reports accuracy, reward and NFE on the test set, resume continues', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'sft');
-    const sft = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '6', '--batch-size', '8');
+    const sft = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '6', '--batch-size', '8', '--limit', '16');
     expect(sft.status, sft.stderr).toBe(0);
-    expect(sft.stdout).toMatch(/after 6 steps/);
+    expect(sft.stdout).toMatch(/after 6 steps \(\d+ s, test accuracy [\d.]+ at NFE [\d.]+, validation accuracy [\d.]+ at NFE [\d.]+; result\.json\)/);
+    // the run's record: the test set scored once (all of it), the validation set beside it, how it was made
+    const record = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'));
+    expect(record).toMatchObject({ task: 'sudoku4', method: 'sft', steps: 6, options: { batchSize: 8 } });
+    expect([record.test.items, record.validation.items]).toEqual([16, 16]);
+    expect(record.command).toBe(`diffpo sft --task sudoku4 --out ${dir} --steps 6 --batch-size 8 --limit 16`);
     const ev = cli('eval', '--model', dir, '--task', 'sudoku4', '--limit', '8', '--json');
     expect(ev.status, ev.stderr).toBe(0);
     const r = JSON.parse(ev.stdout) as { items: number; accuracy: number; meanReward: number; meanNfe: number };
@@ -61,7 +66,7 @@ describe('CLI', () => {
     expect(r.meanNfe).toBeGreaterThanOrEqual(1);
     expect(r.meanNfe).toBeLessThanOrEqual(17);
     expect(r.meanReward >= 0 && r.meanReward <= 1).toBe(true);
-    const more = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '8', '--batch-size', '8', '--resume');
+    const more = cli('sft', '--task', 'sudoku4', '--out', dir, '--steps', '8', '--batch-size', '8', '--resume', '--limit', '16');
     expect(more.status, more.stderr).toBe(0);
     expect(more.stdout).toMatch(/after 8 steps/);
   });

@@ -158,6 +158,7 @@ const COMMANDS: Record<string, Command> = {
       EXPORT_FLAG,
       DIFFICULTY,
       VALIDATION_FLAG,
+      { name: 'limit', type: 'int', help: "score the first N items of the first task's test and validation sets at the end (default all; 0 none)" },
       ...flagsFromSpecs(SFT_DEFAULTS, { checkpointEvery: { default: 100, why: 'a long run keeps its progress' } }),
       ...MODEL_FLAGS,
     ],
@@ -534,7 +535,20 @@ async function sftCommand(v: FlagValues, run: ModelOptions): Promise<void> {
   } finally {
     progress.done();
   }
-  process.stdout.write(`wrote ${out} after ${sft.step} steps (${progress.seconds.toFixed(0)} s)\n`);
+  // the run's record, as train writes one: the first task's test set scored once, its validation set beside it
+  const scored = async (items: unknown[]) => {
+    if (!items.length) return undefined;
+    const { completions: _, ...r } = await evaluate(sft.model, tasks[0]!, { items, tokenizer: sft.tokenizer, genLength: sft.responseLength, world: sft.world });
+    return r;
+  };
+  const limit = (v.limit as number | undefined) ?? Infinity;
+  const [test, validation] = [await scored(tests[0]!.slice(0, limit)), await scored(validations[0]!.slice(0, limit))];
+  if (sft.world.rank === 0) {
+    const result = { task: names.join('+'), method: 'sft', seed: options.seed ?? SFT_DEFAULTS.seed.default, steps: sft.step, seconds: progress.seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, test, validation, command: ['diffpo', ...process.argv.slice(2)].join(' '), options: trainer };
+    await writeFile(join(out, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+  }
+  const at = (r: { accuracy: number; meanNfe: number } | undefined, what: string) => (r ? `, ${what} accuracy ${r.accuracy.toFixed(3)} at NFE ${r.meanNfe.toFixed(2)}` : '');
+  process.stdout.write(`wrote ${out} after ${sft.step} steps (${progress.seconds.toFixed(0)} s${at(test, 'test')}${at(validation, 'validation')}; result.json)\n`);
   if (typeof v.export === 'string' && sft.world.rank === 0) {
     await sft.export(v.export, 'bf16');
     process.stdout.write(`exported ${v.export} (BF16, for inference)\n`);
