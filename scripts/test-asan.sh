@@ -17,4 +17,4 @@ cp "$work/build/Release/diffpo.node" "$work/build/Release/testing/diffpo_testing
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 export DIFFPO_NATIVE_PATH=$root/build-asan/diffpo.node DIFFPO_TESTING_NATIVE_PATH=$root/build-asan/diffpo_testing.node
-npx vitest run test/ops.test.ts test/model.test.ts test/checkpoint.test.ts test/checkpoint-corpus.test.ts test/sampler.test.ts test/likelihood.test.ts test/engine.test.ts test/real-checkpoint.test.ts "$@"
+npx vitest run test/ops.test.ts test/model.test.ts test/checkpoint.test.ts test/checkpoint-corpus.test.ts test/sampler.test.ts test/likelihood.test.ts test/engine.test.ts test/real-checkpoint.test.ts test/lora.test.ts "$@"
