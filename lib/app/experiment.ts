@@ -28,7 +28,7 @@ export interface ExperimentSpec {
 }
 
 /** What a run folder holds besides its results: its resumable checkpoint. */
-const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors', 'reference/', 'average/', 'checkpoint.json', 'trainer_state.json', 'config.json', 'generation_config.json', 'tokenizer.json', '*.tmp-*'];
+const CHECKPOINT_FILES = ['model.safetensors', 'adapter_model.safetensors', 'adapter_config.json', 'optimizer.safetensors', 'reference/', 'average/', 'checkpoint.json', 'trainer_state.json', 'config.json', 'generation_config.json', 'tokenizer.json', '*.tmp-*'];
 
 const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
 
