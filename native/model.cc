@@ -531,15 +531,15 @@ void Model::resize_cache(KVCache& cache, int slots, int T) const {
 }
 
 void Model::decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T,
-                          const int32_t* rows, int S, const CacheUse* cache, const double* noise, double temperature,
-                          int32_t* x0, float* conf, float* logp, float* entropy, bool plain) {
+                          const int32_t* rows, int S, const CacheUse* cache, const NoiseRow* noise, uint64_t seed,
+                          double temperature, int32_t* x0, float* conf, float* logp, float* entropy, bool plain) {
   const float* logits = forward_rows(ids, keymask, pos, B, T, rows, S, nullptr, cache);
-  backend_->decode_score(x0, conf, logp, entropy, logits, noise, S, cfg_.embedding_size, cfg_.vocab_size,
+  backend_->decode_score(x0, conf, logp, entropy, logits, noise, seed, S, cfg_.embedding_size, cfg_.vocab_size,
                          cfg_.mask_token_id, temperature);
   if (plain) {
     plain_x0_.resize(S), plain_conf_.resize(S), plain_logp_.resize(S), plain_entropy_.resize(S);
     backend_->decode_score(plain_x0_.data(), plain_conf_.data(), plain_logp_.data(), plain_entropy_.data(), logits, nullptr,
-                           S, cfg_.embedding_size, cfg_.vocab_size, cfg_.mask_token_id, 0.0);
+                           0, S, cfg_.embedding_size, cfg_.vocab_size, cfg_.mask_token_id, 0.0);
   }
   for (int s = 0; s < S; s++)
     require(std::isfinite(conf[s]) && std::isfinite(logp[s]) && x0[s] >= 0, "ERR_NON_FINITE",

@@ -108,12 +108,12 @@ class Model {
   void logits(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);
   void resize_cache(KVCache& cache, int slots, int T) const;
   // Decoding: logits of the rows (flat b*T+t) only, scored by the backend's decode_score (see ops.h) without the logits
-  // leaving it: x0, conf, logp, entropy (S) per row; noise (S, vocab_size) Gumbel noise or null.
+  // leaving it: x0, conf, logp, entropy (S) per row; noise (S) the rows' keys of the Gumbel noise, or null.
   // With `plain`, the rows are also scored at temperature 0, whose confidences (of the argmax)
   // plain_confidence() then holds: the learned sampler's features, whatever the sampling.
   void decode_scores(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, const int32_t* rows,
-                     int S, const CacheUse* cache, const double* noise, double temperature, int32_t* x0, float* conf,
-                     float* logp, float* entropy, bool plain = false);
+                     int S, const CacheUse* cache, const NoiseRow* noise, uint64_t seed, double temperature, int32_t* x0,
+                     float* conf, float* logp, float* entropy, bool plain = false);
   const float* plain_confidence() const { return plain_conf_.data(); }
   // Final hidden states (after ln_f), (B*T, D) into out: the features of the learned sampler head.
   void hidden(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T, float* out);

@@ -5,14 +5,14 @@
 
 namespace diffpo {
 
-void Ref64::decode_score(int32_t* x0, double* conf, double* logp, double* entropy, const double* logits, const double* noise, int S,
-                         int E, int V, int mask_id, double temperature) {
+void Ref64::decode_score(int32_t* x0, double* conf, double* logp, double* entropy, const double* logits, const NoiseRow* noise,
+                         uint64_t seed, int S, int E, int V, int mask_id, double temperature) {
   for (int s = 0; s < S; s++) {
     const double* l = logits + (size_t)s * E;
     int32_t best = -1;
     for (int v = 0; v < V; v++) {
       if (v == mask_id) continue;
-      const auto score = [&](int i) { return temperature > 0 ? l[i] / temperature + noise[(size_t)s * V + i] : l[i]; };
+      const auto score = [&](int i) { return temperature > 0 ? l[i] / temperature + gumbel_noise(seed, noise[s], (uint32_t)i) : l[i]; };
       if (best < 0 || score(v) > score(best)) best = v;
     }
     double z = 0, zt = 0, h = 0;
@@ -288,18 +288,17 @@ OpCase rows_accumulate(int R, int n) {
 // confidence, log-probability and entropy of each row; tokens out as numbers
 OpCase decode_score(double temperature) {
   const int S = 21, E = 300, V = 290, mask_id = 289;
-  std::vector<double> z((size_t)S * V);
-  std::mt19937_64 nr(5);
-  std::uniform_real_distribution<double> u(1e-12, 1.0);
-  for (auto& x : z) x = -std::log(-std::log(u(nr)));
-  auto noise = shared(z);
+  std::vector<NoiseRow> rows(S);
+  for (int s = 0; s < S; s++) rows[s] = {(uint32_t)(s % 4), (uint32_t)(s / 4), (uint32_t)(3 * s)};
+  auto noise = shared(rows);
+  const uint64_t seed = 0x123456789ull;
   OpCase c("decode_score T " + std::to_string(temperature).substr(0, 3), {"decode_score"},
            {{"logits", (size_t)S * E, 3.0}, {"tokens", (size_t)S, 0}, {"conf", (size_t)S, 0}, {"logp", (size_t)S, 0}, {"entropy", (size_t)S, 0}});
   c.forward = body([=](auto& ops, auto& a) {
     using T = Scalar<std::decay_t<decltype(a)>>;
     std::vector<int32_t> x0(S);
     std::vector<T> conf(S), logp(S), ent(S);  // small outputs: host memory on any backend
-    ops.decode_score(x0.data(), conf.data(), logp.data(), ent.data(), a[0], noise->data(), S, E, V, mask_id, temperature);
+    ops.decode_score(x0.data(), conf.data(), logp.data(), ent.data(), a[0], noise->data(), seed, S, E, V, mask_id, temperature);
     for (int s = 0; s < S; s++) a[1][s] = (T)x0[s], a[2][s] = conf[s], a[3][s] = logp[s], a[4][s] = ent[s];
   });
   c.outputs = {1, 2, 3, 4};

@@ -108,7 +108,7 @@ struct Ref64 {
     return s;
   }
   void adamw_update(double* p, const double* g, double* m, double* v, long n, const AdamWStep& s) { ref::adamw_update(p, g, m, v, n, s); }
-  void decode_score(int32_t* x0, double* conf, double* logp, double* entropy, const double* logits, const double* noise, int S,
+  void decode_score(int32_t* x0, double* conf, double* logp, double* entropy, const double* logits, const NoiseRow* noise, uint64_t seed, int S,
                     int E, int V, int mask_id, double temperature);
 };
 

@@ -62,7 +62,7 @@ void Backend::embedding_forward_bf16(float* out, const int32_t* ids, const uint1
 }
 
 void Backend::decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,
-                           const double* noise, int S, int E, int V, int mask_id, double temperature) {
+                           const NoiseRow* noise, uint64_t seed, int S, int E, int V, int mask_id, double temperature) {
   for (int s = 0; s < S; s++) {
     const float* l = logits + (size_t)s * E;
     double mx = -INFINITY;
@@ -77,7 +77,7 @@ void Backend::decode_score(int32_t* x0, float* conf, float* logp, float* entropy
     double best_score = -INFINITY;
     for (int v = 0; v < V; v++) {
       if (v == mask_id) continue;
-      const double sc = temperature > 0 ? (double)l[v] / temperature + noise[(size_t)s * V + v] : (double)l[v];
+      const double sc = temperature > 0 ? (double)l[v] / temperature + gumbel_noise(seed, noise[s], (uint32_t)v) : (double)l[v];
       if (sc > best_score) best_score = sc, best = v;
     }
     x0[s] = best;

@@ -3,6 +3,7 @@
 // H query heads, KV key/value heads, hd head dim, F FFN width, E embedding rows, S selected positions.
 // Backward ops accumulate (+=) into parameter gradients; activation gradients are noted per op.
 #pragma once
+#include "common/philox.h"
 #include <cstddef>
 #include <cstdint>
 
@@ -125,12 +126,13 @@ class Backend {
   virtual void adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) = 0;
 
   // The decoding step's scores, so that only a few numbers per position leave the backend:
-  // logits (S,E), noise (S,V) Gumbel noise or null (temperature 0) -> x0 (S) = argmax over the V ids
-  // but mask_id of logits/temperature + noise (of logits at temperature 0; ties to the lower id),
-  // conf (S) = softmax(logits)[x0], logp (S) = log_softmax(logits/temperature)[x0] (plain at 0),
-  // entropy (S) of softmax(logits); in float64 (host)
+  // logits (S,E), noise (S) each row's NoiseRow (host memory; null at temperature 0) -> x0 (S) =
+  // argmax over the V ids but mask_id of logits/temperature + gumbel_noise(seed, noise[s], id) (of
+  // logits at temperature 0; ties to the lower id), conf (S) = softmax(logits)[x0], logp (S) =
+  // log_softmax(logits/temperature)[x0] (plain at 0), entropy (S) of softmax(logits); in float64.
+  // The noise is made here, where the logits are (common/philox.h).
   virtual void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,
-                            const double* noise, int S, int E, int V, int mask_id, double temperature);
+                            const NoiseRow* noise, uint64_t seed, int S, int E, int V, int mask_id, double temperature);
 };
 
 }  // namespace diffpo

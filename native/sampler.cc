@@ -54,7 +54,6 @@ Decoder::Decoder(const ModelConfig& cfg, const std::vector<std::vector<int32_t>>
   decode_step_.assign((size_t)B_ * L_, 0);
   logp_.assign((size_t)B_ * L_, 0.f);
   refresh_.assign(B_, 1);
-  for (int b = 0; b < B_; b++) rng_.emplace_back(opt_.seed * 0x9E3779B97F4A7C15ull + opt_.first_sequence + (uint64_t)b + 1);
 }
 
 int Decoder::active_count() const {
@@ -170,34 +169,21 @@ void Decoder::forward_group(Model& model, const std::vector<int>& seqs, const st
         owner.push_back({b, g, g >= lo && g < hi});
       }
   }
-  const int S = (int)rows_.size(), V = cfg_.vocab_size;
-  // the random draws of each row, in the order of the sequence's own stream: Gumbel noise for every
-  // id but the mask (temperature > 0), then the random-remasking score
+  const int S = (int)rows_.size();
+  // each row's draws are keyed by (seed; sequence in the whole batch, its forward count, position):
+  // the Gumbel noise is made by the backend beside the logits, the random-remasking score here
   const bool gumbel = opt_.temperature > 0, remask = opt_.strategy == Strategy::Steps && opt_.random_remasking;
-  noise_.resize(gumbel ? (size_t)S * V : 0);
+  noise_rows_.resize(S);
   std::vector<float> remask_score(S);
-  std::uniform_real_distribution<double> unif(0.0, 1.0);
   for (int s = 0; s < S; s++) {
-    auto& rng = rng_[owner[s].b];
-    if (!owner[s].candidate) {
-      // no draw: the sequence's stream stays as decoding without the features leaves it
-      if (gumbel) std::fill_n(noise_.begin() + (size_t)s * V, V, 0.0);
-      continue;
-    }
-    if (gumbel)
-      for (int v = 0; v < V; v++) {
-        if (v == cfg_.mask_token_id) continue;
-        double u;
-        do u = unif(rng);
-        while (u <= 0.0);
-        noise_[(size_t)s * V + v] = -std::log(-std::log(u));
-      }
-    if (remask) remask_score[s] = (float)unif(rng);
+    const int b = owner[s].b;
+    noise_rows_[s] = {(uint32_t)(opt_.first_sequence + (uint64_t)b), (uint32_t)nfe_[b], (uint32_t)owner[s].g};
+    if (remask) remask_score[s] = (float)philox_uniform(opt_.seed, noise_rows_[s], kRemaskSlot);
   }
   x0_.resize(S), conf_.resize(S), logp_row_.resize(S), entropy_.resize(S);
   const CacheUse use{mode, &cache_, slots_.data(), starts_.data()};
   model.decode_scores(ids_.data(), mask_.data(), pos_.data(), R, Tq, rows_.data(), S, cached ? &use : nullptr,
-                      gumbel ? noise_.data() : nullptr, opt_.temperature, x0_.data(), conf_.data(), logp_row_.data(),
+                      gumbel ? noise_rows_.data() : nullptr, opt_.seed, opt_.temperature, x0_.data(), conf_.data(), logp_row_.data(),
                       entropy_.data(), score_all_ && gumbel);
   // with sampling, the features' confidences are those of the argmax, as at temperature 0
   const float* plain_conf = score_all_ && gumbel ? model.plain_confidence() : conf_.data();

@@ -5,7 +5,6 @@
 // over the sequences still decoding; the selection runs here, not in JS.
 #pragma once
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "model.h"
@@ -21,7 +20,7 @@ enum class CacheMode { None = 0, Prefix = 1, Dual = 2 };
 
 struct SamplerOptions {
   int gen_length = 0, block_length = 0;
-  double temperature = 0;  // 0: argmax; else Gumbel-max on logits / temperature (float64 noise)
+  double temperature = 0;  // 0: argmax; else Gumbel-max on logits / temperature (Philox noise, common/philox.h)
   uint64_t seed = 0;
   uint64_t first_sequence = 0;  // the batch's first sequence's index in a larger batch (its noise stream)
   Strategy strategy = Strategy::Threshold;
@@ -94,12 +93,11 @@ class Decoder {
   KVCache cache_;
   std::vector<int32_t> decode_step_;
   std::vector<float> logp_;
-  std::vector<std::mt19937_64> rng_;  // one stream per sequence, from the seed and its index
   StepTrace trace_;
   // per-step buffers, reused
   std::vector<int32_t> ids_, pos_, rows_, slots_, starts_;
   std::vector<uint8_t> mask_;
-  std::vector<double> noise_;
+  std::vector<NoiseRow> noise_rows_;
   std::vector<int32_t> x0_;
   std::vector<float> conf_, logp_row_, entropy_;
   // first_forward_features: score every masked position (not only the candidates') and keep, per

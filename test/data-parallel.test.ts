@@ -116,17 +116,20 @@ describe.skipIf(!mpirun)('mpirun -np 2 equals one process with the same global b
       const one = trained(1, mode, 3),
         two = trained(2, mode, 3);
       if (mode === 'resample') {
-        // 2, 3 and 4 groups redrawn in steps 1-3: rounds of 1 prompt leave rank 0 nothing to decode, and it still joins the gather
-        expect(one.steps.map((s) => s.resampledGroups)).toEqual([2, 3, 4]);
-        expect(two.steps.map((s) => s.resampledGroups)).toEqual([2, 3, 4]);
+        // 4, 5 and 4 groups redrawn in steps 1-3 (of 4 prompts a step, in up to two rounds: a round
+        // of 1 prompt leaves rank 0 nothing to decode, and it still joins the gather)
+        expect(one.steps.map((s) => s.resampledGroups)).toEqual([4, 5, 4]);
+        expect(two.steps.map((s) => s.resampledGroups)).toEqual([4, 5, 4]);
       }
       expect(two.steps.map((s) => s.rewards)).toEqual(one.steps.map((s) => s.rewards));
       expect(two.steps.map((s) => s.meanNfe)).toEqual(one.steps.map((s) => s.meanNfe));
       expect(relativeDifference(one.weights, two.weights)).toBeLessThan(1e-5);
       if (mode === 'learned') {
-        // the head's update is computed from gathered features and rewards, alike in every process
+        // the head's update is computed from gathered features and rewards, alike in every process; each
+        // process computes its prompts' features in a forward of its own share (another batch shape
+        // than one process's), so they agree as the weights do, to rounding
         const [h1, h2] = [one, two].map((t) => JSON.parse(readFileSync(join(t.out, 'head.json'), 'utf8')) as { weight: number[]; bias: number[] });
-        expect(h2).toEqual(h1);
+        for (const k of ['weight', 'bias'] as const) h2[k].forEach((w, i) => expect(Math.abs(w - h1[k][i]!), `${k}[${i}]`).toBeLessThan(1e-6 * Math.max(...h1[k].map(Math.abs))));
       }
     });
 

@@ -184,10 +184,11 @@ describe("LLaDA-8B-Instruct's folder layout (random weights)", () => {
     const task = gsm8kTask();
     const w0 = Float32Array.from(model.parameters().get('model.transformer.blocks.0.q_proj.weight')!);
     let rollout: DiffpoRollout | null = null;
-    // a reward that tells rollouts apart, so the group is not flat (random weights earn d1's 0 everywhere)
-    const rl = new DiffpoTrainer({ model, task, tokenizer, genLength: 16, promptsPerStep: 1, groupSize: 2, lr: 1e-3, seed: 1, rolloutThresholds: [0.9, 1.01], rewardFns: [(text, item) => task.reward(item as Gsm8kItem, text) + text.length / 1000] });
+    // a reward that tells rollouts apart, and four rollout thresholds, so the group is not flat (random weights earn d1's 0 everywhere)
+    const rl = new DiffpoTrainer({ model, task, tokenizer, genLength: 16, promptsPerStep: 1, groupSize: 4, lr: 1e-3, seed: 1, rolloutThresholds: [0.5, 0.9, 1.01, 0.7], rewardFns: [(text, item) => task.reward(item as Gsm8kItem, text) + text.length / 1000] });
     await rl.train({ steps: 1, onRollout: (r) => void (rollout = r) });
     const r = rollout as unknown as DiffpoRollout;
+    expect(new Set(r.rewards).size).toBeGreaterThan(1); // the premise: a group that is not flat
     const item = r.items[0]!.item as Gsm8kItem;
     // the prompt went through LLaDA's chat template: BOS, the user header, the turn trimmed (as d1's prompts are)
     const prompt = tokenizer.decode(encodePrompt(task, item, tokenizer));

@@ -86,6 +86,25 @@ describe('sampler invariants', () => {
     expect(a.nfe).toEqual(b.nfe);
   });
 
+  it('sampling at temperature > 0 draws the documented Philox Gumbel noise of (seed; sequence, forward, position, id), whatever the batch', async () => {
+    for (const [seed, first] of [[5, 0], [2 ** 40 + 3, 7]] as const) {
+      const strategy: DecodingStrategy = { kind: 'threshold', threshold: 0.3 };
+      const r = await model.generate(prompts, { genLength: 8, blockLength: 4, strategy, temperature: 0.8, seed, firstSequence: first });
+      for (let b = 0; b < prompts.length; b++) {
+        const want = await referenceGenerate(model, prompts[b]!, { genLength: 8, blockLength: 4, strategy, tau: 0.3, temperature: 0.8, seed, sequence: first + b });
+        expect(Array.from(r.tokens.subarray(b * 8, b * 8 + 8)), `tokens of ${b}`).toEqual(want.tokens);
+        expect(Array.from(r.decodeStep.subarray(b * 8, b * 8 + 8)), `decode steps of ${b}`).toEqual(want.decodeStep);
+        r.behaviourLogProb.subarray(b * 8, b * 8 + 8).forEach((lp, i) => expect(lp).toBeCloseTo(want.logp[i]!, 4));
+        // alone, with its index in the batch, a sequence draws the same
+        const alone = await model.generate([prompts[b]!], { genLength: 8, blockLength: 4, strategy, temperature: 0.8, seed, firstSequence: first + b });
+        expect(alone.tokens).toEqual(r.tokens.subarray(b * 8, b * 8 + 8));
+      }
+    }
+    const remask = await model.generate(prompts, { genLength: 8, blockLength: 4, strategy: { kind: 'steps', steps: 4, remasking: 'random' }, temperature: 1, seed: 9 });
+    const again = await model.generate(prompts, { genLength: 8, blockLength: 4, strategy: { kind: 'steps', steps: 4, remasking: 'random' }, temperature: 1, seed: 9 });
+    expect(remask.decodeStep).toEqual(again.decodeStep);
+  });
+
   it('sampling at temperature > 0 is reproducible per seed, differs across seeds, and reports log-probs at that temperature', async () => {
     const strategy: DecodingStrategy = { kind: 'threshold', threshold: 0.5 };
     const a = await gen(strategy, { temperature: 1, seed: 5 });

@@ -233,12 +233,13 @@ class CudaBackend : public Backend {
     cuda::adamw(p, g, m, v, n, s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.grad_scale, bc1, bc2);
     finish();
   }
-  void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const double* noise,
-                    int S, int E, int V, int mask_id, double temperature) override {
+  void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const NoiseRow* noise,
+                    uint64_t seed, int S, int E, int V, int mask_id, double temperature) override {
     begin();
-    const double* nz = temperature > 0 ? in(noise, (size_t)S * V, 0) : nullptr;
+    // S row keys cross to the device, not S x V noise
+    const NoiseRow* nz = temperature > 0 ? in(noise, (size_t)S, 0) : nullptr;
     cuda::decode_score(out(x0, S, 1), out(conf, S, 2), out(logp, S, 3), out(entropy, S, 4), in(logits, (size_t)S * E, 5),
-                       nz, S, E, V, mask_id, temperature);
+                       nz, seed, S, E, V, mask_id, temperature);
     finish();
   }
 

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../common/philox.h"
+
 namespace diffpo {
 namespace cuda {
 
@@ -73,9 +75,9 @@ void adamw(float* p, const float* g, float* m, float* v, long n, float lr, float
 void fill_normal(float* x, long n, float std, uint64_t seed);
 void fill_constant(float* x, long n, float value);
 
-// The decoding step's scores in float64 (see Backend::decode_score)
-void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const double* noise, int S,
-                  int E, int V, int mask_id, double temperature);
+// The decoding step's scores in float64, the Gumbel noise made in the kernel (see Backend::decode_score)
+void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const NoiseRow* noise,
+                  uint64_t seed, int S, int E, int V, int mask_id, double temperature);
 
 }  // namespace cuda
 }  // namespace diffpo

@@ -178,7 +178,7 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, long 
 
 // ---- decoding scores: a block per row, float64 as the host; argmax ties go to the lower id
 __global__ void decode_score_kernel(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits,
-                                    const double* noise, int E, int V, int mask_id, double temperature) {
+                                    const NoiseRow* noise, uint64_t seed, int E, int V, int mask_id, double temperature) {
   __shared__ double part[32];
   __shared__ double best_v[32];
   __shared__ int best_i[32];
@@ -201,7 +201,7 @@ __global__ void decode_score_kernel(int32_t* x0, float* conf, float* logp, float
   int bi = -1;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {  // increasing v per thread: strict > keeps the lowest
     if (v == mask_id) continue;
-    const double sc = temperature > 0 ? (double)l[v] / temperature + noise[s * V + v] : (double)l[v];
+    const double sc = temperature > 0 ? (double)l[v] / temperature + gumbel_noise(seed, noise[s], (uint32_t)v) : (double)l[v];
     if (sc > bv) bv = sc, bi = v;
   }
   for (int o = 16; o > 0; o /= 2) {
@@ -320,9 +320,9 @@ void adamw(float* p, const float* g, float* m, float* v, long n, float lr, float
   check_last("adamw");
 }
 
-void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const double* noise, int S,
-                  int E, int V, int mask_id, double temperature) {
-  if (S > 0) decode_score_kernel<<<S, THREADS>>>(x0, conf, logp, entropy, logits, noise, E, V, mask_id, temperature);
+void decode_score(int32_t* x0, float* conf, float* logp, float* entropy, const float* logits, const NoiseRow* noise,
+                  uint64_t seed, int S, int E, int V, int mask_id, double temperature) {
+  if (S > 0) decode_score_kernel<<<S, THREADS>>>(x0, conf, logp, entropy, logits, noise, seed, E, V, mask_id, temperature);
   check_last("decode_score");
 }
 

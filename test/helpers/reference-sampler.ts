@@ -1,6 +1,28 @@
 // A straightforward TypeScript decoder written from ALGORITHMS.md §3, one sequence at a time, on
-// full logits from model.logits(): the reference the native sampler is compared with (temperature 0).
+// full logits from model.logits(): the reference the native sampler is compared with, at temperature
+// 0 and, with the Gumbel noise of the documented Philox stream (written here from Random123's
+// definition, in BigInt), at temperature > 0.
 import type { DecodingStrategy, DiffusionLM } from 'diffpo';
+
+/** Philox4x32-10 of counter c with key (k0, k1). */
+function philox(c: number[], k0: number, k1: number): number[] {
+  let [c0, c1, c2, c3] = c as [number, number, number, number];
+  for (let r = 0; r < 10; r++) {
+    if (r > 0) [k0, k1] = [(k0 + 0x9e3779b9) >>> 0, (k1 + 0xbb67ae85) >>> 0];
+    const p0 = 0xd2511f53n * BigInt(c0),
+      p1 = 0xcd9e8d57n * BigInt(c2);
+    const [hi0, lo0, hi1, lo1] = [Number(p0 >> 32n), Number(p0 & 0xffffffffn), Number(p1 >> 32n), Number(p1 & 0xffffffffn)];
+    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
+  }
+  return [c0, c1, c2, c3];
+}
+
+/** The decoder's Gumbel noise of vocabulary id v at (seed; sequence, the sequence's forward count, position). */
+export function gumbelNoise(seed: number, sequence: number, step: number, position: number, v: number): number {
+  const [a, b] = philox([v, position, step, sequence], seed % 2 ** 32, Math.floor(seed / 2 ** 32));
+  const u = ((a! >>> 5) * 2 ** 26 + (b! >>> 6) + 0.5) / 2 ** 53;
+  return -Math.log(-Math.log(u));
+}
 
 export interface ReferenceResult {
   tokens: number[];
@@ -18,14 +40,18 @@ interface Cand {
   logp: number;
 }
 
-function stats(row: Float32Array, g: number, V: number, M: number): Cand {
+/** A position's candidate: at temperature > 0 the Gumbel-max draw of logits / T with `noise(v)`, its log-prob at T. */
+function stats(row: Float32Array, g: number, V: number, M: number, temperature = 0, noise?: (v: number) => number): Cand {
+  const score = (v: number) => (temperature > 0 ? row[v]! / temperature + noise!(v) : row[v]!);
   let x0 = -1;
-  for (let v = 0; v < V; v++) if (v !== M && (x0 < 0 || row[v]! > row[x0]!)) x0 = v;
+  for (let v = 0; v < V; v++) if (v !== M && (x0 < 0 || score(v) > score(x0))) x0 = v;
   const m = Math.max(...row);
   const z = row.reduce((a, l) => a + Math.exp(l - m), 0);
   const p = Array.from(row, (l) => Math.exp(l - m) / z);
   const entropy = -p.reduce((a, pi) => a + (pi > 0 ? pi * Math.log(pi) : 0), 0);
-  return { g, x0, conf: p[x0]!, entropy, logp: Math.log(p[x0]!) };
+  const zt = temperature > 0 ? row.reduce((a, l) => a + Math.exp((l - m) / temperature), 0) : z;
+  const logp = temperature > 0 ? (row[x0]! - m) / temperature - Math.log(zt) : Math.log(p[x0]!);
+  return { g, x0, conf: p[x0]!, entropy, logp };
 }
 
 const byConfidence = (a: Cand, b: Cand) => b.conf - a.conf || a.g - b.g;
@@ -65,7 +91,7 @@ function choose(cands: Cand[], strategy: DecodingStrategy, tau: number, stepInBl
 export async function referenceGenerate(
   model: DiffusionLM,
   prompt: Int32Array,
-  opts: { genLength: number; blockLength: number; strategy: DecodingStrategy; tau?: number; maxNfe?: number },
+  opts: { genLength: number; blockLength: number; strategy: DecodingStrategy; tau?: number; maxNfe?: number; temperature?: number; seed?: number; sequence?: number },
 ): Promise<ReferenceResult> {
   const { vocab_size: V, mask_token_id: M, embedding_size: E } = model.config;
   const P = prompt.length,
@@ -85,7 +111,9 @@ export async function referenceGenerate(
       out.nfe++;
       const last = !!opts.maxNfe && out.nfe >= opts.maxNfe;
       const cands: Cand[] = [];
-      for (let t = last ? P : lo; t < (last ? T : hi); t++) if (canvas[t] === M) cands.push(stats(logits.subarray(t * E, (t + 1) * E), t - P, V, M));
+      const [temperature, forward] = [opts.temperature ?? 0, out.nfe - 1];
+      for (let t = last ? P : lo; t < (last ? T : hi); t++)
+        if (canvas[t] === M) cands.push(stats(logits.subarray(t * E, (t + 1) * E), t - P, V, M, temperature, (v) => gumbelNoise(opts.seed ?? 0, opts.sequence ?? 0, forward, t - P, v)));
       for (const c of last ? cands : choose(cands, opts.strategy, tau, step, perBlock, opts.blockLength)) {
         canvas[P + c.g] = c.x0;
         out.decodeStep[c.g] = out.nfe;
