@@ -225,7 +225,7 @@ async function rlRun(o: RlRunOptions): Promise<RlRunResult> {
     const sweep = async (of = model) => ({ test: await sweepOn(test, 'test', of), validation: validation.length ? await sweepOn(validation, 'validation', of) : undefined });
     // a run with a learned sampler is judged by its learned point, others at the run's threshold
     const evaluateAt = (m: DiffusionLM, items = validation) =>
-      evaluate(m, task, { items, tokenizer, genLength, sampler: { strategy: rl.head && m.samplerHead ? { kind: 'learned' } : { kind: 'threshold', threshold } } });
+      evaluate(m, task, { items, tokenizer, genLength, sampler: { strategy: rl.head ? { kind: 'learned', head: rl.head } : { kind: 'threshold', threshold } } });
     // with weightAverage the run's result is the averaged model (the checkpoint's average/ folder)
     const averaging = (o.trainer.weightAverage ?? 0) > 0;
     const withAverage = async <T>(f: (m: DiffusionLM) => Promise<T>): Promise<T> => {
