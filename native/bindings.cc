@@ -133,6 +133,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod("loraTensors", &NativeModel::LoraTensors),
                         InstanceMethod("loraBuffer", &NativeModel::LoraBuffer),
                         InstanceMethod("setAdapters", &NativeModel::SetAdapters),
+                        InstanceMethod("seedDropout", &NativeModel::SeedDropout),
                         InstanceMethod("mergeLora", &NativeModel::MergeLora),
                         InstanceMethod("newMoments", &NativeModel::NewMoments),
                         InstanceMethod("initRandom", &NativeModel::InitRandom),
@@ -248,12 +249,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!lora) throw_js(info.Env(), "ERR_INVALID_ARGUMENT", "this model has no LoRA adapters");
     return tensor_or_block(info, lora->params(), lora->tensors(), sizeof(float), "the adapter block");
   }
-  // addLora({rank, alpha, targets: bit mask over q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out}, seed)
+  // seedDropout(seed): LoRA dropout's masks from here on (see Model::seed_dropout)
+  Napi::Value SeedDropout(const Napi::CallbackInfo& info) {
+    live(info.Env()).seed_dropout((uint64_t)info[0].As<Napi::Number>().DoubleValue());
+    return info.Env().Undefined();
+  }
+  // addLora({rank, alpha, dropout, targets: bit mask over q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out}, seed)
   Napi::Value AddLora(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = live(env);
     Napi::Object o = info[0].As<Napi::Object>();
-    LoraSpec spec{get_int(o, "rank"), get_num(o, "alpha"), (uint32_t)get_int(o, "targets")};
+    LoraSpec spec{get_int(o, "rank"), get_num(o, "alpha"), (uint32_t)get_int(o, "targets"), get_num(o, "dropout")};
     const uint64_t seed = (uint64_t)info[1].As<Napi::Number>().DoubleValue();
     guarded(env, [&] { m.add_lora(spec, seed); });
     return env.Undefined();

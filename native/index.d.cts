@@ -87,7 +87,9 @@ export declare class NativeModel {
   /** The gradients of what trains: the parameters (indexed as tensors()), or with LoRA the adapters (as loraTensors()). */
   gradBuffer(tensor?: number): ArrayBuffer;
   /** LoRA adapters on every block's targets (bit t: q_proj, k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out), A from the seed, B zero; the base is frozen from then on. */
-  addLora(spec: { rank: number; alpha: number; targets: number }, seed: number): void;
+  addLora(spec: { rank: number; alpha: number; targets: number; dropout: number }, seed: number): void;
+  /** LoRA dropout's masks from here on: keyed by (seed; layer and target, training forward since this call, row, column). */
+  seedDropout(seed: number): void;
   /** The adapters' tensors in PEFT's names (empty without LoRA). */
   loraTensors(): NativeTensorSpec[];
   loraBuffer(tensor?: number): ArrayBuffer;

@@ -30,6 +30,8 @@ LoraAdapters::LoraAdapters(const ModelConfig& cfg, const LoraSpec& spec, Memory&
   require(spec.targets != 0 && spec.targets < (1u << kLoraTargets), "ERR_INVALID_ARGUMENT", "LoRA needs at least one target layer");
   require(std::isfinite(spec.alpha) && spec.alpha > 0, "ERR_INVALID_ARGUMENT",
           "LoRA alpha must be a finite number > 0, got " + std::to_string(spec.alpha));
+  require(spec.dropout >= 0 && spec.dropout < 1, "ERR_INVALID_ARGUMENT",
+          "LoRA dropout must be in [0, 1), got " + std::to_string(spec.dropout));
   for (int t = 0; t < kLoraTargets; t++) {
     if (!has(t)) continue;
     const LoraGeometry g = lora_geometry(cfg, t);

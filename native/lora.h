@@ -1,6 +1,7 @@
 // LoRA adapters (Hu et al. 2021, as Hugging Face PEFT lays them out) on LLaDA's linear layers: for a
 // target W (O, I) of every block, A (r, I) and B (O, r), and the layer computes
-//   out = W x + (alpha / r) B (A x).
+//   out = W x + (alpha / r) B (A drop(x)),
+// drop PEFT's lora_dropout on the adapter's input in forwards that train (identity elsewhere).
 // The base stays frozen (float32 or BF16-resident); only A and B have gradients and optimizer moments.
 // A starts as PEFT's kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(I), 1/sqrt(I)), and B at zero, so a
 // fresh adapter changes nothing.
@@ -32,6 +33,7 @@ struct LoraSpec {
   int rank = 0;
   double alpha = 0;
   uint32_t targets = 0;  // bit t set: target t (LoraTarget) gets adapters in every block
+  double dropout = 0;    // in [0, 1)
 };
 
 class LoraAdapters {

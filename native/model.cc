@@ -51,7 +51,8 @@ struct Model::Acts {
   // LoRA: u = (alpha/r) A x (N, r) per layer (or one shared set) and target, at [l * kLoraTargets + t];
   // lora_tmp (N, widest target) a target's output or output gradient, lora_du (N, r)
   std::vector<float*> lora_u;
-  float *lora_tmp = nullptr, *lora_du = nullptr;
+  // lora_x (N, widest input) a target's dropped input (dropout in a training forward)
+  float *lora_tmp = nullptr, *lora_du = nullptr, *lora_x = nullptr;
   float *rstdf, *hf, *lse, *dres, *dh, *dqkv, *dy, *dab, *dg, *dhf, *dlogp, *logits;
 };
 
@@ -162,6 +163,7 @@ void Model::add_lora(const LoraSpec& spec, uint64_t seed) {
   auto adapters = std::make_unique<LoraAdapters>(cfg_, spec, backend_->memory());
   adapters->init(seed);
   lora_ = std::move(adapters);
+  seed_dropout(seed);
   grads_.reset();  // the base is frozen: its gradients (if any were made) go
 }
 
@@ -291,13 +293,14 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   const size_t o_dlogp = arena_.reserve(S);
   const size_t o_logits = arena_.reserve((size_t)logits_rows * cfg_.embedding_size);
   std::vector<size_t> o_lora_u;
-  size_t o_lora_tmp = 0, o_lora_du = 0;
+  size_t o_lora_tmp = 0, o_lora_du = 0, o_lora_x = 0;
   if (adapters_on()) {
     const size_t r = lora_->spec().rank;
     for (int l = 0; l < sets; l++)
       for (int t = 0; t < kLoraTargets; t++) o_lora_u.push_back(lora_->has(t) ? arena_.reserve(N * r) : 0);
     o_lora_tmp = arena_.reserve(N * std::max(D, F));
     if (train) o_lora_du = arena_.reserve(N * r);
+    if (dropping()) o_lora_x = arena_.reserve(N * std::max(D, F));
   }
   arena_.commit();
 
@@ -313,13 +316,14 @@ void Model::plan(int B, int T, int S, bool train, int Tk, int logits_rows) {
   float** grads[kGrads] = {&A.dres, &A.dh, &A.dqkv, &A.dy, &A.dab, &A.dg, &A.dhf};
   for (int i = 0; i < kGrads; i++) *grads[i] = train ? arena_.at(o_grad[i]) : nullptr;
   A.lora_u.assign((size_t)L * kLoraTargets, nullptr);
-  A.lora_tmp = A.lora_du = nullptr;
+  A.lora_tmp = A.lora_du = A.lora_x = nullptr;
   if (adapters_on()) {
     for (int l = 0; l < L; l++)
       for (int t = 0; t < kLoraTargets; t++)
         if (lora_->has(t)) A.lora_u[(size_t)l * kLoraTargets + t] = arena_.at(o_lora_u[(size_t)(sets > 1 ? l : 0) * kLoraTargets + t]);
     A.lora_tmp = arena_.at(o_lora_tmp);
     if (train) A.lora_du = arena_.at(o_lora_du);
+    if (dropping()) A.lora_x = arena_.at(o_lora_x);
   }
 }
 
@@ -403,13 +407,24 @@ void Model::linear_back(float* dinp, float* dw, const float* dout, const float* 
     backend_->linear_backward(dinp, false, dw, dout, inp, w, N, I, O);
 }
 
+bool Model::dropping() const { return adapters_on() && acts_->train && lora_->spec().dropout > 0; }
+
+// The dropped input of layer l's target t in this training forward: the same mask in the forward, a
+// checkpointed recomputation and the backward (keyed by the forward, not stored)
+const float* Model::lora_input(int l, int t, const float* x, int N) {
+  if (!dropping()) return x;
+  backend_->dropout(acts_->lora_x, x, N, lora_geometry(cfg_, t).in, (float)lora_->spec().dropout, dropout_seed_,
+                    (uint32_t)(l * kLoraTargets + t), dropout_forward_, false);
+  return acts_->lora_x;
+}
+
 void Model::lora_forward(int l, int t, float* out, const float* x, int N) {
   if (!adapters_on() || !lora_->has(t)) return;
   Acts& A = *acts_;
   const LoraGeometry g = lora_geometry(cfg_, t);
   const int r = lora_->spec().rank;
   float* u = A.lora_u[(size_t)l * kLoraTargets + t];
-  backend_->linear_forward(u, x, lora_->a(l, t), N, g.in, r, false);
+  backend_->linear_forward(u, lora_input(l, t, x, N), lora_->a(l, t), N, g.in, r, false);
   backend_->scale(u, (long)N * r, lora_->scale());
   if (g.ld == g.out) return backend_->linear_forward(out, u, lora_->b(l, t), N, r, g.out, true);
   backend_->linear_forward(A.lora_tmp, u, lora_->b(l, t), N, r, g.out, false);
@@ -430,7 +445,12 @@ void Model::lora_backward(int l, int t, float* dx, const float* dout, const floa
   backend_->linear_backward(A.lora_du, false, lora_->grad_b(l, t), d, A.lora_u[(size_t)l * kLoraTargets + t], lora_->b(l, t), N,
                             r, g.out);
   backend_->scale(A.lora_du, (long)N * r, lora_->scale());
-  backend_->linear_backward(dx, true, lora_->grad_a(l, t), A.lora_du, x, lora_->a(l, t), N, g.in, r);
+  if (!dropping()) return backend_->linear_backward(dx, true, lora_->grad_a(l, t), A.lora_du, x, lora_->a(l, t), N, g.in, r);
+  // with dropout: dA += du^T drop(x), and dx += drop(du A) through the same mask (lora_tmp is free again)
+  backend_->linear_backward(A.lora_tmp, false, lora_->grad_a(l, t), A.lora_du, lora_input(l, t, x, N), lora_->a(l, t), N,
+                            g.in, r);
+  backend_->dropout(dx, A.lora_tmp, N, g.in, (float)lora_->spec().dropout, dropout_seed_, (uint32_t)(l * kLoraTargets + t),
+                    dropout_forward_, true);
 }
 
 void Model::backward(const int32_t* ids, const uint8_t* keymask, const int32_t* pos, int B, int T) {
@@ -509,6 +529,7 @@ double Model::logprob_loss(const int32_t* ids, const uint8_t* keymask, const int
       backend_->lmhead_logprob_backward(A.dhf, head_grad(), A.dlogp, A.lse, A.hf, head_weight(), rows, targets, S, cfg_.d_model,
                                         cfg_.embedding_size, scale);
     this->backward(ids, keymask, pos, B, T);
+    if (dropping()) dropout_forward_++;  // the next training forward draws new masks
   }
   return loss;
 }

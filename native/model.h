@@ -90,6 +90,10 @@ class Model {
   // parameters are frozen from then on (no gradient, no moments), and may be BF16-resident.
   void add_lora(const LoraSpec& spec, uint64_t seed);
   LoraAdapters* lora() const { return lora_.get(); }
+  // LoRA dropout's masks are keyed by (seed; layer and target, training forward since this call, row,
+  // column) (common/philox.h): a trainer seeds each step so that a resumed run draws the same masks.
+  // add_lora seeds it with its own seed.
+  void seed_dropout(uint64_t seed) { dropout_seed_ = seed, dropout_forward_ = 0; }
   // Folds (alpha/r) B A into the base weights (rounded to BF16 for a BF16 model) and drops the adapters.
   void merge_lora();
   // Whether forwards apply the adapters (off: the base model, LoRA's reference policy, no copy).
@@ -156,8 +160,13 @@ class Model {
   void linear_back(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const uint16_t* w16, int N,
                    int I, int O);
   bool adapters_on() const { return lora_ && use_adapters; }
-  // out (N, ld), target t's columns += (alpha/r) B (A x); keeps u = (alpha/r) A x for the backward
+  // whether this call's forward drops the adapters' inputs: a training forward (one with a backward)
+  bool dropping() const;
+  uint64_t dropout_seed_ = 0;
+  uint32_t dropout_forward_ = 0;  // training forwards since seed_dropout: the masks' step
+  // out (N, ld), target t's columns += (alpha/r) B (A drop(x)); keeps u = (alpha/r) A drop(x) for the backward
   void lora_forward(int l, int t, float* out, const float* x, int N);
+  const float* lora_input(int l, int t, const float* x, int N);
   // dx (N, in) += the branch's input gradient, and A's and B's gradients from dout (N, ld)
   void lora_backward(int l, int t, float* dx, const float* dout, const float* x, int N);
   void check_cancel();

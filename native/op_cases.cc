@@ -284,6 +284,22 @@ OpCase rows_accumulate(int R, int n) {
   return c;
 }
 
+// inverted dropout keyed by (seed; stream, step, row, column): a fresh mask, and the same mask added
+// into an output (the backward's use); another step's mask differs
+OpCase dropout(int N, int C, double p) {
+  OpCase c("dropout p " + std::to_string(p).substr(0, 4), {"dropout"},
+           {{"x", (size_t)N * C}, {"y", (size_t)N * C, 0}, {"dx", (size_t)N * C}, {"other step", (size_t)N * C, 0}});
+  c.forward = body([=](auto& ops, auto& a) {
+    const uint64_t seed = 0xC0FFEE12345ull;
+    ops.dropout(a[1], a[0], N, C, p, seed, 9, 4, false);
+    ops.dropout(a[2], a[0], N, C, p, seed, 9, 4, true);
+    ops.dropout(a[3], a[0], N, C, p, seed, 9, 5, false);
+  });
+  c.outputs = {1, 2, 3};
+  c.tolerance = 1e-6;
+  return c;
+}
+
 // the sampler's scores: argmax (Gumbel-max at T > 0) over the vocabulary but the mask id, and the
 // confidence, log-probability and entropy of each row; tokens out as numbers
 OpCase decode_score(double temperature) {
@@ -333,6 +349,8 @@ std::vector<OpCase> op_cases() {
       adamw(100003),
       rows(13, 40),
       rows_accumulate(13, 40),
+      dropout(37, 50, 0.05),
+      dropout(9, 300, 0.5),
       decode_score(0.0),
       decode_score(0.7),
   };

@@ -30,6 +30,13 @@ struct Ref64 {
         d = (accumulate ? d : 0.0) + src[(src_rows ? src_rows[i] : i) * src_ld + c];
       }
   }
+  void dropout(double* y, const double* x, int N, int C, double p, uint64_t seed, uint32_t stream, uint32_t step, bool accumulate) {
+    for (long n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) {
+        const bool keep = philox_uniform(seed, {stream, step, (uint32_t)n}, (uint32_t)c) >= (double)(float)p;  // p as the op list rounds it
+        y[n * C + c] = (accumulate ? y[n * C + c] : 0.0) + (keep ? x[n * C + c] / (1 - p) : 0.0);
+      }
+  }
   void embedding_forward(double* out, const int32_t* ids, const double* wte, int N, int D, double scale) {
     ref::embedding_forward(out, ids, wte, N, D, scale);
   }

@@ -27,6 +27,11 @@ void Backend::copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const 
   }
 }
 
+void Backend::dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step,
+                      bool accumulate) {
+  dropout_rows(y, x, 0, N, C, p, seed, stream, step, accumulate);
+}
+
 
 
 namespace {

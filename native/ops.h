@@ -47,6 +47,12 @@ class Backend {
   virtual void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld,
                          const int32_t* src_rows, int rows, int n, bool accumulate);
 
+  // x (N,C) -> y (N,C) = x * dropout_factor(seed, {stream, step, n}, c, p) (common/philox.h): inverted
+  // dropout whose mask is a function of its key, so the backward remakes it (the backward is this op on
+  // the gradient); with `accumulate`, +=; y and x distinct (host)
+  virtual void dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step,
+                       bool accumulate);
+
   // ids (N) -> out (N,D) = wte[ids] * scale
   virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) = 0;
   // The same from a BF16-resident table (host)

@@ -118,21 +118,26 @@ describe('CLI', () => {
     expect(readFileSync(join(out + '-joint', 'pareto.svg'), 'utf8')).toContain('after RL, learned threshold: accuracy');
   });
 
-  it('train --lora-rank trains adapters on the frozen base: adapter-folder checkpoints that resume, eval and merge', () => {
+  it('train --lora-rank trains adapters on the frozen base: adapter-folder checkpoints that resume (dropout masks too), eval and merge', () => {
     const out = join(mkdtempSync(join(tmpdir(), 'diffpo-cli-')), 'lora');
-    const args = ['train', '--task', 'sudoku4', '--limit', '8', '--sweep', '0.9', '--out', out, '--lora-rank', '4', '--lora-targets', 'q_proj,v_proj,ff_out', '--lr', '1e-2', '--checkpointing', 'layer'];
+    const flags = ['--task', 'sudoku4', '--limit', '8', '--sweep', '0.9', '--lora-rank', '4', '--lora-targets', 'q_proj,v_proj,ff_out', '--lr', '1e-2', '--checkpointing', 'layer', '--lora-dropout', '0.1'];
+    const args = ['train', ...flags, '--out', out];
     const r = cli(...args, '--steps', '1');
     expect(r.status, r.stderr).toBe(0);
     // the run folder is a PEFT adapter folder naming the shipped base; no weights of the base are copied
     const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
-    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 2, target_modules: ['q_proj', 'v_proj', 'ff_out'] });
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 2, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'ff_out'] });
     expect(config.base_model_name_or_path).toMatch(/models\/sudoku4-base$/);
     expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
     expect(existsSync(join(out, 'reference'))).toBe(false); // the reference policy is the base: adapters off
-    expect(JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).options.lora).toEqual({ rank: 4, alpha: 2, dropout: 0, targets: ['q_proj', 'v_proj', 'ff_out'] });
+    expect(JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).options.lora).toEqual({ rank: 4, alpha: 2, dropout: 0.1, targets: ['q_proj', 'v_proj', 'ff_out'] });
     const more = cli(...args, '--steps', '2', '--resume');
     expect(more.status, more.stderr).toBe(0);
     expect(more.stdout).toMatch(/\| after 2 diffpo steps \|/);
+    // the resumed run's adapters equal an uninterrupted run's, bit for bit (each step seeds its dropout masks)
+    const whole = cli('train', ...flags, '--out', out + '-whole', '--steps', '2');
+    expect(whole.status, whole.stderr).toBe(0);
+    expect(readFileSync(join(out, 'adapter_model.safetensors')).equals(readFileSync(join(out + '-whole', 'adapter_model.safetensors')))).toBe(true);
     const evalRun = cli('eval', '--model', out, '--task', 'sudoku4', '--limit', '8', '--json');
     expect(evalRun.status, evalRun.stderr).toBe(0);
     const merged = join(out, '..', 'merged');

@@ -171,6 +171,75 @@ describe('LoRA gradients', () => {
   });
 });
 
+describe('LoRA dropout', () => {
+  const dropped = async (checkpointing: 'none' | 'layer' = 'none') => {
+    const m = DiffusionLM.create(CFG, { seed: 4, initStd: 0.3, checkpointing });
+    await m.addLora({ rank: 3, alpha: 5, dropout: 0.3, targets: [...LORA_TARGETS], seed: 2 });
+    perturb(m);
+    return m;
+  };
+  // the training loss under the masks of the first forward after seedDropout(seed) (a forward with a
+  // backward: the only kind that drops)
+  const lossUnder = async (m: DiffusionLM, seed: number) => {
+    m.seedDropout(seed);
+    return (await m.selectedLogProbs(input(), { backward: true })).loss;
+  };
+
+  it('drops only in forwards with a backward, a new mask each, remade by seedDropout', async () => {
+    const m = await dropped();
+    const plain = DiffusionLM.create(CFG, { seed: 4, initStd: 0.3 });
+    await plain.addLora({ rank: 3, alpha: 5, targets: [...LORA_TARGETS], seed: 2 });
+    perturb(plain);
+    const noDrop = (await plain.selectedLogProbs(input(), { backward: true })).loss;
+    // scoring and decoding forwards never drop: equal to the same adapters without dropout, bit for bit
+    expect((await m.selectedLogProbs(input())).logProbs).toEqual((await plain.selectedLogProbs(input())).logProbs);
+    m.seedDropout(11);
+    const first = (await m.selectedLogProbs(input(), { backward: true })).loss;
+    const second = (await m.selectedLogProbs(input(), { backward: true })).loss;
+    expect(first).not.toBe(noDrop);
+    expect(second).not.toBe(first); // the next training forward draws new masks
+    expect(await lossUnder(m, 11)).toBe(first); // the same seed, the same masks
+    expect(await lossUnder(m, 12)).not.toBe(first);
+    for (const x of [m, plain]) x.dispose();
+  });
+
+  it('gradients equal central finite differences of the loss under the same masks', async () => {
+    const m = await dropped();
+    await m.zeroGrad();
+    await lossUnder(m, 5);
+    const { fd, analytic } = await directionalDerivative(m, () => lossUnder(m, 5));
+    expect(Math.abs(analytic)).toBeGreaterThan(1);
+    expect(Math.abs(fd - analytic)).toBeLessThan(1e-2 * Math.max(1, Math.abs(analytic)));
+    // and they are not the gradients without dropout
+    const plain = DiffusionLM.create(CFG, { seed: 4, initStd: 0.3 });
+    await plain.addLora({ rank: 3, alpha: 5, targets: [...LORA_TARGETS], seed: 2 });
+    perturb(plain);
+    await plain.selectedLogProbs(input(), { backward: true });
+    const { analytic: undropped } = await directionalDerivative(plain, async () => 0);
+    expect(Math.abs(undropped - analytic)).toBeGreaterThan(1e-2 * Math.abs(analytic));
+    for (const x of [m, plain]) x.dispose();
+  });
+
+  it("with checkpointing 'layer' remakes the forward's masks: gradients bit-identical", async () => {
+    const grads = async (checkpointing: 'none' | 'layer') => {
+      const m = await dropped(checkpointing);
+      await lossUnder(m, 3);
+      const out = [...m.gradients().values()].map((g) => g.slice());
+      m.dispose();
+      return out;
+    };
+    expect(await grads('layer')).toEqual(await grads('none'));
+  });
+
+  it('is checked: a dropout outside [0, 1) and a bad seed are typed errors', async () => {
+    const m = DiffusionLM.create(CFG, { seed: 4 });
+    for (const dropout of [-0.1, 1, Number.NaN]) await expect(m.addLora({ rank: 2, dropout })).rejects.toThrow(InvalidArgumentError);
+    await m.addLora({ rank: 2, dropout: 0.05 });
+    expect(() => m.seedDropout(-1)).toThrow(/dropout seed must be a non-negative integer, got -1/);
+    m.dispose();
+  });
+});
+
 describe('LoRA training state', () => {
   it('AdamW moves the adapters only: moments are adapter-sized and the base weights keep their bits', async () => {
     const { base, m } = await withLora(['v_proj', 'up_proj']);

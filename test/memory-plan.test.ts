@@ -15,7 +15,7 @@ import { copy4, TINY } from './helpers/copy-task.js';
 const MID = resolveConfig({ d_model: 256, n_heads: 8, n_kv_heads: 4, n_layers: 3, mlp_hidden_size: 640, vocab_size: 3000, rope_theta: 10000 });
 
 describe('memoryPlan', () => {
-  it("predicts the activation arena of a training call exactly: full, checkpointed, LoRA on BF16", async () => {
+  it("predicts the activation arena of a training call exactly: full, checkpointed, LoRA on BF16, LoRA dropout", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'diffpo-plan-'));
     await DiffusionLM.create(MID, { seed: 1, dtype: 'bf16' }).save(dir, { dtype: 'bf16' });
     const B = 3,
@@ -23,11 +23,12 @@ describe('memoryPlan', () => {
       S = 50;
     const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 3000);
     const rows = Int32Array.from({ length: S }, (_, i) => (i * 2) % (B * T));
-    const cases: { weights: 'f32' | 'bf16'; checkpointing: 'none' | 'layer'; lora?: { rank: number; targets: LoraTarget[] } }[] = [
+    const cases: { weights: 'f32' | 'bf16'; checkpointing: 'none' | 'layer'; lora?: { rank: number; targets: LoraTarget[]; dropout?: number } }[] = [
       { weights: 'f32', checkpointing: 'none' },
       { weights: 'f32', checkpointing: 'layer' },
       { weights: 'bf16', checkpointing: 'none', lora: { rank: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'up_proj'] } },
       { weights: 'bf16', checkpointing: 'layer', lora: { rank: 5, targets: ['attn_out', 'ff_out'] } },
+      { weights: 'bf16', checkpointing: 'layer', lora: { rank: 5, targets: ['q_proj', 'ff_out'], dropout: 0.05 } },
     ];
     for (const c of cases) {
       const m = await DiffusionLM.fromPretrained(dir, { dtype: c.weights, checkpointing: c.checkpointing, threads: 1 });

@@ -191,6 +191,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'gen-length', type: 'int', help: "tokens per answer (default: the starting folder's generation_config.json gen_length, else the task's: gsm8k and math500 256, as d1)" },
       { name: 'lora-rank', type: 'int', help: "train LoRA adapters of this rank on the frozen starting model (loaded in its own dtype: LLaDA-8B stays BF16) instead of all its weights; checkpoints are PEFT adapter folders (d1: 128)" },
       { name: 'lora-alpha', type: 'number', help: 'LoRA scale alpha / rank (default rank / 2: d1 has 64 at rank 128)' },
+      { name: 'lora-dropout', type: 'number', default: 0, help: "PEFT's lora_dropout on the adapters' inputs in the policy-gradient forwards (d1: 0.05)" },
       { name: 'lora-targets', type: 'string', default: D1_LORA_TARGETS.join(','), help: `the layers that get adapters, in every block (${LORA_TARGETS.join(', ')}); default d1's that exist in LLaDA`, meta: 'NAME,NAME,...' },
       { name: 'checkpointing', type: 'string', default: 'none', choices: ['none', 'layer'], help: "gradient checkpointing: 'layer' keeps each layer's input only and recomputes the layer in the backward (about one more forward's work; activations of one layer instead of all)" },
       ...flagsFromSpecs(DIFFPO_DEFAULTS, { checkpointEvery: { default: 25, why: 'a run can resume from its last quarter-hundred steps' } }, { temperature: 'rollout-temperature' }),
@@ -584,7 +585,7 @@ async function trainCommand(v: FlagValues, run: ModelOptions): Promise<void> {
     head: { grid: headGrid, features: v.headFeatures as HeadFeatures, init: v.headInit as number, cost: v.headCost as 'additive' | 'correct-bonus', kind: v.headKind as 'threshold' | 'entropy', lr: v.headLr as number },
     trainer,
     genLength: v.genLength as number | undefined,
-    lora: v.loraRank === undefined ? undefined : { rank: v.loraRank as number, alpha: v.loraAlpha as number | undefined, targets: (v.loraTargets as string).split(',').map((t) => t.trim()) as LoraTarget[] },
+    lora: v.loraRank === undefined ? undefined : { rank: v.loraRank as number, alpha: v.loraAlpha as number | undefined, dropout: v.loraDropout as number, targets: (v.loraTargets as string).split(',').map((t) => t.trim()) as LoraTarget[] },
     model: { ...run, checkpointing: v.checkpointing as 'none' | 'layer' },
   });
   process.stdout.write(report ? `${table}\n\nreport: ${report} (and report.md)\n` : `${table}\n`);

@@ -1,7 +1,7 @@
 /** What a derived random stream is for: each purpose gets streams of its own. */
-export type SeedPurpose = 'sft-masks' | 'rollout' | 'estimator' | 'head-calibration';
+export type SeedPurpose = 'sft-masks' | 'rollout' | 'estimator' | 'head-calibration' | 'lora-dropout';
 
-const PURPOSE: Record<SeedPurpose, number> = { 'sft-masks': 1, rollout: 2, estimator: 3, 'head-calibration': 4 };
+const PURPOSE: Record<SeedPurpose, number> = { 'sft-masks': 1, rollout: 2, estimator: 3, 'head-calibration': 4, 'lora-dropout': 5 };
 
 // splitmix32's finaliser: every input bit flips about half of the output bits
 function mix(x: number): number {

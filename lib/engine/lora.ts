@@ -20,8 +20,8 @@ export interface LoraOptions {
   /** The scale is alpha / rank. Default: rank / 2 (d1's 64 at rank 128). */
   alpha?: number;
   /**
-   * PEFT's lora_dropout, recorded in adapter_config.json. Only 0 trains here: dropout on the adapters'
-   * input is not implemented, and a value above 0 is refused when training.
+   * PEFT's lora_dropout (d1: 0.05): the probability of dropping each element of an adapter's input in
+   * forwards that compute gradients (see DiffusionLM.seedDropout). Default 0.
    */
   dropout?: number;
   /** The layers that get adapters, in every block. Default: d1's, `q_proj`, `k_proj`, `v_proj`, `up_proj`. */

@@ -8,7 +8,7 @@ export interface MemoryPlanOptions {
   /** The base weights: 'f32' (full fine-tuning needs it) or 'bf16' (BF16-resident; with LoRA only). Default 'f32'. */
   weights?: 'f32' | 'bf16';
   /** LoRA adapters (rank, targets: default d1's) instead of training every weight. */
-  lora?: { rank: number; targets?: LoraTarget[] } | null;
+  lora?: { rank: number; targets?: LoraTarget[]; dropout?: number } | null;
   /** Gradient checkpointing ('layer': one layer's activations instead of all). Default 'none'. */
   checkpointing?: 'none' | 'layer';
   /** One training forward's shape: sequences, and tokens per sequence (prompt and completion). */
@@ -68,7 +68,7 @@ export function memoryPlan(config: LLaDAConfig, options: MemoryPlanOptions): Mem
     T = positiveInt('seqLen', o.seqLen);
   const weights = o.weights ?? 'f32';
   if (weights !== 'f32' && weights !== 'bf16') throw new InvalidArgumentError(`weights must be 'f32' or 'bf16', got ${String(weights)}`);
-  const lora = o.lora ? resolveLora({ rank: o.lora.rank, targets: o.lora.targets ?? D1_LORA_TARGETS }) : null;
+  const lora = o.lora ? resolveLora({ rank: o.lora.rank, targets: o.lora.targets ?? D1_LORA_TARGETS, dropout: o.lora.dropout }) : null;
   if (weights === 'bf16' && !lora) throw new InvalidArgumentError("BF16-resident weights train only with LoRA (full fine-tuning needs float32 weights): give lora, or weights 'f32'");
   const checkpointing = o.checkpointing ?? 'none';
   if (checkpointing !== 'none' && checkpointing !== 'layer') throw new InvalidArgumentError(`checkpointing must be 'none' or 'layer', got ${String(checkpointing)}`);
@@ -92,6 +92,7 @@ export function memoryPlan(config: LLaDAConfig, options: MemoryPlanOptions): Mem
   let floats = (L + 1) * slot(N * D) + sets * perLayer + slot(N) + slot(N * D) + slot(S);
   floats += [N * D, N * D, N * QKV, N * D, N * 2 * F, N * F, N * D].reduce((a, n) => a + slot(n), 0) + slot(S);
   if (lora) floats += sets * lora.targets.length * slot(N * lora.rank) + slot(N * Math.max(D, F)) + slot(N * lora.rank);
+  if (lora && lora.dropout > 0) floats += slot(N * Math.max(D, F)); // the dropped input
   const arena = floats + Math.floor(floats / 4);
   // CpuBackend::scratch grows to the largest of: the LM head's chunk, attention backward's per-thread T x T, rmsnorm's partial sums
   const chunk = Math.max(1, Math.min(S, Math.floor((4 << 20) / E)));

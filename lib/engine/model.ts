@@ -330,7 +330,8 @@ export class DiffusionLM {
 
   /**
    * Adds LoRA adapters (PEFT's LoRA: each target W of every block computes W x + (alpha/r) B A x, A
-   * initialised as PEFT does and B at zero, so the model is unchanged until it trains). From then on
+   * initialised as PEFT does and B at zero, so the model is unchanged until it trains; with `dropout`,
+   * x is PEFT's lora_dropout of the input in forwards that compute gradients, see seedDropout). From then on
    * the base is frozen and may be BF16-resident: parameters(), gradients(), the optimizer's moments
    * and adamwStep hold the adapters alone, and selectedLogProbs({ adapters: false }) scores the base
    * model (the reference policy without a copy).
@@ -341,11 +342,24 @@ export class DiffusionLM {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`LoRA seed must be a non-negative integer, got ${String(seed)}`);
     if (this.#lora) throw new InvalidArgumentError('this model already has LoRA adapters (mergeAdapters() folds them in first)');
     await this.#run(undefined, async () => {
-      this.#native.addLora({ rank: lora.rank, alpha: lora.alpha, targets: targetMask(lora.targets) }, seed);
+      this.#native.addLora({ rank: lora.rank, alpha: lora.alpha, targets: targetMask(lora.targets), dropout: lora.dropout }, seed);
       this.#loraSpecs = this.#native.loraTensors();
       this.#lora = lora;
     });
     return lora;
+  }
+
+  /**
+   * Keys LoRA dropout's masks from here on: a forward with a backward drops each adapter's input
+   * elements with probability `lora.dropout` (scaling the rest by 1 / (1 - dropout), as PyTorch's
+   * dropout in training mode), by a mask that is a function of (seed; layer and target, training
+   * forward since this call, row, column); the backward remakes it. Forwards without a backward
+   * (decoding, scoring, the reference) never drop. addLora seeds it with its own seed; a trainer
+   * seeds each step (so that a resumed run draws the same masks).
+   */
+  seedDropout(seed: number): void {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`dropout seed must be a non-negative integer, got ${String(seed)}`);
+    this.#native.seedDropout(seed);
   }
 
   /** The LoRA adapters' configuration, or null without adapters. */

@@ -346,7 +346,6 @@ export class DiffpoTrainer {
     this.tasks = this.#mixture.tasks;
     this.model = o.model;
     if (this.model.lora && o.weightAverage > 0) throw new InvalidArgumentError('weightAverage is not implemented with LoRA adapters (the average would be of the adapters): give 0');
-    if (this.model.lora && this.model.lora.dropout > 0) throw new InvalidArgumentError(`LoRA dropout ${this.model.lora.dropout} is not implemented in training: give 0`);
     this.task = this.tasks[0]!;
     this.tokenizer = o.tokenizer ?? new CharTokenizer();
     checkTokenizerFits(this.tokenizer, this.model.config);
@@ -482,6 +481,8 @@ export class DiffpoTrainer {
       t0 = performance.now();
       const lr = scheduledLr(o, step, steps);
       let res: PolicyLossResult | null = null;
+      // LoRA dropout's masks: the step's own, each process's own (old and reference log-probs have none)
+      if (this.model.lora?.dropout) this.model.seedDropout(deriveSeed(o.seed, 'lora-dropout', step, this.world.rank));
       for (const it of old) {
         await this.model.zeroGrad();
         res = await policyLoss(

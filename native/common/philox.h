@@ -1,8 +1,9 @@
-// Counter-based random numbers for decoding (Philox4x32-10, Salmon et al., SC'11): every draw is a
-// pure function of (seed; sequence, step, position, vocabulary id), so the Gumbel noise of a row is
-// made where its logits are (host or device) instead of in a host buffer of rows x vocabulary, and a
-// sequence's draws never depend on which others share its batch. The same code runs on the CPU and
-// in CUDA kernels.
+// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11): every draw is a pure function of
+// its key. Decoding keys by (seed; sequence, step, position, vocabulary id), so the Gumbel noise of a
+// row is made where its logits are (host or device) instead of in a host buffer of rows x vocabulary,
+// and a sequence's draws never depend on which others share its batch; LoRA dropout keys by (seed;
+// layer and target, forward, row, column), so its mask is remade, not stored. The same code runs on
+// the CPU and in CUDA kernels.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -45,6 +46,22 @@ DIFFPO_HD double philox_uniform(uint64_t seed, NoiseRow row, uint32_t slot) {
 // Gumbel(0, 1) noise of vocabulary id v for a row: -log(-log(u)).
 DIFFPO_HD double gumbel_noise(uint64_t seed, NoiseRow row, uint32_t v) {
   return -log(-log(philox_uniform(seed, row, v)));
+}
+
+// Inverted dropout's factor for element (row, column) of a stream: 0 with probability p, else
+// 1 / (1 - p). The mask is a function of its key, so a backward (or a recomputed forward) remakes it.
+DIFFPO_HD float dropout_factor(uint64_t seed, NoiseRow row, uint32_t column, float p) {
+  return philox_uniform(seed, row, column) < (double)p ? 0.f : 1.f / (1.f - p);
+}
+
+// Rows [lo, hi) of Backend::dropout (ops.h), the loop every host implementation runs.
+inline void dropout_rows(float* y, const float* x, long lo, long hi, int C, float p, uint64_t seed, uint32_t stream,
+                         uint32_t step, bool accumulate) {
+  for (long n = lo; n < hi; n++)
+    for (int c = 0; c < C; c++) {
+      const float v = x[n * C + c] * dropout_factor(seed, {stream, step, (uint32_t)n}, (uint32_t)c, p);
+      y[n * C + c] = accumulate ? y[n * C + c] + v : v;
+    }
 }
 
 }  // namespace diffpo

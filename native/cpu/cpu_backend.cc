@@ -34,6 +34,11 @@ float* CpuBackend::scratch(size_t floats) {
   return scratch_.data();
 }
 
+void CpuBackend::dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step,
+                         bool accumulate) {
+  parallel_range(N, 4, [&](long lo, long hi) { dropout_rows(y, x, lo, hi, C, p, seed, stream, step, accumulate); });
+}
+
 void CpuBackend::embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int D, float scale) {
   parallel_range(N, 16, [&](long lo, long hi) {
     for (long n = lo; n < hi; n++) {

@@ -47,6 +47,8 @@ class CpuBackend : public Backend {
                                    const int32_t* targets, int S, int D, int E, float scale) override;
   void lmhead_logprob_backward_bf16(float* dh, const float* dlogp, const float* lse, const float* h, const uint16_t* w,
                                     const int32_t* rows, const int32_t* targets, int S, int D, int E, float scale) override;
+  void dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step,
+               bool accumulate) override;
   void scale(float* x, long n, float s) override;
   double sum_squares(const float* x, long n) override;
   void adamw_update(float* p, const float* g, float* m, float* v, long n, const AdamWStep& s) override;

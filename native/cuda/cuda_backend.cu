@@ -213,6 +213,13 @@ class CudaBackend : public Backend {
     finish();
   }
 
+  void dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step,
+               bool accumulate) override {
+    begin();
+    const size_t n = (size_t)N * C;
+    cuda::dropout(inout(y, n, 6, accumulate), in(x, n, 0), N, C, p, seed, stream, step, accumulate);
+    finish();
+  }
   void scale(float* x, long n, float s) override {
     begin();
     cuda::scale(inout(x, n, 7, true), n, s);

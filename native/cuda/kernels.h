@@ -64,6 +64,7 @@ void logsoftmax_gather_backward(float* logits, const float* dlogp, const float* 
 void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* src, long src_ld, const int32_t* src_rows,
                int rows, int n, bool add);
 
+void dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step, bool add);
 void scale(float* x, long n, float s);
 // sum of squares in double into *out (device memory)
 void sum_squares(double* out, const float* x, long n);

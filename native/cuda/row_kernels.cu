@@ -152,6 +152,16 @@ __global__ void copy_rows_kernel(float* dst, long dst_ld, const int32_t* dst_row
   }
 }
 
+__global__ void dropout_kernel(float* y, const float* x, long N, int C, float p, uint64_t seed, uint32_t stream,
+                               uint32_t step, bool add) {
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < N * C; i += (long)gridDim.x * blockDim.x) {
+    const long n = i / C;
+    const int c = (int)(i % C);
+    const float v = x[i] * dropout_factor(seed, {stream, step, (uint32_t)n}, (uint32_t)c, p);
+    y[i] = add ? y[i] + v : v;
+  }
+}
+
 __global__ void scale_kernel(float* x, long n, float s) {
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) x[i] *= s;
 }
@@ -301,6 +311,11 @@ void copy_rows(float* dst, long dst_ld, const int32_t* dst_rows, const float* sr
   if ((long)rows * n > 0)
     copy_rows_kernel<<<blocks_for((long)rows * n), THREADS>>>(dst, dst_ld, dst_rows, src, src_ld, src_rows, rows, n, add);
   check_last("copy_rows");
+}
+
+void dropout(float* y, const float* x, int N, int C, float p, uint64_t seed, uint32_t stream, uint32_t step, bool add) {
+  if ((long)N * C > 0) dropout_kernel<<<blocks_for((long)N * C), THREADS>>>(y, x, N, C, p, seed, stream, step, add);
+  check_last("dropout");
 }
 
 void scale(float* x, long n, float s) {
