@@ -8,6 +8,7 @@ const benches = {
   parallel: () => import('./parallel.mjs'),
   llada: () => import('./llada.mjs'),
   lora: () => import('./lora.mjs'),
+  noise: () => import('./noise.mjs'),
 };
 const [name = 'model', ...args] = process.argv.slice(2);
 if (!benches[name]) {
