@@ -1,5 +1,5 @@
 // DiFFPO with LoRA adapters on a frozen BF16 base, the way LLaDA-8B-Instruct trains on one GPU: the
-// shipped countdown3 base loaded BF16-resident, rank-8 adapters on d1's targets (q_proj, k_proj,
+// shipped countdown3 base loaded BF16-resident, rank-8 adapters (dropout 0.05) on d1's targets (q_proj, k_proj,
 // v_proj, up_proj), a few RL steps whose KL reference is the base itself (the adapters switched off:
 // no copy of the weights), then the adapters saved as a PEFT folder, loaded back onto their base and
 // merged; last, what a step of LLaDA-8B would hold, full fine-tuning against LoRA, from memoryPlan.
@@ -17,7 +17,7 @@ const task = countdown3Task();
 const test = await loadTestSet(task);
 
 const model = await DiffusionLM.fromPretrained(base, { dtype: 'auto' }); // the folder's BF16, as it is
-await model.addLora({ rank: 8, seed: 0 });
+await model.addLora({ rank: 8, dropout: 0.05, seed: 0 }); // d1's dropout
 console.log(`${model.dtype} base of ${model.numParameters} parameters, ${model.numTrainable} trainable in the adapters`);
 const rl = new DiffpoTrainer({ model, task, tokenizer, genLength, promptsPerStep: 8, groupSize: 4, innerIterations: 1, lr: 5e-4, seed: 0, rolloutThresholds: [0.7, 0.9, 0.95, 0.99], exclude: test.map((t) => task.key(t)) });
 await rl.train({ steps: 3, onStep: (i) => console.log(`step ${i.step}: reward ${i.meanReward.toFixed(2)}, KL ${i.klMean.toExponential(2)}, NFE ${i.meanNfe.toFixed(2)}`) });
