@@ -50,8 +50,9 @@ export interface RlRecipe {
  * left 75-100% of groups flat, mixed rollout thresholds 0.7-0.99 bring that to 25-75%; training items
  * are all signed sums (the base never solves one that needs a search, so those groups are all wrong),
  * and two rounds of resampling the flat groups leave 15-17% of the batch flat. Its 64 steps fit the
- * main job in about 10 minutes on 2 cores (a cosine from 5e-5 after 10 warmup steps: +5.2 ± 1.3 points
- * over the base's hull at equal NFE on the test set, +6.4 ± 1.0 on the validation set, four seeds).
+ * main job in about 10 minutes on 2 cores (a cosine from 5e-5 after 10 warmup steps: +4.8 ± 2.4 points
+ * over the base's hull at equal NFE on the test set, +6.1 ± 1.9 on the validation set, four seeds;
+ * +5.0 ± 1.8 and +6.2 ± 1.4 over eight, two sets of four with different rollout noise).
  * One token per step (96 forwards an item) would be 80% of the sweeps' time: the main job leaves it
  * out. The learned sampler's grid is 0.7 / 0.9, where a per-prompt threshold has room on this base
  * (0.5 / 0.9 would spend its loose choice where the base solves 0.29).
