@@ -69,6 +69,22 @@ describe('diffpo report', () => {
     await expect(summarizeRuns([withVal, writeRun(join(root, 'v-s00'), 0, [pt(0.9, 0.6, 6)])])).rejects.toThrow(/repeats seed 0/);
   });
 
+  it('pools two sets of one experiment into one sample: every run counted, seeds repeating', async () => {
+    const a = [0, 1].map((s) => writeRun(join(root, 'pool-a', `seed-${s}`), s, [pt(0.9, [0.56, 0.6][s]!, 6)]));
+    const b = [0, 1].map((s) => writeRun(join(root, 'pool-b', `seed-${s}`), s, [pt(0.9, [0.52, 0.64][s]!, 6)]));
+    expect((await summarizeRuns([...a, ...b])).sets.length).toBe(2);
+    const r = await summarizeRuns([...a, ...b], { pool: 'both' });
+    expect(r.sets.map((s) => [s.name, s.seeds])).toEqual([['both', [0, 0, 1, 1]]]);
+    const acc = r.sets[0]!.rows[0]!.accuracy;
+    expect([...acc.values].sort()).toEqual([0.52, 0.56, 0.6, 0.64]);
+    expect(acc.mean).toBeCloseTo(0.58, 12);
+    expect(acc.std).toBeCloseTo(Math.sqrt((0.02 ** 2 * 2 + 0.06 ** 2 * 2) / 3), 12);
+    // each run's gain over its own starting model's hull, as unpooled (at NFE 6: 0.4 + 2/3 * 0.1)
+    expect(r.sets[0]!.rows[0]!.gainAtEqualNfe!.mean).toBeCloseTo(100 * (0.58 - (0.4 + 0.2 / 3)), 9);
+    await expect(summarizeRuns(a, { pool: '' })).rejects.toThrow(/pool must name the pooled set/);
+    expect(cli('report', ...a, ...b, '--pool', 'both').stdout).toContain('| both (diffpo, 64 steps) | 0, 0, 1, 1 | threshold 0.9 |');
+  });
+
   it('diffpo experiment runs every grid cell and seed, keeps finished runs, and writes both splits\' reports', () => {
     const out = join(root, 'exp');
     const file = join(root, 'exp.json');

@@ -208,7 +208,7 @@ const COMMANDS: Record<string, Command> = {
     run: experimentCommand,
   },
   report: {
-    usage: 'diffpo report RUN... [--split test|validation] [--baseline PATH[,PATH]] [--thresholds N,N] [--markdown FILE] [--svg FILE] [--json]',
+    usage: 'diffpo report RUN... [--split test|validation] [--baseline PATH[,PATH]] [--thresholds N,N] [--pool NAME] [--markdown FILE] [--svg FILE] [--json]',
     summary:
       "Summarises finished runs (folders with result.json) by set, a set being the runs whose folder names differ only in a seed part (rs2-300-s0, rs2-300-s1; or set/seed-0, set/seed-1): per decoding, accuracy and mean NFE as mean ± sample std over seeds, and each seed's gain over the baseline's frontier (the upper concave hull of its threshold sweep) at equal NFE and NFE saved at equal accuracy. Choose on --split validation; report the test set.",
     positionals: true,
@@ -216,6 +216,7 @@ const COMMANDS: Record<string, Command> = {
       { name: 'split', type: 'string', default: 'test', choices: ['test', 'validation'], help: 'which evaluation of the runs to read: the test set (reported) or the validation set (what choices are made on)' },
       { name: 'baseline', type: 'string', help: "what gains are measured against (default each run's starting model, its sweep before training): run folders (their sweeps after training, averaged) or `diffpo eval --pareto --json` files", meta: 'PATH[,PATH]' },
       { name: 'thresholds', type: 'numbers', help: "the decodings to list (default each run's own threshold; the learned threshold is listed where the runs have one)", meta: 'N,N,...' },
+      { name: 'pool', type: 'string', help: 'read every run given as one set of this name, seeds repeating (two sets of one experiment made with other random draws, as one sample)', meta: 'NAME' },
       { name: 'markdown', type: 'string', help: 'also write the table as Markdown here', meta: 'FILE' },
       { name: 'svg', type: 'string', help: "also write the accuracy-vs-NFE plot here (the baseline's sweep and hull, each set's mean sweep, learned points)", meta: 'FILE' },
       JSON_FLAG,
@@ -240,6 +241,7 @@ async function reportCommand(v: FlagValues): Promise<void> {
     split: v.split as Split,
     thresholds: v.thresholds as number[] | undefined,
     baseline: typeof v.baseline === 'string' ? v.baseline.split(',') : undefined,
+    pool: v.pool as string | undefined,
   });
   for (const [file, text] of [
     [v.markdown, r.markdown],

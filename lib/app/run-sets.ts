@@ -135,15 +135,20 @@ const statOrNull = (values: (number | null)[]): SeedStat | null => (values.some(
  * std over seeds, and each seed's gain over the baseline's frontier (its upper concave hull,
  * paretoCompare) at equal NFE and NFE saved at equal accuracy. The baseline is each run's starting
  * model (its sweep before training), or the given runs' (or `eval --pareto --json` files') points.
+ * With `pool`, every run given is one set of that name, seeds may repeat (several sets of one
+ * experiment, made with other random draws, read as one larger sample).
  */
-export async function summarizeRuns(dirs: string[], options: { split?: Split; thresholds?: number[]; baseline?: string[] } = {}): Promise<RunReport> {
+export async function summarizeRuns(dirs: string[], options: { split?: Split; thresholds?: number[]; baseline?: string[]; pool?: string } = {}): Promise<RunReport> {
   const split = options.split ?? 'test';
   if (split !== 'test' && split !== 'validation') throw new InvalidArgumentError(`split must be 'test' or 'validation', got ${JSON.stringify(split)}`);
   if (dirs.length === 0) throw new InvalidArgumentError('report needs at least one run folder');
   const runs = await Promise.all(dirs.map(readRun));
   const baseline = options.baseline?.length ? meanSweep(await Promise.all(options.baseline.map((b) => baselinePoints(b, split)))) : null;
+  const { pool } = options;
+  if (pool !== undefined && (typeof pool !== 'string' || pool === '')) throw new InvalidArgumentError(`pool must name the pooled set, got ${JSON.stringify(pool)}`);
+  const setOf = (r: RunRecord) => pool ?? runSetName(r.dir);
   const groups = new Map<string, RunRecord[]>();
-  for (const r of runs) groups.set(runSetName(r.dir), [...(groups.get(runSetName(r.dir)) ?? []), r]);
+  for (const r of runs) groups.set(setOf(r), [...(groups.get(setOf(r)) ?? []), r]);
   const sets: RunSet[] = [];
   for (const [name, members] of groups) {
     members.sort((a, b) => a.result.seed - b.result.seed);
@@ -151,7 +156,7 @@ export async function summarizeRuns(dirs: string[], options: { split?: Split; th
     const seen = new Set<number>();
     for (const m of members) {
       if (m.result.task !== first.task) throw new InvalidArgumentError(`${m.dir} is a ${m.result.task} run but ${members[0]!.dir} is ${first.task}: a set holds one task`);
-      if (seen.has(m.result.seed)) throw new InvalidArgumentError(`${m.dir} repeats seed ${m.result.seed} of set ${name}`);
+      if (seen.has(m.result.seed) && pool === undefined) throw new InvalidArgumentError(`${m.dir} repeats seed ${m.result.seed} of set ${name} (give --pool to read several sets as one)`);
       seen.add(m.result.seed);
     }
     const frontOf = (r: RunRecord) => baseline ?? sweepOf(r, split, 'before');
