@@ -127,28 +127,38 @@ ModelConfig small_config() {
   return c;
 }
 
+// Two sequences (the second left-padded by 5) with every third position scored, weighted.
+struct ScoredBatch {
+  int B = 2, T = 48, S = 0;
+  std::vector<int32_t> ids, pos, rows, targets;
+  std::vector<uint8_t> mask;
+  Vec weights;
+  explicit ScoredBatch(const ModelConfig& cfg) : ids(B * T), pos(B * T), mask(B * T, 1) {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < B * T; i++) ids[i] = (int)(rng() % cfg.vocab_size);
+    for (int t = 0; t < 5; t++) mask[T + t] = 0;
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++) pos[b * T + t] = std::max(0, t - (b ? 5 : 0));
+    for (int i = 0; i < B * T; i += 3) rows.push_back(i), targets.push_back((int)(rng() % cfg.vocab_size)), weights.push_back(0.5f + (i % 7) * 0.1f);
+    S = (int)rows.size();
+  }
+  double loss(Model& m, float* logp, bool backward) const {
+    return m.logprob_loss(ids.data(), mask.data(), pos.data(), B, T, rows.data(), targets.data(), weights.data(), S, logp, backward);
+  }
+};
+
 void model_parity() {
   report("\n## Whole model: logprob loss, forward and backward, device vs CPU\n\n| check | error | tolerance | |\n|---|---|---|---|\n");
   const ModelConfig cfg = small_config();
-  const int B = 2, T = 48;
-  std::mt19937_64 rng(7);
-  std::vector<int32_t> ids(B * T), pos(B * T), rows, targets;
-  std::vector<uint8_t> mask(B * T, 1);
-  for (int i = 0; i < B * T; i++) ids[i] = (int)(rng() % cfg.vocab_size);
-  for (int t = 0; t < 5; t++) mask[T + t] = 0;  // the second sequence is left-padded by 5
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++) pos[b * T + t] = std::max(0, t - (b ? 5 : 0));
-  Vec weights;
-  for (int i = 0; i < B * T; i += 3) rows.push_back(i), targets.push_back((int)(rng() % cfg.vocab_size)), weights.push_back(0.5f + (i % 7) * 0.1f);
-  const int S = (int)rows.size();
+  const ScoredBatch batch(cfg);
+  const auto& [B, T, S, ids, pos, rows, targets, mask, weights] = batch;
   for (const bool bf16 : {false, true}) {
     Model cpu(cfg, std::unique_ptr<Backend>(new CpuBackend(2)));
     Model dev(cfg, make_device(bf16));
     cpu.init_random(3, 0.05f);
     std::memcpy(dev.params()->data, cpu.params()->data, sizeof(float) * cpu.params()->size);
     Vec lp_cpu(S), lp_dev(S);
-    const double loss_cpu = cpu.logprob_loss(ids.data(), mask.data(), pos.data(), B, T, rows.data(), targets.data(), weights.data(), S, lp_cpu.data(), true);
-    const double loss_dev = dev.logprob_loss(ids.data(), mask.data(), pos.data(), B, T, rows.data(), targets.data(), weights.data(), S, lp_dev.data(), true);
+    const double loss_cpu = batch.loss(cpu, lp_cpu.data(), true), loss_dev = batch.loss(dev, lp_dev.data(), true);
     const double tol = bf16 ? 3e-2 : 1e-4;
     const std::string tag = bf16 ? " (bf16 GEMMs)" : " (fp32 GEMMs)";
     expect("loss" + tag, std::abs(loss_dev - loss_cpu) / std::abs(loss_cpu), tol);
@@ -171,6 +181,46 @@ void model_parity() {
     const double n_cpu = cpu.adamw_step(st, 1.f, *m_cpu, *v_cpu), n_dev = dev.adamw_step(st, 1.f, *m_dev, *v_dev);
     // max-norm: one parameter whose tiny gradient flips sign moves by 2 lr, hence the gradients' tolerance
     expect("grad norm + AdamW step" + tag, std::abs(n_dev - n_cpu) / n_cpu + nerr(Vec(dev.params()->data, dev.params()->data + P), Vec(cpu.params()->data, cpu.params()->data + P)), tol * 3);
+  }
+}
+
+// LoRA (all seven targets, dropout 0.1) on a BF16-resident base: the training loss, log-probs, the
+// adapters' gradients (through the same Philox dropout masks on both) and an AdamW step, then the
+// base's scores with the adapters off (the RL reference), device vs CPU
+void lora_parity() {
+  report("\n## LoRA: rank 8, dropout 0.1, BF16-resident base, device vs CPU\n\n| check | error | tolerance | |\n|---|---|---|---|\n");
+  const ModelConfig cfg = small_config();
+  const ScoredBatch batch(cfg);
+  const LoraSpec spec{8, 16.0, (1u << kLoraTargets) - 1, 0.1};
+  for (const bool bf16 : {false, true}) {
+    Model cpu(cfg, std::unique_ptr<Backend>(new CpuBackend(2)), DType::BF16);
+    Model dev(cfg, make_device(bf16), DType::BF16);
+    for (Model* m : {&cpu, &dev}) {
+      m->init_random(3, 0.05f);
+      m->add_lora(spec, 5);
+      for (const auto& t : m->lora()->tensors())  // B off zero, so that every adapter acts
+        if (t.name.find("lora_B") != std::string::npos)
+          for (size_t i = 0; i < t.numel; i++) m->lora()->params()->data[t.offset + i] = 0.02f * std::sin(0.7f * (float)i + (float)t.offset);
+    }
+    Vec lp_cpu(batch.S), lp_dev(batch.S);
+    const double loss_cpu = batch.loss(cpu, lp_cpu.data(), true), loss_dev = batch.loss(dev, lp_dev.data(), true);
+    const double tol = bf16 ? 3e-2 : 1e-4;
+    const std::string tag = bf16 ? " (bf16 GEMMs)" : " (fp32 GEMMs)";
+    expect("loss" + tag, std::abs(loss_dev - loss_cpu) / std::abs(loss_cpu), tol);
+    expect("log-probs" + tag, nerr(lp_dev, lp_cpu), tol);
+    const size_t P = cpu.lora()->params()->size;
+    const float *g_dev = dev.grads()->data, *g_cpu = cpu.grads()->data;
+    expect("adapter gradients" + tag, nerr(Vec(g_dev, g_dev + P), Vec(g_cpu, g_cpu + P)), tol * 3);
+    // eps 1e-6: at 1e-8 an adapter gradient of that size, zero within the backends' rounding, would move
+    // its parameter by half a step on one backend and not on the other (Adam's first step is lr g / (|g| + eps))
+    const AdamWStep st{1e-3f, 0.9f, 0.99f, 1e-6f, 0.1f, 1.f, 1};
+    BlockPtr m_cpu = cpu.new_moment(), v_cpu = cpu.new_moment(), m_dev = dev.new_moment(), v_dev = dev.new_moment();
+    const double n_cpu = cpu.adamw_step(st, 1.f, *m_cpu, *v_cpu), n_dev = dev.adamw_step(st, 1.f, *m_dev, *v_dev);
+    const float *p_dev = dev.lora()->params()->data, *p_cpu = cpu.lora()->params()->data;
+    expect("grad norm + AdamW step on the adapters" + tag, std::abs(n_dev - n_cpu) / n_cpu + nerr(Vec(p_dev, p_dev + P), Vec(p_cpu, p_cpu + P)), tol * 3);
+    cpu.use_adapters = dev.use_adapters = false;
+    batch.loss(cpu, lp_cpu.data(), false), batch.loss(dev, lp_dev.data(), false);
+    expect("log-probs with the adapters off" + tag, nerr(lp_dev, lp_cpu), tol);
   }
 }
 
@@ -324,6 +374,7 @@ int main(int argc, char** argv) {
     if (g_self_test) report("# diffpo harness self-test: the reference loops stand in for the GPU\n");
     guarded("ops", op_parity);
     guarded("whole model", model_parity);
+    guarded("LoRA", lora_parity);
     guarded("decoding", decode_parity);
 #ifdef DIFFPO_CUDA
     if (!g_self_test && !skip_timing) guarded("timing", [&] { timing(gen); });
