@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ function runsOf(dir: string): string[] {
   for (const name of readdirSync(dir).sort()) {
     const path = join(dir, name);
     if (/^seed-\d+$/.test(name) && existsSync(join(path, 'result.json'))) out.push(path);
-    else if (!name.includes('.') && existsSync(path) && readdirSync(path).some((n) => /^seed-\d+$/.test(n))) out.push(...runsOf(path));
+    else if (statSync(path).isDirectory() && readdirSync(path).some((n) => /^seed-\d+$/.test(n))) out.push(...runsOf(path)); // cells may hold dots (lora-dropout-0.05)
   }
   return out;
 }
