@@ -181,7 +181,7 @@ describe('LoRA dropout', () => {
   // the training loss under the masks of the first forward after seedDropout(seed) (a forward with a
   // backward: the only kind that drops)
   const lossUnder = async (m: DiffusionLM, seed: number) => {
-    m.seedDropout(seed);
+    await m.seedDropout(seed);
     return (await m.selectedLogProbs(input(), { backward: true })).loss;
   };
 
@@ -193,7 +193,7 @@ describe('LoRA dropout', () => {
     const noDrop = (await plain.selectedLogProbs(input(), { backward: true })).loss;
     // scoring and decoding forwards never drop: equal to the same adapters without dropout, bit for bit
     expect((await m.selectedLogProbs(input())).logProbs).toEqual((await plain.selectedLogProbs(input())).logProbs);
-    m.seedDropout(11);
+    await m.seedDropout(11);
     const first = (await m.selectedLogProbs(input(), { backward: true })).loss;
     const second = (await m.selectedLogProbs(input(), { backward: true })).loss;
     expect(first).not.toBe(noDrop);
@@ -235,7 +235,7 @@ describe('LoRA dropout', () => {
     const m = DiffusionLM.create(CFG, { seed: 4 });
     for (const dropout of [-0.1, 1, Number.NaN]) await expect(m.addLora({ rank: 2, dropout })).rejects.toThrow(InvalidArgumentError);
     await m.addLora({ rank: 2, dropout: 0.05 });
-    expect(() => m.seedDropout(-1)).toThrow(/dropout seed must be a non-negative integer, got -1/);
+    await expect(m.seedDropout(-1)).rejects.toThrow(/dropout seed must be a non-negative integer, got -1/);
     m.dispose();
   });
 });

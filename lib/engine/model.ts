@@ -355,11 +355,11 @@ export class DiffusionLM {
    * dropout in training mode), by a mask that is a function of (seed; layer and target, training
    * forward since this call, row, column); the backward remakes it. Forwards without a backward
    * (decoding, scoring, the reference) never drop. addLora seeds it with its own seed; a trainer
-   * seeds each step (so that a resumed run draws the same masks).
+   * seeds each step (so that a resumed run draws the same masks). Queued behind the calls in flight.
    */
-  seedDropout(seed: number): void {
+  async seedDropout(seed: number): Promise<void> {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError(`dropout seed must be a non-negative integer, got ${String(seed)}`);
-    this.#native.seedDropout(seed);
+    await this.#run(undefined, async () => this.#native.seedDropout(seed));
   }
 
   /** The LoRA adapters' configuration, or null without adapters. */

@@ -482,7 +482,7 @@ export class DiffpoTrainer {
       const lr = scheduledLr(o, step, steps);
       let res: PolicyLossResult | null = null;
       // LoRA dropout's masks: the step's own, each process's own (old and reference log-probs have none)
-      if (this.model.lora?.dropout) this.model.seedDropout(deriveSeed(o.seed, 'lora-dropout', step, this.world.rank));
+      if (this.model.lora?.dropout) await this.model.seedDropout(deriveSeed(o.seed, 'lora-dropout', step, this.world.rank));
       for (const it of old) {
         await this.model.zeroGrad();
         res = await policyLoss(
