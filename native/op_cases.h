@@ -33,7 +33,8 @@ struct Ref64 {
   void dropout(double* y, const double* x, int N, int C, double p, uint64_t seed, uint32_t stream, uint32_t step, bool accumulate) {
     for (long n = 0; n < N; n++)
       for (int c = 0; c < C; c++) {
-        const bool keep = philox_uniform(seed, {stream, step, (uint32_t)n}, (uint32_t)c) >= (double)(float)p;  // p as the op list rounds it
+        // element by element (the fast loops go a Philox block of four columns at a time); p as the op list rounds it
+        const bool keep = dropout_factor(seed, {stream, step, (uint32_t)n}, (uint32_t)c, (float)p) != 0.f;
         y[n * C + c] = (accumulate ? y[n * C + c] : 0.0) + (keep ? x[n * C + c] / (1 - p) : 0.0);
       }
   }

@@ -35,10 +35,16 @@ DIFFPO_HD void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
   }
 }
 
+// The four 32-bit words of the Philox block keyed by (seed; row, slot).
+DIFFPO_HD void philox_block(uint32_t c[4], uint64_t seed, NoiseRow row, uint32_t slot) {
+  c[0] = slot, c[1] = row.position, c[2] = row.step, c[3] = row.sequence;
+  philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
 // A uniform double in (0, 1) with 53 random bits: (k + 1/2) / 2^53, never 0 or 1.
 DIFFPO_HD double philox_uniform(uint64_t seed, NoiseRow row, uint32_t slot) {
-  uint32_t c[4] = {slot, row.position, row.step, row.sequence};
-  philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+  uint32_t c[4];
+  philox_block(c, seed, row, slot);
   const uint64_t k = ((uint64_t)(c[0] >> 5) << 26) | (c[1] >> 6);
   return ((double)k + 0.5) / 9007199254740992.0;
 }
@@ -48,19 +54,31 @@ DIFFPO_HD double gumbel_noise(uint64_t seed, NoiseRow row, uint32_t v) {
   return -log(-log(philox_uniform(seed, row, v)));
 }
 
-// Inverted dropout's factor for element (row, column) of a stream: 0 with probability p, else
-// 1 / (1 - p). The mask is a function of its key, so a backward (or a recomputed forward) remakes it.
+// Inverted dropout's factor from one 32-bit word w: 0 when (w + 1/2) / 2^32 < p, else 1 / (1 - p).
+DIFFPO_HD float dropout_keep(uint32_t w, float p) { return ((double)w + 0.5) / 4294967296.0 < (double)p ? 0.f : 1.f / (1.f - p); }
+
+// The factor of element (row, column) of a stream: word column % 4 of the block keyed by column / 4
+// (one Philox block serves four columns). The mask is a function of its key, so a backward (or a
+// recomputed forward) remakes it.
 DIFFPO_HD float dropout_factor(uint64_t seed, NoiseRow row, uint32_t column, float p) {
-  return philox_uniform(seed, row, column) < (double)p ? 0.f : 1.f / (1.f - p);
+  uint32_t c[4];
+  philox_block(c, seed, row, column / 4);
+  return dropout_keep(c[column % 4], p);
 }
 
-// Rows [lo, hi) of Backend::dropout (ops.h), the loop every host implementation runs.
+// Rows [lo, hi) of Backend::dropout (ops.h), the loop every host implementation runs: dropout_factor
+// a block of four columns at a time.
 inline void dropout_rows(float* y, const float* x, long lo, long hi, int C, float p, uint64_t seed, uint32_t stream,
                          uint32_t step, bool accumulate) {
   for (long n = lo; n < hi; n++)
-    for (int c = 0; c < C; c++) {
-      const float v = x[n * C + c] * dropout_factor(seed, {stream, step, (uint32_t)n}, (uint32_t)c, p);
-      y[n * C + c] = accumulate ? y[n * C + c] + v : v;
+    for (int c0 = 0; c0 < C; c0 += 4) {
+      uint32_t w[4];
+      philox_block(w, seed, {stream, step, (uint32_t)n}, (uint32_t)c0 / 4);
+      for (int j = 0; j < 4 && c0 + j < C; j++) {
+        const long i = n * C + c0 + j;
+        const float v = x[i] * dropout_keep(w[j], p);
+        y[i] = accumulate ? y[i] + v : v;
+      }
     }
 }
 
